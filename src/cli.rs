@@ -1,0 +1,148 @@
+//! The command line. Doc comments here are the `--help` text. Every option also reads
+//! `TRANCHE_<NAME>` from the environment.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Release a new version of a service to a fleet of hosts over SSH, in batches, with nothing
+/// installed on the hosts.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tranche",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show which host lands in which batch, the staging schedule and the limits, without
+    /// connecting (with --check: also run preflight on every host, changing nothing).
+    Plan {
+        #[command(flatten)]
+        files: Files,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table, env = "TRANCHE_FORMAT")]
+        format: Format,
+        /// Also connect to every host and run preflight, changing nothing.
+        #[arg(long)]
+        check: bool,
+        #[command(flatten)]
+        ssh: SshOptions,
+    },
+    /// Release the playbook's version to the targeted hosts.
+    Release {
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        ssh: SshOptions,
+    },
+    /// Check the inventory and the playbook, listing every problem at once.
+    Validate {
+        #[command(flatten)]
+        files: Files,
+    },
+    /// Report the release `current` points to on every host, and flag a mixed fleet.
+    Status {
+        #[command(flatten)]
+        files: Files,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table, env = "TRANCHE_FORMAT")]
+        format: Format,
+        #[command(flatten)]
+        ssh: SshOptions,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// The inventory and the playbook.
+#[derive(Debug, Args)]
+pub struct Files {
+    /// Inventory file (Ansible YAML or INI); may repeat.
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        required = true,
+        env = "TRANCHE_INVENTORY",
+        value_delimiter = ','
+    )]
+    pub inventories: Vec<PathBuf>,
+    /// The release plan.
+    #[arg(env = "TRANCHE_PLAYBOOK")]
+    pub playbook: PathBuf,
+    /// Narrow the playbook's `hosts` with an Ansible pattern (`web:&dc1`, `web-0*`, `all:!db`).
+    #[arg(short = 'l', long, env = "TRANCHE_LIMIT")]
+    pub limit: Option<String>,
+    /// Set a template variable; may repeat.
+    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub extra_vars: Vec<(String, String)>,
+}
+
+/// Options of a run.
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    /// Answer every confirmation with yes.
+    #[arg(short = 'y', long, env = "TRANCHE_YES")]
+    pub yes: bool,
+    /// Write every event as JSON Lines to FILE, or to stdout with `-`.
+    #[arg(long, value_name = "FILE|-", env = "TRANCHE_EVENTS")]
+    pub events: Option<String>,
+    /// Plain lines instead of progress bars.
+    #[arg(long, env = "TRANCHE_NO_PROGRESS")]
+    pub no_progress: bool,
+    /// Where runs keep their journal.
+    #[arg(long, default_value = ".tranche", env = "TRANCHE_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+/// How to reach the hosts.
+#[derive(Debug, Args, Clone)]
+pub struct SshOptions {
+    /// OpenSSH client config to apply under the inventory's variables.
+    #[arg(long, value_name = "FILE", env = "TRANCHE_SSH_CONFIG")]
+    pub ssh_config: Option<PathBuf>,
+    /// known_hosts file [default: ~/.ssh/known_hosts].
+    #[arg(long, value_name = "FILE", env = "TRANCHE_KNOWN_HOSTS")]
+    pub known_hosts: Option<PathBuf>,
+    /// Trust and record the key of a host seen for the first time.
+    #[arg(long, env = "TRANCHE_ACCEPT_NEW_HOST_KEYS")]
+    pub accept_new_host_keys: bool,
+    /// Remote user when neither the inventory nor the SSH config names one.
+    #[arg(short = 'u', long, env = "TRANCHE_USER")]
+    pub user: Option<String>,
+    /// Identity file to try after the inventory's and the SSH config's.
+    #[arg(long, value_name = "FILE", env = "TRANCHE_IDENTITY")]
+    pub identity: Option<PathBuf>,
+    /// Give up connecting to a host after this long.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, env = "TRANCHE_CONNECT_TIMEOUT")]
+    pub connect_timeout: std::time::Duration,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v))
+            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            Ok((k.to_string(), v.to_string()))
+        }
+        _ => Err(format!(
+            "expected KEY=VALUE with KEY made of letters, digits and `_`, not `{s}`"
+        )),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    crate::units::parse_duration(s)
+}

@@ -1,0 +1,3 @@
+fn main() {
+    std::process::exit(tranche::run(std::env::args_os()));
+}

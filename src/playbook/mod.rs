@@ -1,0 +1,205 @@
+//! The release plan (the "playbook"): its model, loading with positioned errors, and templates.
+
+mod load;
+pub mod template;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::Pos;
+pub use template::{shell_quote, Template, Templates};
+
+/// A loaded, checked playbook.
+#[derive(Debug, Clone)]
+pub struct Playbook {
+    pub file: PathBuf,
+    pub service: String,
+    pub version: String,
+    /// The host pattern, and where it was written (for errors about it).
+    pub hosts: String,
+    pub hosts_pos: Option<Pos>,
+    pub artifact: Artifact,
+    pub layout: Layout,
+    pub rollout: Rollout,
+    pub registry: Registry,
+    pub stop: Stop,
+    pub start: Option<Template>,
+    pub health: Option<Health>,
+    pub hooks: Hooks,
+    pub templates: Templates,
+    /// `-e KEY=VALUE` variables, reachable at the top level of templates.
+    pub extra_vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ArtifactSource {
+    /// Pushed from the controller (absolute, resolved against the playbook's folder).
+    Path(PathBuf),
+    /// Pulled by each host.
+    Url(Template),
+}
+
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub source: ArtifactSource,
+    /// Lowercase hex; computed for a pushed file when the playbook leaves it out.
+    pub sha256: Option<String>,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: String,
+    pub keep: u32,
+}
+
+/// A batch size: a count or a percentage of the targeted hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchSize {
+    Count(usize),
+    Percent(u32),
+}
+
+impl std::fmt::Display for BatchSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BatchSize::Count(n) => write!(f, "{n}"),
+            BatchSize::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+/// A wait between batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pause {
+    For(Duration),
+    Confirm,
+}
+
+impl std::fmt::Display for Pause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pause::For(d) if d.is_zero() => write!(f, "none"),
+            Pause::For(d) => write!(f, "{}", crate::units::human_duration(*d)),
+            Pause::Confirm => write!(f, "confirm"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnFailure {
+    Rollback,
+    RevertFailed,
+    Halt,
+}
+
+impl OnFailure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Rollback => "rollback",
+            OnFailure::RevertFailed => "revert-failed",
+            OnFailure::Halt => "halt",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rollout {
+    pub canary: usize,
+    pub canary_pause: Pause,
+    pub batch: Vec<BatchSize>,
+    pub pause: Pause,
+    pub max_failures: BatchSize,
+    pub on_failure: OnFailure,
+    pub stage_concurrency: usize,
+    /// Bytes per second per transfer; 0: no cap.
+    pub stage_bandwidth: u64,
+}
+
+/// How a host is taken out of traffic and put back.
+#[derive(Debug, Clone)]
+pub enum Registry {
+    None,
+    Command {
+        deregister: Template,
+        register: Template,
+        /// Run the commands on this inventory host instead of the released one.
+        delegate: Option<String>,
+        drain: Duration,
+    },
+    Http {
+        deregister: HttpCall,
+        register: HttpCall,
+        drain: Duration,
+    },
+    Haproxy {
+        address: String,
+        backend: Template,
+        server: Template,
+        drain: Duration,
+    },
+}
+
+impl Registry {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Registry::None => "none",
+            Registry::Command { .. } => "command",
+            Registry::Http { .. } => "http",
+            Registry::Haproxy { .. } => "haproxy",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpCall {
+    pub method: String,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+    /// Accepted statuses; empty: any 2xx.
+    pub expect_status: Vec<u16>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Stop {
+    pub command: Option<Template>,
+    pub timeout: Duration,
+    pub kill_command: Option<Template>,
+}
+
+#[derive(Debug, Clone)]
+pub enum HealthCheck {
+    Http(Template),
+    Tcp(Template),
+    Command(Template),
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub check: HealthCheck,
+    pub expect_status: u16,
+    pub expect_body: Option<Template>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Hooks {
+    pub precheck: Option<Template>,
+    pub after_start: Option<Template>,
+}
+
+impl Playbook {
+    /// Load and check a playbook; every problem is reported at once.
+    pub fn load(
+        path: &std::path::Path,
+        extra_vars: &[(String, String)],
+    ) -> Result<Playbook, crate::error::Diagnostics> {
+        load::load(path, extra_vars)
+    }
+}

@@ -1,0 +1,331 @@
+//! A release as planned: the inventory, the playbook, the targeted hosts and their batches,
+//! resolved and checked together so that every problem in either file is reported at once.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Diagnostic, Diagnostics};
+use crate::inventory::{self, Host, Inventory};
+use crate::planner::{self, Batch};
+use crate::playbook::{ArtifactSource, HealthCheck, Playbook, Registry, Template};
+
+/// What the operator asked for on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct ReleaseRequest {
+    pub inventories: Vec<PathBuf>,
+    pub playbook: PathBuf,
+    pub limit: Option<String>,
+    pub extra_vars: Vec<(String, String)>,
+}
+
+/// A release ready to run or show.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub inventory: Inventory,
+    pub playbook: Playbook,
+    /// The targeted hosts, in inventory order.
+    pub targets: Vec<Host>,
+    pub batches: Vec<Batch>,
+    /// How many hosts may fail before `on_failure` applies.
+    pub budget: usize,
+    /// The artifact's sha256, computed on the controller for a pushed file.
+    pub sha256: String,
+    /// The pushed file's size; `None` for a pulled artifact.
+    pub artifact_size: Option<u64>,
+}
+
+impl Release {
+    pub fn load(req: &ReleaseRequest) -> Result<Release, Diagnostics> {
+        let inventory = Inventory::load(&req.inventories);
+        let playbook = Playbook::load(&req.playbook, &req.extra_vars);
+        let (inventory, playbook) = match (inventory, playbook) {
+            (Ok(i), Ok(p)) => (i, p),
+            (i, p) => {
+                let mut d = Diagnostics::default();
+                if let Err(e) = i {
+                    d.extend(e);
+                }
+                if let Err(e) = p {
+                    d.extend(e);
+                }
+                return Err(d);
+            }
+        };
+        let mut diags = Diagnostics::default();
+        let file = playbook.file.clone();
+        let mut selected = match inventory::select(&inventory, &playbook.hosts) {
+            Ok(s) => s,
+            Err(e) => {
+                diags.push(pattern_error(
+                    &file,
+                    playbook.hosts_pos,
+                    e.to_string(),
+                    &inventory,
+                ));
+                Vec::new()
+            }
+        };
+        if let Some(limit) = &req.limit {
+            match inventory::select(&inventory, limit) {
+                Ok(l) => selected.retain(|i| l.contains(i)),
+                Err(e) => diags.push(pattern_error(
+                    Path::new("--limit"),
+                    None,
+                    e.to_string(),
+                    &inventory,
+                )),
+            }
+        }
+        let targets: Vec<Host> = selected
+            .iter()
+            .map(|&i| inventory.hosts[i].clone())
+            .collect();
+        if diags.is_empty() && targets.is_empty() {
+            let what = match &req.limit {
+                Some(l) => format!(
+                    "`hosts: {}` with `--limit {l}` selects no host",
+                    playbook.hosts
+                ),
+                None => format!("`hosts: {}` selects no host", playbook.hosts),
+            };
+            diags.push(
+                Diagnostic::new(&file, playbook.hosts_pos, what)
+                    .hint("check the pattern against `tranche plan` on the whole inventory"),
+            );
+        }
+        let n = targets.len();
+        let r = &playbook.rollout;
+        if n > 0 && r.canary > n {
+            diags.push(
+                Diagnostic::new(
+                    &file,
+                    None,
+                    format!(
+                        "`rollout.canary` is {} but only {n} host{} are targeted",
+                        r.canary,
+                        if n == 1 { "" } else { "s" }
+                    ),
+                )
+                .hint("lower `rollout.canary`, or widen `hosts`/`--limit`"),
+            );
+        }
+        // Render every template once per targeted host, so an unknown variable is an error now.
+        if diags.is_empty() {
+            check_templates(&playbook, &targets, &inventory, &mut diags);
+        }
+        let (sha256, artifact_size) = match &playbook.artifact.source {
+            ArtifactSource::Path(p) => match file_sha256(p) {
+                Ok((sum, size)) => {
+                    if let Some(want) = &playbook.artifact.sha256 {
+                        if *want != sum {
+                            diags.push(Diagnostic::new(&file, Some(playbook.artifact.pos), format!("artifact `{}` has sha256 {sum}, but the playbook says {want}", p.display())).hint("rebuild the artifact or correct `artifact.sha256`"));
+                        }
+                    }
+                    (sum, Some(size))
+                }
+                Err(e) => {
+                    diags.push(Diagnostic::new(
+                        &file,
+                        Some(playbook.artifact.pos),
+                        format!("cannot read artifact `{}`: {e}", p.display()),
+                    ));
+                    (String::new(), None)
+                }
+            },
+            ArtifactSource::Url(_) => (playbook.artifact.sha256.clone().unwrap_or_default(), None),
+        };
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            diags.attach_sources(&file, &text);
+        }
+        if !diags.is_empty() {
+            return Err(diags);
+        }
+        let batches = planner::plan(n, r.canary, &r.batch);
+        let budget = planner::resolve_budget(r.max_failures, n);
+        Ok(Release {
+            inventory,
+            playbook,
+            targets,
+            batches,
+            budget,
+            sha256,
+            artifact_size,
+        })
+    }
+
+    /// The release directory on a host.
+    pub fn release_dir(&self, version: &str) -> String {
+        format!("{}/releases/{version}", self.playbook.layout.root)
+    }
+
+    /// The variables templates see for `host`.
+    pub fn context(&self, host: &Host, run_id: &str, previous_version: Option<&str>) -> Value {
+        template_context(&self.playbook, host, run_id, previous_version)
+    }
+
+    /// Render `t` for `host`.
+    pub fn render(
+        &self,
+        t: &Template,
+        host: &Host,
+        run_id: &str,
+        previous: Option<&str>,
+    ) -> Result<String, String> {
+        self.playbook
+            .templates
+            .render(t, &self.context(host, run_id, previous))
+    }
+}
+
+fn pattern_error(
+    file: &Path,
+    pos: Option<crate::error::Pos>,
+    msg: String,
+    inv: &Inventory,
+) -> Diagnostic {
+    let mut groups: Vec<&str> = inv.groups.keys().map(String::as_str).collect();
+    groups.sort_unstable();
+    Diagnostic::new(file, pos, msg).hint(format!("groups in the inventory: {}", groups.join(", ")))
+}
+
+/// The variables of SPEC §4 for one host.
+pub fn template_context(
+    p: &Playbook,
+    host: &Host,
+    run_id: &str,
+    previous_version: Option<&str>,
+) -> Value {
+    let mut h = serde_json::Map::new();
+    for (k, v) in &host.vars {
+        h.insert(k.clone(), v.clone());
+    }
+    h.insert("name".into(), json!(host.name));
+    h.insert("address".into(), json!(host.address));
+    h.insert("port".into(), json!(host.port.unwrap_or(22)));
+    h.insert(
+        "user".into(),
+        json!(host.user.clone().unwrap_or_else(|| "root".into())),
+    );
+    h.insert("zone".into(), json!(host.zone.clone().unwrap_or_default()));
+    h.insert("groups".into(), json!(host.groups));
+    let env: serde_json::Map<String, Value> = std::env::vars()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    let mut ctx = serde_json::Map::new();
+    for (k, v) in &p.extra_vars {
+        ctx.insert(k.clone(), json!(v));
+    }
+    ctx.insert("service".into(), json!(p.service));
+    ctx.insert("version".into(), json!(p.version));
+    ctx.insert(
+        "previous_version".into(),
+        json!(previous_version.unwrap_or("")),
+    );
+    ctx.insert("run_id".into(), json!(run_id));
+    ctx.insert("host".into(), Value::Object(h));
+    ctx.insert(
+        "release_dir".into(),
+        json!(format!("{}/releases/{}", p.layout.root, p.version)),
+    );
+    ctx.insert(
+        "layout".into(),
+        json!({"root": p.layout.root, "keep": p.layout.keep}),
+    );
+    ctx.insert("env".into(), Value::Object(env));
+    Value::Object(ctx)
+}
+
+/// Every template of the playbook.
+pub fn all_templates(p: &Playbook) -> Vec<&Template> {
+    let mut t: Vec<&Template> = Vec::new();
+    if let ArtifactSource::Url(u) = &p.artifact.source {
+        t.push(u);
+    }
+    match &p.registry {
+        Registry::None => {}
+        Registry::Command {
+            deregister,
+            register,
+            ..
+        } => t.extend([deregister, register]),
+        Registry::Http {
+            deregister,
+            register,
+            ..
+        } => {
+            for c in [deregister, register] {
+                t.push(&c.url);
+                t.extend(c.headers.iter().map(|(_, v)| v));
+                t.extend(c.body.iter());
+            }
+        }
+        Registry::Haproxy {
+            backend, server, ..
+        } => t.extend([backend, server]),
+    }
+    t.extend(
+        p.stop
+            .command
+            .iter()
+            .chain(p.stop.kill_command.iter())
+            .chain(p.start.iter()),
+    );
+    if let Some(h) = &p.health {
+        t.push(match &h.check {
+            HealthCheck::Http(x) | HealthCheck::Tcp(x) | HealthCheck::Command(x) => x,
+        });
+        t.extend(h.expect_body.iter());
+    }
+    t.extend(p.hooks.precheck.iter().chain(p.hooks.after_start.iter()));
+    t
+}
+
+fn check_templates(p: &Playbook, targets: &[Host], inv: &Inventory, diags: &mut Diagnostics) {
+    for t in all_templates(p) {
+        if t.is_literal() {
+            continue;
+        }
+        for host in targets {
+            if let Err(e) = p
+                .templates
+                .render(t, &template_context(p, host, "check", Some("0")))
+            {
+                let detail = e.rsplit(": ").next().unwrap_or(&e).to_string();
+                diags.push(Diagnostic::new(&t.file, Some(t.pos), format!("template cannot be rendered for host `{}`: {detail}", host.name)).hint("variables: service, version, previous_version, run_id, release_dir, layout.root, env.NAME, host.name, host.address, host.port, host.user, host.zone, host.VAR"));
+                break;
+            }
+        }
+    }
+    if let Registry::Command {
+        delegate: Some(d), ..
+    } = &p.registry
+    {
+        if inv.host(d).is_none() {
+            diags.push(Diagnostic::new(
+                &p.file,
+                None,
+                format!("`registry.delegate` names `{d}`, which is not a host of the inventory"),
+            ));
+        }
+    }
+}
+
+/// The sha256 (lowercase hex) and size of a file.
+pub fn file_sha256(path: &Path) -> std::io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        h.update(&buf[..n]);
+    }
+    Ok((hex::encode(h.finalize()), size))
+}

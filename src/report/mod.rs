@@ -1,0 +1,3 @@
+//! Everything that turns events and plans into text for people or machines.
+
+pub mod plan;

@@ -1,0 +1,216 @@
+//! `tranche plan`: the batches as a table for people, or as a documented JSON document.
+
+use std::fmt::Write;
+
+use serde_json::{json, Value};
+
+use crate::playbook::{ArtifactSource, Pause};
+use crate::release::Release;
+use crate::units::{human_duration, human_size};
+
+/// The JSON plan (schema version 1), documented in the README.
+pub fn to_json(r: &Release) -> Value {
+    let p = &r.playbook;
+    let batches: Vec<Value> = r
+        .batches
+        .iter()
+        .map(|b| {
+            let hosts: Vec<Value> = b.hosts.iter().map(|&i| {
+                let h = &r.targets[i];
+                json!({"name": h.name, "address": h.address, "port": h.port.unwrap_or(22), "zone": h.zone})
+            }).collect();
+            json!({"number": b.number, "canary": b.canary, "size": b.hosts.len(), "zones": zones(r, &b.hosts), "hosts": hosts})
+        })
+        .collect();
+    let (mode, source) = match &p.artifact.source {
+        ArtifactSource::Path(path) => ("push", path.display().to_string()),
+        ArtifactSource::Url(u) => ("pull", u.source.clone()),
+    };
+    json!({
+        "v": 1,
+        "service": p.service,
+        "version": p.version,
+        "hosts": p.hosts,
+        "targeted": r.targets.len(),
+        "batches": batches,
+        "stage": {
+            "mode": mode,
+            "source": source,
+            "sha256": r.sha256,
+            "size": r.artifact_size,
+            "concurrency": p.rollout.stage_concurrency,
+            "bandwidth": p.rollout.stage_bandwidth,
+        },
+        "layout": {"root": p.layout.root, "release_dir": r.release_dir(&p.version), "keep": p.layout.keep},
+        "failure": {
+            "max_failures": p.rollout.max_failures.to_string(),
+            "budget": r.budget,
+            "on_failure": p.rollout.on_failure.as_str(),
+        },
+        "pauses": {"canary": pause_json(p.rollout.canary_pause), "between_batches": pause_json(p.rollout.pause)},
+        "registry": p.registry.kind(),
+    })
+}
+
+fn pause_json(p: Pause) -> Value {
+    match p {
+        Pause::Confirm => json!("confirm"),
+        Pause::For(d) => json!(d.as_millis() as u64),
+    }
+}
+
+fn zones(r: &Release, hosts: &[usize]) -> Vec<String> {
+    let mut z: Vec<String> = Vec::new();
+    for &i in hosts {
+        let zone = r.targets[i].zone.clone().unwrap_or_else(|| "-".into());
+        if !z.contains(&zone) {
+            z.push(zone);
+        }
+    }
+    z
+}
+
+/// Host names of a batch, shortened past a dozen.
+fn host_list(r: &Release, hosts: &[usize]) -> String {
+    let names: Vec<&str> = hosts.iter().map(|&i| r.targets[i].name.as_str()).collect();
+    if names.len() <= 12 {
+        names.join(" ")
+    } else {
+        format!(
+            "{} … {} ({} more)",
+            names[..6].join(" "),
+            names[names.len() - 2..].join(" "),
+            names.len() - 8
+        )
+    }
+}
+
+/// The plan as a table for people.
+pub fn to_table(r: &Release) -> String {
+    let p = &r.playbook;
+    let mut out = String::new();
+    let n = r.targets.len();
+    let _ = writeln!(
+        out,
+        "{} {} to {} host{} (hosts: {}), {} batch{}",
+        p.service,
+        p.version,
+        n,
+        if n == 1 { "" } else { "s" },
+        p.hosts,
+        r.batches.len(),
+        if r.batches.len() == 1 { "" } else { "es" }
+    );
+    let _ = writeln!(out);
+    let rows: Vec<[String; 4]> = r
+        .batches
+        .iter()
+        .map(|b| {
+            let label = if b.canary {
+                format!("{} canary", b.number)
+            } else {
+                b.number.to_string()
+            };
+            [
+                label,
+                b.hosts.len().to_string(),
+                zones(r, &b.hosts).join(","),
+                host_list(r, &b.hosts),
+            ]
+        })
+        .collect();
+    let head = ["BATCH", "HOSTS", "ZONES", "MEMBERS"];
+    let w: Vec<usize> = (0..3)
+        .map(|c| {
+            rows.iter()
+                .map(|row| row[c].chars().count())
+                .chain([head[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
+        head[0],
+        head[1],
+        head[2],
+        head[3],
+        w0 = w[0],
+        w1 = w[1],
+        w2 = w[2]
+    );
+    for row in &rows {
+        let _ = writeln!(
+            out,
+            "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2]
+        );
+    }
+    let _ = writeln!(out);
+    let stage = match &p.artifact.source {
+        ArtifactSource::Path(path) => format!(
+            "push {} ({}, sha256 {})",
+            path.file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            r.artifact_size.map(human_size).unwrap_or_default(),
+            &r.sha256[..12.min(r.sha256.len())]
+        ),
+        ArtifactSource::Url(u) => format!(
+            "pull {} (sha256 {})",
+            u.source,
+            &r.sha256[..12.min(r.sha256.len())]
+        ),
+    };
+    let bw = if p.rollout.stage_bandwidth > 0 {
+        format!(", {}/s each", human_size(p.rollout.stage_bandwidth))
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        out,
+        "  stage     {stage}, {} host{} at a time{bw}, ahead of the batches",
+        p.rollout.stage_concurrency,
+        if p.rollout.stage_concurrency == 1 {
+            ""
+        } else {
+            "s"
+        }
+    );
+    let _ = writeln!(
+        out,
+        "  layout    {} (keep {})",
+        r.release_dir(&p.version),
+        p.layout.keep
+    );
+    let _ = writeln!(out, "  registry  {}", p.registry.kind());
+    let _ = writeln!(
+        out,
+        "  pauses    after canary: {}; between batches: {}",
+        p.rollout.canary_pause, p.rollout.pause
+    );
+    let _ = writeln!(
+        out,
+        "  failures  up to {} host{} may fail (max_failures {}); past that: {}",
+        r.budget,
+        if r.budget == 1 { "" } else { "s" },
+        p.rollout.max_failures,
+        p.rollout.on_failure.as_str()
+    );
+    if let Some(h) = &p.health {
+        let _ = writeln!(
+            out,
+            "  health    every {}, deadline {}",
+            human_duration(h.interval),
+            human_duration(h.timeout)
+        );
+    }
+    out
+}
