@@ -8,12 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Release a new version of a service to a fleet of hosts over SSH, in batches, with nothing
 /// installed on the hosts.
 #[derive(Debug, Parser)]
-#[command(
-    name = "tranche",
-    version,
-    propagate_version = true,
-    max_term_width = 100
-)]
+#[command(name = "tranche", version, propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -132,9 +127,7 @@ pub struct SshOptions {
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
-        Some((k, v))
-            if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
-        {
+        Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
             Ok((k.to_string(), v.to_string()))
         }
         _ => Err(format!(

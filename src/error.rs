@@ -62,10 +62,7 @@ impl fmt::Display for Diagnostic {
             let num = pos.line.to_string();
             let pad = " ".repeat(num.len());
             // Tabs would shift the caret; show them as single spaces.
-            let shown: String = line
-                .chars()
-                .map(|c| if c == '\t' { ' ' } else { c })
-                .collect();
+            let shown: String = line.chars().map(|c| if c == '\t' { ' ' } else { c }).collect();
             let width = shown.chars().count();
             let col = pos.col.max(1).min(width + 1);
             let len = pos.len.max(1).min((width + 1).saturating_sub(col).max(1));

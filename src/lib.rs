@@ -60,8 +60,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
                 match format {
                     Format::Json => println!(
                         "{}",
-                        serde_json::to_string_pretty(&report::plan::to_json(&r))
-                            .expect("plan serialises")
+                        serde_json::to_string_pretty(&report::plan::to_json(&r)).expect("plan serialises")
                     ),
                     Format::Table => eprint!("{}", report::plan::to_table(&r)),
                 }
@@ -94,11 +93,7 @@ fn load(files: &Files) -> Result<Release, i32> {
     };
     Release::load(&req).map_err(|d| {
         eprintln!("{d}");
-        eprintln!(
-            "\n{} problem{} found; nothing was touched",
-            d.len(),
-            plural(d.len())
-        );
+        eprintln!("\n{} problem{} found; nothing was touched", d.len(), plural(d.len()));
         exit_code::CONFIG
     })
 }

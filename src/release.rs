@@ -59,36 +59,20 @@ impl Release {
         let mut selected = match inventory::select(&inventory, &playbook.hosts) {
             Ok(s) => s,
             Err(e) => {
-                diags.push(pattern_error(
-                    &file,
-                    playbook.hosts_pos,
-                    e.to_string(),
-                    &inventory,
-                ));
+                diags.push(pattern_error(&file, playbook.hosts_pos, e.to_string(), &inventory));
                 Vec::new()
             }
         };
         if let Some(limit) = &req.limit {
             match inventory::select(&inventory, limit) {
                 Ok(l) => selected.retain(|i| l.contains(i)),
-                Err(e) => diags.push(pattern_error(
-                    Path::new("--limit"),
-                    None,
-                    e.to_string(),
-                    &inventory,
-                )),
+                Err(e) => diags.push(pattern_error(Path::new("--limit"), None, e.to_string(), &inventory)),
             }
         }
-        let targets: Vec<Host> = selected
-            .iter()
-            .map(|&i| inventory.hosts[i].clone())
-            .collect();
+        let targets: Vec<Host> = selected.iter().map(|&i| inventory.hosts[i].clone()).collect();
         if diags.is_empty() && targets.is_empty() {
             let what = match &req.limit {
-                Some(l) => format!(
-                    "`hosts: {}` with `--limit {l}` selects no host",
-                    playbook.hosts
-                ),
+                Some(l) => format!("`hosts: {}` with `--limit {l}` selects no host", playbook.hosts),
                 None => format!("`hosts: {}` selects no host", playbook.hosts),
             };
             diags.push(
@@ -102,7 +86,7 @@ impl Release {
             diags.push(
                 Diagnostic::new(
                     &file,
-                    None,
+                    playbook.pos("rollout.canary"),
                     format!(
                         "`rollout.canary` is {} but only {n} host{} are targeted",
                         r.canary,
@@ -121,7 +105,17 @@ impl Release {
                 Ok((sum, size)) => {
                     if let Some(want) = &playbook.artifact.sha256 {
                         if *want != sum {
-                            diags.push(Diagnostic::new(&file, Some(playbook.artifact.pos), format!("artifact `{}` has sha256 {sum}, but the playbook says {want}", p.display())).hint("rebuild the artifact or correct `artifact.sha256`"));
+                            diags.push(
+                                Diagnostic::new(
+                                    &file,
+                                    playbook.pos("artifact.sha256").or(Some(playbook.artifact.pos)),
+                                    format!(
+                                        "artifact `{}` has sha256 {sum}, but the playbook says {want}",
+                                        p.display()
+                                    ),
+                                )
+                                .hint("rebuild the artifact or correct `artifact.sha256`"),
+                            );
                         }
                     }
                     (sum, Some(size))
@@ -167,37 +161,19 @@ impl Release {
     }
 
     /// Render `t` for `host`.
-    pub fn render(
-        &self,
-        t: &Template,
-        host: &Host,
-        run_id: &str,
-        previous: Option<&str>,
-    ) -> Result<String, String> {
-        self.playbook
-            .templates
-            .render(t, &self.context(host, run_id, previous))
+    pub fn render(&self, t: &Template, host: &Host, run_id: &str, previous: Option<&str>) -> Result<String, String> {
+        self.playbook.templates.render(t, &self.context(host, run_id, previous))
     }
 }
 
-fn pattern_error(
-    file: &Path,
-    pos: Option<crate::error::Pos>,
-    msg: String,
-    inv: &Inventory,
-) -> Diagnostic {
+fn pattern_error(file: &Path, pos: Option<crate::error::Pos>, msg: String, inv: &Inventory) -> Diagnostic {
     let mut groups: Vec<&str> = inv.groups.keys().map(String::as_str).collect();
     groups.sort_unstable();
     Diagnostic::new(file, pos, msg).hint(format!("groups in the inventory: {}", groups.join(", ")))
 }
 
 /// The variables of SPEC §4 for one host.
-pub fn template_context(
-    p: &Playbook,
-    host: &Host,
-    run_id: &str,
-    previous_version: Option<&str>,
-) -> Value {
+pub fn template_context(p: &Playbook, host: &Host, run_id: &str, previous_version: Option<&str>) -> Value {
     let mut h = serde_json::Map::new();
     for (k, v) in &host.vars {
         h.insert(k.clone(), v.clone());
@@ -205,35 +181,24 @@ pub fn template_context(
     h.insert("name".into(), json!(host.name));
     h.insert("address".into(), json!(host.address));
     h.insert("port".into(), json!(host.port.unwrap_or(22)));
-    h.insert(
-        "user".into(),
-        json!(host.user.clone().unwrap_or_else(|| "root".into())),
-    );
+    h.insert("user".into(), json!(host.user.clone().unwrap_or_else(|| "root".into())));
     h.insert("zone".into(), json!(host.zone.clone().unwrap_or_default()));
     h.insert("groups".into(), json!(host.groups));
-    let env: serde_json::Map<String, Value> = std::env::vars()
-        .map(|(k, v)| (k, Value::String(v)))
-        .collect();
+    let env: serde_json::Map<String, Value> = std::env::vars().map(|(k, v)| (k, Value::String(v))).collect();
     let mut ctx = serde_json::Map::new();
     for (k, v) in &p.extra_vars {
         ctx.insert(k.clone(), json!(v));
     }
     ctx.insert("service".into(), json!(p.service));
     ctx.insert("version".into(), json!(p.version));
-    ctx.insert(
-        "previous_version".into(),
-        json!(previous_version.unwrap_or("")),
-    );
+    ctx.insert("previous_version".into(), json!(previous_version.unwrap_or("")));
     ctx.insert("run_id".into(), json!(run_id));
     ctx.insert("host".into(), Value::Object(h));
     ctx.insert(
         "release_dir".into(),
         json!(format!("{}/releases/{}", p.layout.root, p.version)),
     );
-    ctx.insert(
-        "layout".into(),
-        json!({"root": p.layout.root, "keep": p.layout.keep}),
-    );
+    ctx.insert("layout".into(), json!({"root": p.layout.root, "keep": p.layout.keep}));
     ctx.insert("env".into(), Value::Object(env));
     Value::Object(ctx)
 }
@@ -247,14 +212,10 @@ pub fn all_templates(p: &Playbook) -> Vec<&Template> {
     match &p.registry {
         Registry::None => {}
         Registry::Command {
-            deregister,
-            register,
-            ..
+            deregister, register, ..
         } => t.extend([deregister, register]),
         Registry::Http {
-            deregister,
-            register,
-            ..
+            deregister, register, ..
         } => {
             for c in [deregister, register] {
                 t.push(&c.url);
@@ -262,9 +223,7 @@ pub fn all_templates(p: &Playbook) -> Vec<&Template> {
                 t.extend(c.body.iter());
             }
         }
-        Registry::Haproxy {
-            backend, server, ..
-        } => t.extend([backend, server]),
+        Registry::Haproxy { backend, server, .. } => t.extend([backend, server]),
     }
     t.extend(
         p.stop
@@ -289,28 +248,113 @@ fn check_templates(p: &Playbook, targets: &[Host], inv: &Inventory, diags: &mut 
             continue;
         }
         for host in targets {
-            if let Err(e) = p
-                .templates
-                .render(t, &template_context(p, host, "check", Some("0")))
-            {
+            let ctx = template_context(p, host, "check", Some("0"));
+            if let Err(e) = p.templates.render(t, &ctx) {
                 let detail = e.rsplit(": ").next().unwrap_or(&e).to_string();
-                diags.push(Diagnostic::new(&t.file, Some(t.pos), format!("template cannot be rendered for host `{}`: {detail}", host.name)).hint("variables: service, version, previous_version, run_id, release_dir, layout.root, env.NAME, host.name, host.address, host.port, host.user, host.zone, host.VAR"));
+                let (msg, hint) = match find_undefined(&t.source, &ctx) {
+                    Some((name, Some(near))) => (
+                        format!("`{name}` is not defined for host `{}`", host.name),
+                        format!("did you mean `{near}`?"),
+                    ),
+                    Some((name, None)) => (
+                        format!("`{name}` is not defined for host `{}`", host.name),
+                        VARIABLES_HINT.to_string(),
+                    ),
+                    None => (
+                        format!("template cannot be rendered for host `{}`: {detail}", host.name),
+                        VARIABLES_HINT.to_string(),
+                    ),
+                };
+                diags.push(Diagnostic::new(&t.file, Some(t.pos), msg).hint(hint));
                 break;
             }
         }
     }
-    if let Registry::Command {
-        delegate: Some(d), ..
-    } = &p.registry
-    {
+    if let Registry::Command { delegate: Some(d), .. } = &p.registry {
         if inv.host(d).is_none() {
             diags.push(Diagnostic::new(
                 &p.file,
-                None,
+                p.pos("registry.delegate"),
                 format!("`registry.delegate` names `{d}`, which is not a host of the inventory"),
             ));
         }
     }
+}
+
+const VARIABLES_HINT: &str = "variables: service, version, previous_version, run_id, release_dir, layout.root, env.NAME, host.name, host.address, host.port, host.user, host.zone, host.VAR, and -e KEY=VALUE";
+
+/// The first dotted name used inside `{{ }}` or `{% %}` that `ctx` does not define, with the
+/// nearest defined name.
+fn find_undefined(source: &str, ctx: &Value) -> Option<(String, Option<String>)> {
+    let mut rest = source;
+    while let Some(start) = rest.find("{{").or_else(|| rest.find("{%")) {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").or_else(|| after.find("%}")).unwrap_or(after.len());
+        let expr = &after[..end];
+        let mut chars = expr.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if !(c.is_ascii_alphabetic() || c == '_')
+                || (i > 0
+                    && expr[..i].ends_with(|p: char| {
+                        p.is_ascii_alphanumeric() || p == '_' || p == '.' || p == '|' || p == '\'' || p == '"'
+                    }))
+            {
+                continue;
+            }
+            let word: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '.')
+                .collect();
+            for _ in 1..word.len() {
+                chars.next();
+            }
+            let parts: Vec<&str> = word.split('.').filter(|s| !s.is_empty()).collect();
+            if matches!(
+                parts.first(),
+                Some(
+                    &("true"
+                        | "false"
+                        | "none"
+                        | "if"
+                        | "else"
+                        | "endif"
+                        | "for"
+                        | "in"
+                        | "endfor"
+                        | "not"
+                        | "and"
+                        | "or"
+                        | "is"
+                        | "defined"
+                        | "safe"
+                        | "default"
+                        | "loop")
+                )
+            ) {
+                continue;
+            }
+            let mut cur = ctx;
+            for (k, part) in parts.iter().enumerate() {
+                match cur.get(part) {
+                    Some(v) => cur = v,
+                    None => {
+                        let known: Vec<&str> = cur
+                            .as_object()
+                            .map(|o| o.keys().map(String::as_str).collect())
+                            .unwrap_or_default();
+                        let near = crate::error::did_you_mean(part, &known).map(|n| {
+                            let mut p: Vec<&str> = parts[..k].to_vec();
+                            p.push(n);
+                            p.join(".")
+                        });
+                        return Some((parts[..=k].join("."), near));
+                    }
+                }
+            }
+        }
+        rest = &after[end.min(after.len())..];
+    }
+    None
 }
 
 /// The sha256 (lowercase hex) and size of a file.

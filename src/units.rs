@@ -9,21 +9,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     if s.chars().all(|c| c.is_ascii_digit()) && !s.is_empty() {
-        return Err(format!(
-            "`{s}` has no unit; write `{s}s`, `{s}ms` or `{s}m`"
-        ));
+        return Err(format!("`{s}` has no unit; write `{s}s`, `{s}ms` or `{s}m`"));
     }
-    humantime::parse_duration(s)
-        .map_err(|_| format!("`{s}` is not a duration; write e.g. `500ms`, `5s`, `2m` or `1h`"))
+    humantime::parse_duration(s).map_err(|_| format!("`{s}` is not a duration; write e.g. `500ms`, `5s`, `2m` or `1h`"))
 }
 
 /// Parse a size in bytes: `100MB` (10^6), `20MiB` (2^20), `512k`, `1GiB`, `0`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let bad = || format!("`{s}` is not a size; write e.g. `100MB`, `20MiB` or `512KiB`");
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| bad())?;
     let mult: f64 = match unit.trim() {
@@ -46,12 +41,9 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
         return Ok(0);
     }
     let Some(size) = t.strip_suffix("/s") else {
-        return Err(format!(
-            "`{s}` is not a rate; write e.g. `20MiB/s`, or 0 for no cap"
-        ));
+        return Err(format!("`{s}` is not a rate; write e.g. `20MiB/s`, or 0 for no cap"));
     };
-    parse_size(size)
-        .map_err(|_| format!("`{s}` is not a rate; write e.g. `20MiB/s`, or 0 for no cap"))
+    parse_size(size).map_err(|_| format!("`{s}` is not a rate; write e.g. `20MiB/s`, or 0 for no cap"))
 }
 
 /// A duration as people write it: `1.8s`, `250ms`, `2m05s`.

@@ -44,8 +44,7 @@ impl Node {
     }
 
     pub fn is_null(&self) -> bool {
-        matches!(self.to_json(), serde_json::Value::Null)
-            && matches!(self.kind, Kind::Scalar { .. })
+        matches!(self.to_json(), serde_json::Value::Null) && matches!(self.kind, Kind::Scalar { .. })
     }
 
     /// The scalar's text, whatever its type (keys, names, templates).
@@ -196,9 +195,7 @@ impl Builder {
                 None => *pending = Some(node),
                 Some(key) => {
                     // `<<: *anchor` merges the anchored mapping's entries that are not set here.
-                    if key.scalar() == Some("<<")
-                        && matches!(key.kind, Kind::Scalar { plain: true, .. })
-                    {
+                    if key.scalar() == Some("<<") && matches!(key.kind, Kind::Scalar { plain: true, .. }) {
                         if let Kind::Map(merged) = node.kind {
                             for (k, v) in merged {
                                 if !entries.iter().any(|(e, _)| e.scalar() == k.scalar()) {
@@ -212,11 +209,8 @@ impl Builder {
                         .iter()
                         .find(|(k, _)| k.scalar().is_some() && k.scalar() == key.scalar())
                     {
-                        self.duplicates.push((
-                            key.scalar().unwrap_or_default().to_string(),
-                            first.pos,
-                            key.pos,
-                        ));
+                        self.duplicates
+                            .push((key.scalar().unwrap_or_default().to_string(), first.pos, key.pos));
                     }
                     entries.push((key, node));
                 }
@@ -254,14 +248,8 @@ impl MarkedEventReceiver for Builder {
                 });
                 self.push_node(node, 0);
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack
-                    .push(Frame::Seq(Vec::new(), pos_of(mark, 1), anchor))
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack
-                    .push(Frame::Map(Vec::new(), None, pos_of(mark, 1), anchor))
-            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), pos_of(mark, 1), anchor)),
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(Vec::new(), None, pos_of(mark, 1), anchor)),
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(items, pos, anchor)) = self.stack.pop() {
                     self.push_node(
@@ -300,9 +288,7 @@ mod tests {
 
     #[test]
     fn positions_and_types() {
-        let n = parse(Path::new("f"), "a: 1\nb:\n  - 'x'\n  - yes\n")
-            .unwrap()
-            .unwrap();
+        let n = parse(Path::new("f"), "a: 1\nb:\n  - 'x'\n  - yes\n").unwrap().unwrap();
         let b = n.get("b").unwrap().as_seq().unwrap();
         assert_eq!(b[0].pos, Pos::new(3, 5, 3));
         assert_eq!(n.get("a").unwrap().to_json(), serde_json::json!(1));
@@ -321,10 +307,7 @@ mod tests {
         let n = parse(Path::new("f"), "base: &b {x: 1}\nc:\n  <<: *b\n  y: 2\n")
             .unwrap()
             .unwrap();
-        assert_eq!(
-            n.get("c").unwrap().to_json(),
-            serde_json::json!({"y": 2, "x": 1})
-        );
+        assert_eq!(n.get("c").unwrap().to_json(), serde_json::json!({"y": 2, "x": 1}));
     }
 
     #[test]

@@ -27,7 +27,11 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
         let at = |col: usize, len: usize| Some(Pos::new(lineno, indent + col + 1, len.max(1)));
         if trimmed.starts_with('[') {
             let Some(inner) = trimmed.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else {
-                diags.push(Diagnostic::new(file, at(0, trimmed.len()), "a section header must look like `[group]`, `[group:vars]` or `[group:children]`"));
+                diags.push(Diagnostic::new(
+                    file,
+                    at(0, trimmed.len()),
+                    "a section header must look like `[group]`, `[group:vars]` or `[group:children]`",
+                ));
                 continue;
             };
             let (name, kind) = match inner.split_once(':') {
@@ -72,8 +76,12 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
                 };
                 if host.contains('=') {
                     diags.push(
-                        Diagnostic::new(file, at(host_col, host.len()), format!("expected a host name, found `{host}`"))
-                            .hint("a host line is `NAME key=value ...`; group variables go in a `[group:vars]` section"),
+                        Diagnostic::new(
+                            file,
+                            at(host_col, host.len()),
+                            format!("expected a host name, found `{host}`"),
+                        )
+                        .hint("a host line is `NAME key=value ...`; group variables go in a `[group:vars]` section"),
                     );
                     continue;
                 }
@@ -104,9 +112,7 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
                                 Diagnostic::new(
                                     file,
                                     at(col, word.len()),
-                                    format!(
-                                        "expected `key=value` after the host name, found `{word}`"
-                                    ),
+                                    format!("expected `key=value` after the host name, found `{word}`"),
                                 )
                                 .hint("host variables are written `name key=value key2=value2`"),
                             );
@@ -145,13 +151,13 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
             },
             Section::Children(group) => {
                 if trimmed.contains(char::is_whitespace) {
-                    diags.push(Diagnostic::new(file, at(0, trimmed.len()), format!("expected one group name per line in `[{group}:children]`, found `{trimmed}`")));
-                } else if trimmed == "all" {
                     diags.push(Diagnostic::new(
                         file,
-                        at(0, 3),
-                        "`all` cannot be a child group",
+                        at(0, trimmed.len()),
+                        format!("expected one group name per line in `[{group}:children]`, found `{trimmed}`"),
                     ));
+                } else if trimmed == "all" {
+                    diags.push(Diagnostic::new(file, at(0, 3), "`all` cannot be a child group"));
                 } else {
                     let group = group.clone();
                     raw.add_child(&group, trimmed);

@@ -69,12 +69,10 @@ pub(crate) struct RawInventory {
 
 impl RawInventory {
     fn group(&mut self, name: &str) -> &mut Group {
-        self.groups
-            .entry(name.to_string())
-            .or_insert_with(|| Group {
-                name: name.to_string(),
-                ..Group::default()
-            })
+        self.groups.entry(name.to_string()).or_insert_with(|| Group {
+            name: name.to_string(),
+            ..Group::default()
+        })
     }
 
     fn add_host(&mut self, group: &str, host: &str, vars: Vars) {
@@ -104,11 +102,7 @@ impl Inventory {
             let text = match std::fs::read_to_string(path) {
                 Ok(t) => t,
                 Err(e) => {
-                    diags.push(Diagnostic::new(
-                        path,
-                        None,
-                        format!("cannot read the inventory: {e}"),
-                    ));
+                    diags.push(Diagnostic::new(path, None, format!("cannot read the inventory: {e}")));
                     continue;
                 }
             };
@@ -171,11 +165,7 @@ fn resolve(mut raw: RawInventory, files: &[PathBuf]) -> Inventory {
             .values()
             .filter(|g| g.name == "all" || members[g.name.as_str()].contains(name.as_str()))
             .collect();
-        groups.sort_by(|a, b| {
-            depth[&a.name]
-                .cmp(&depth[&b.name])
-                .then(a.name.cmp(&b.name))
-        });
+        groups.sort_by(|a, b| depth[&a.name].cmp(&depth[&b.name]).then(a.name.cmp(&b.name)));
         let mut vars = Vars::new();
         for g in &groups {
             for (k, v) in &g.vars {
@@ -265,12 +255,10 @@ fn host_from_vars(name: &str, vars: Vars, groups: Vec<String>) -> Host {
         });
     Host {
         name: name.to_string(),
-        address: str_var(&vars, &["address", "ansible_host", "ansible_ssh_host"])
-            .unwrap_or_else(|| name.to_string()),
+        address: str_var(&vars, &["address", "ansible_host", "ansible_ssh_host"]).unwrap_or_else(|| name.to_string()),
         port,
         user: str_var(&vars, &["user", "ansible_user", "ansible_ssh_user"]),
-        identity_file: str_var(&vars, &["identity_file", "ansible_ssh_private_key_file"])
-            .map(PathBuf::from),
+        identity_file: str_var(&vars, &["identity_file", "ansible_ssh_private_key_file"]).map(PathBuf::from),
         jump: str_var(&vars, &["jump"]),
         zone: str_var(&vars, &["zone"]),
         vars,
@@ -392,14 +380,8 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(
-            expand_range("web-[01:03]").unwrap(),
-            vec!["web-01", "web-02", "web-03"]
-        );
-        assert_eq!(
-            expand_range("db[a:c].x").unwrap(),
-            vec!["dba.x", "dbb.x", "dbc.x"]
-        );
+        assert_eq!(expand_range("web-[01:03]").unwrap(), vec!["web-01", "web-02", "web-03"]);
+        assert_eq!(expand_range("db[a:c].x").unwrap(), vec!["dba.x", "dbb.x", "dbc.x"]);
         assert_eq!(expand_range("n[0:4:2]").unwrap(), vec!["n0", "n2", "n4"]);
         assert!(expand_range("n[4:1]").is_err());
         assert!(expand_range("n[1:x]").is_err());

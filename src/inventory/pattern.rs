@@ -104,20 +104,14 @@ mod tests {
     fn union_intersection_exclusion() {
         let inv = inv();
         assert_eq!(names(&inv, "db"), ["web-04", "db-01"]);
-        assert_eq!(
-            names(&inv, "web:db"),
-            ["web-01", "web-02", "web-03", "web-04", "db-01"]
-        );
+        assert_eq!(names(&inv, "web:db"), ["web-01", "web-02", "web-03", "web-04", "db-01"]);
         assert_eq!(names(&inv, "web:&dc1"), ["web-01", "web-02"]);
         assert_eq!(names(&inv, "prod:!dc1"), ["web-03", "web-04"]);
         assert_eq!(names(&inv, "web-0[12]"), ["web-01", "web-02"]);
         assert_eq!(names(&inv, "d*"), ["web-01", "web-02", "web-04", "db-01"]);
         assert_eq!(names(&inv, "all:!web"), ["db-01"]);
         assert_eq!(names(&inv, "web-03"), ["web-03"]);
-        assert_eq!(
-            select(&inv, "nope"),
-            Err(PatternError::Unknown("nope".into()))
-        );
+        assert_eq!(select(&inv, "nope"), Err(PatternError::Unknown("nope".into())));
         assert!(select(&inv, "web:").is_err());
     }
 }

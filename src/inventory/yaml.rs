@@ -17,8 +17,12 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
     let mut diags = Diagnostics::default();
     let Some(groups) = root.as_map() else {
         diags.push(
-            Diagnostic::new(file, Some(root.pos), format!("the inventory must be a mapping of groups, not {}", root.type_name()))
-                .hint("start with `all:` and put hosts under `all: {hosts: ...}` or `all: {children: ...}`"),
+            Diagnostic::new(
+                file,
+                Some(root.pos),
+                format!("the inventory must be a mapping of groups, not {}", root.type_name()),
+            )
+            .hint("start with `all:` and put hosts under `all: {hosts: ...}` or `all: {children: ...}`"),
         );
         return diags;
     };
@@ -43,20 +47,14 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn err(&mut self, node: &Node, msg: String) {
-        self.diags
-            .push(Diagnostic::new(self.file, Some(node.pos), msg));
+        self.diags.push(Diagnostic::new(self.file, Some(node.pos), msg));
     }
 
     fn name(&mut self, key: &Node, what: &str) -> Option<String> {
         match key.scalar() {
-            Some(s) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => {
-                Some(s.to_string())
-            }
+            Some(s) if !s.trim().is_empty() && !s.contains(char::is_whitespace) => Some(s.to_string()),
             _ => {
-                self.err(
-                    key,
-                    format!("a {what} name must be a non-empty word without spaces"),
-                );
+                self.err(key, format!("a {what} name must be a non-empty word without spaces"));
                 None
             }
         }
@@ -94,7 +92,13 @@ impl Loader<'_> {
                         continue;
                     }
                     let Some(children) = v.as_map() else {
-                        self.err(v, format!("`children` of group `{name}` must be a mapping of group names, not {}", v.type_name()));
+                        self.err(
+                            v,
+                            format!(
+                                "`children` of group `{name}` must be a mapping of group names, not {}",
+                                v.type_name()
+                            ),
+                        );
                         continue;
                     };
                     for (ck, cv) in children {
@@ -110,11 +114,8 @@ impl Loader<'_> {
                 }
                 other => {
                     let key = other.unwrap_or("?");
-                    let mut d = Diagnostic::new(
-                        self.file,
-                        Some(k.pos),
-                        format!("unknown key `{key}` in group `{name}`"),
-                    );
+                    let mut d =
+                        Diagnostic::new(self.file, Some(k.pos), format!("unknown key `{key}` in group `{name}`"));
                     d = match did_you_mean(key, GROUP_KEYS) {
                         Some(s) => d.hint(format!("did you mean `{s}`?")),
                         None => d.hint("a group holds `hosts`, `vars` and `children`; host variables go under `hosts: {NAME: {VAR: VALUE}}`"),
@@ -173,10 +174,7 @@ impl Loader<'_> {
             return Some(Vars::new());
         }
         let Some(entries) = node.as_map() else {
-            self.err(
-                node,
-                format!("{what} must be a mapping, not {}", node.type_name()),
-            );
+            self.err(node, format!("{what} must be a mapping, not {}", node.type_name()));
             return None;
         };
         let mut vars = Vars::new();

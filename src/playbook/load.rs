@@ -5,23 +5,17 @@ use std::time::Duration;
 
 use super::template::TemplateBuilder;
 use super::*;
-use crate::error::{did_you_mean, Diagnostic, Diagnostics};
+use crate::error::{did_you_mean, Diagnostic, Diagnostics, Pos};
 use crate::units;
 use crate::yaml::{self, Node};
 
 const TOP_KEYS: &[&str] = &[
-    "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start",
-    "health", "hooks",
+    "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start", "health", "hooks",
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Diagnostics::from(Diagnostic::new(
-            path,
-            None,
-            format!("cannot read the playbook: {e}"),
-        ))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Diagnostics::from(Diagnostic::new(path, None, format!("cannot read the playbook: {e}"))))?;
     let root = match yaml::parse(path, &text)? {
         Some(root) => root,
         None => {
@@ -34,6 +28,7 @@ pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playb
         file: path,
         diags: Diagnostics::default(),
         templates: TemplateBuilder::default(),
+        positions: Default::default(),
     };
     let playbook = d.playbook(&root, extra_vars);
     let mut diags = d.diags;
@@ -48,6 +43,7 @@ struct Decoder<'a> {
     file: &'a Path,
     diags: Diagnostics,
     templates: TemplateBuilder,
+    positions: std::collections::HashMap<String, Pos>,
 }
 
 /// A checked mapping: its entries, with unknown keys already reported.
@@ -68,8 +64,7 @@ impl<'n> Map<'n> {
 
 impl Decoder<'_> {
     fn error(&mut self, node: &Node, msg: impl Into<String>) {
-        self.diags
-            .push(Diagnostic::new(self.file, Some(node.pos), msg));
+        self.diags.push(Diagnostic::new(self.file, Some(node.pos), msg));
     }
 
     fn error_hint(&mut self, node: &Node, msg: impl Into<String>, hint: impl Into<String>) {
@@ -80,10 +75,15 @@ impl Decoder<'_> {
     /// `node` as a mapping whose keys are among `allowed`; unknown keys are reported.
     fn map<'n>(&mut self, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Map<'n>> {
         let Some(entries) = node.as_map() else {
-            self.error(
-                node,
-                format!("`{what}` must be a mapping, not {}", node.type_name()),
-            );
+            if what.is_empty() {
+                self.error_hint(
+                    node,
+                    format!("the playbook must be a mapping of keys, not {}", node.type_name()),
+                    "a playbook starts with `service: NAME`, `version: \"X\"` and `artifact: {path: FILE}`",
+                );
+            } else {
+                self.error(node, format!("`{what}` must be a mapping, not {}", node.type_name()));
+            }
             return None;
         };
         for (k, _) in entries {
@@ -112,9 +112,10 @@ impl Decoder<'_> {
             } else {
                 format!("`{what}`")
             };
+            let pos = map.entries.first().map(|(k, _)| k.pos).unwrap_or(map.node.pos);
             self.diags.push(Diagnostic::new(
                 self.file,
-                Some(map.node.pos),
+                Some(pos),
                 format!("missing required key `{key}` in {place}"),
             ));
         }
@@ -122,6 +123,7 @@ impl Decoder<'_> {
     }
 
     fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        self.positions.insert(what.to_string(), node.pos);
         match node.scalar() {
             Some(s) if node.as_map().is_none() => {
                 if s.trim().is_empty() {
@@ -132,30 +134,22 @@ impl Decoder<'_> {
                 }
             }
             _ => {
-                self.error(
-                    node,
-                    format!("`{what}` must be a string, not {}", node.type_name()),
-                );
+                self.error(node, format!("`{what}` must be a string, not {}", node.type_name()));
                 None
             }
         }
     }
 
     fn int(&mut self, node: &Node, what: &str, min: u64, max: u64) -> Option<u64> {
+        self.positions.insert(what.to_string(), node.pos);
         match node.to_json().as_u64() {
             Some(n) if (min..=max).contains(&n) => Some(n),
             Some(n) => {
-                self.error(
-                    node,
-                    format!("`{what}` must be between {min} and {max}, not {n}"),
-                );
+                self.error(node, format!("`{what}` must be between {min} and {max}, not {n}"));
                 None
             }
             None => {
-                self.error(
-                    node,
-                    format!("`{what}` must be a whole number, not {}", describe(node)),
-                );
+                self.error(node, format!("`{what}` must be a whole number, not {}", describe(node)));
                 None
             }
         }
@@ -168,10 +162,7 @@ impl Decoder<'_> {
             _ => {
                 self.error(
                     node,
-                    format!(
-                        "`{what}` must be a duration such as `5s`, not {}",
-                        node.type_name()
-                    ),
+                    format!("`{what}` must be a duration such as `5s`, not {}", node.type_name()),
                 );
                 return None;
             }
@@ -216,32 +207,31 @@ impl Decoder<'_> {
         }
     }
 
-    fn size(
-        &mut self,
-        node: &Node,
-        what: &str,
-        min_count: usize,
-        max_percent: u32,
-    ) -> Option<BatchSize> {
+    fn size(&mut self, node: &Node, what: &str, min_count: usize, max_percent: u32) -> Option<BatchSize> {
         match node.to_json() {
             serde_json::Value::Number(n) => match n.as_u64() {
                 Some(c) if c as usize >= min_count => Some(BatchSize::Count(c as usize)),
                 _ => {
-                    self.error_hint(node, format!("`{what}` must be a whole number of at least {min_count}, or a percentage, not {n}"), "write a host count such as `5`, or a share such as `\"25%\"`");
+                    self.error_hint(
+                        node,
+                        format!("`{what}` must be a whole number of at least {min_count}, or a percentage, not {n}"),
+                        "write a host count such as `5`, or a share such as `\"25%\"`",
+                    );
                     None
                 }
             },
             serde_json::Value::String(s) => {
-                let pct = s
-                    .trim()
-                    .strip_suffix('%')
-                    .and_then(|p| p.trim().parse::<u32>().ok());
+                let pct = s.trim().strip_suffix('%').and_then(|p| p.trim().parse::<u32>().ok());
                 match pct {
-                    Some(p) if (min_count.min(1) as u32..=max_percent).contains(&p) => {
-                        Some(BatchSize::Percent(p))
-                    }
+                    Some(p) if (min_count.min(1) as u32..=max_percent).contains(&p) => Some(BatchSize::Percent(p)),
                     Some(p) => {
-                        self.error(node, format!("`{what}` must be a percentage from {}% to {max_percent}%, not {p}%", min_count.min(1)));
+                        self.error(
+                            node,
+                            format!(
+                                "`{what}` must be a percentage from {}% to {max_percent}%, not {p}%",
+                                min_count.min(1)
+                            ),
+                        );
                         None
                     }
                     None => {
@@ -257,10 +247,7 @@ impl Decoder<'_> {
             _ => {
                 self.error(
                     node,
-                    format!(
-                        "`{what}` must be a number or a percentage, not {}",
-                        node.type_name()
-                    ),
+                    format!("`{what}` must be a number or a percentage, not {}", node.type_name()),
                 );
                 None
             }
@@ -275,11 +262,12 @@ impl Decoder<'_> {
             .required(&top, "service", "")
             .and_then(|n| self.string(n, "service"));
         if let (Some(s), Some(n)) = (&service, top.get("service")) {
-            if !s
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            {
-                self.error_hint(n, format!("`service` must be a simple name, not \"{s}\""), "letters, digits, `-`, `_` and `.`: it names the lock, the journal and the events");
+            if !s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                self.error_hint(
+                    n,
+                    format!("`service` must be a simple name, not \"{s}\""),
+                    "letters, digits, `-`, `_` and `.`: it names the lock, the journal and the events",
+                );
             }
         }
         let version = self.required(&top, "version", "").and_then(|n| {
@@ -291,16 +279,17 @@ impl Decoder<'_> {
         });
         if let (Some(v), Some(n)) = (&version, top.get("version")) {
             if v.contains('/') || v.contains(char::is_whitespace) || v == "." || v == ".." {
-                self.error(n, format!("`version` must not contain `/` or spaces: \"{v}\" names a folder on every host"));
+                self.error(
+                    n,
+                    format!("`version` must not contain `/` or spaces: \"{v}\" names a folder on every host"),
+                );
             }
         }
         let (hosts, hosts_pos) = match top.get("hosts") {
             Some(n) => (self.string(n, "hosts").unwrap_or_default(), Some(n.pos)),
             None => ("all".to_string(), None),
         };
-        let artifact = self
-            .required(&top, "artifact", "")
-            .and_then(|n| self.artifact(n));
+        let artifact = self.required(&top, "artifact", "").and_then(|n| self.artifact(n));
         let layout = match top.get("layout") {
             Some(n) => self.layout(n, service.as_deref().unwrap_or("service")),
             None => Some(Layout {
@@ -337,9 +326,7 @@ impl Decoder<'_> {
             None => Some(Hooks::default()),
         };
         let templates = std::mem::take(&mut self.templates).build();
-        if top.get("start").is_some() && start.is_none()
-            || top.get("health").is_some() && health.is_none()
-        {
+        if top.get("start").is_some() && start.is_none() || top.get("health").is_some() && health.is_none() {
             return None;
         }
         Some(Playbook {
@@ -358,6 +345,7 @@ impl Decoder<'_> {
             hooks: hooks?,
             templates,
             extra_vars: extra_vars.to_vec(),
+            positions: std::mem::take(&mut self.positions),
         })
     }
 
@@ -369,7 +357,14 @@ impl Decoder<'_> {
             if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
                 Some(s)
             } else {
-                self.error_hint(n, format!("`artifact.sha256` must be 64 hexadecimal digits, not \"{s}\" ({} characters)", s.len()), "compute it with `sha256sum FILE`");
+                self.error_hint(
+                    n,
+                    format!(
+                        "`artifact.sha256` must be 64 hexadecimal digits, not \"{s}\" ({} characters)",
+                        s.len()
+                    ),
+                    "compute it with `sha256sum FILE`",
+                );
                 None
             }
         });
@@ -384,7 +379,11 @@ impl Decoder<'_> {
                 None
             }
             (None, None) => {
-                self.error_hint(node, "`artifact` needs `path` (pushed from this machine) or `url` (pulled by each host)", "e.g. `artifact: {path: dist/demo-2.0.0.tar.gz}`");
+                self.error_hint(
+                    node,
+                    "`artifact` needs `path` (pushed from this machine) or `url` (pulled by each host)",
+                    "e.g. `artifact: {path: dist/demo-2.0.0.tar.gz}`",
+                );
                 None
             }
             (Some(p), None) => {
@@ -414,11 +413,13 @@ impl Decoder<'_> {
             (None, Some(u)) => {
                 let t = self.template(u, "artifact.url", false)?;
                 if sha256.is_none() && !bad_sha {
-                    self.error_hint(u, "`artifact.url` needs `artifact.sha256`", "hosts verify what they download against it; compute it with `sha256sum FILE`");
+                    self.error_hint(
+                        u,
+                        "`artifact.url` needs `artifact.sha256`",
+                        "hosts verify what they download against it; compute it with `sha256sum FILE`",
+                    );
                 }
-                if !(t.source.starts_with("http://")
-                    || t.source.starts_with("https://")
-                    || t.source.starts_with("{{"))
+                if !(t.source.starts_with("http://") || t.source.starts_with("https://") || t.source.starts_with("{{"))
                 {
                     self.error(
                         u,
@@ -501,10 +502,7 @@ impl Decoder<'_> {
                     self.error(n, "`rollout.batch` must not be an empty list");
                     vec![None]
                 }
-                Some(items) => items
-                    .iter()
-                    .map(|i| self.size(i, "rollout.batch", 1, 100))
-                    .collect(),
+                Some(items) => items.iter().map(|i| self.size(i, "rollout.batch", 1, 100)).collect(),
                 None => vec![self.size(n, "rollout.batch", 1, 100)],
             };
             match sizes.into_iter().collect::<Option<Vec<_>>>() {
@@ -529,7 +527,11 @@ impl Decoder<'_> {
                         Some(x) => format!("did you mean `{x}`?"),
                         None => "one of: rollback, revert-failed, halt".to_string(),
                     };
-                    self.error_hint(n, format!("`rollout.on_failure` must be rollback, revert-failed or halt, not \"{s}\""), hint);
+                    self.error_hint(
+                        n,
+                        format!("`rollout.on_failure` must be rollback, revert-failed or halt, not \"{s}\""),
+                        hint,
+                    );
                     ok = false;
                 }
             }
@@ -569,10 +571,7 @@ impl Decoder<'_> {
                     "kind is one of: none, command, http, haproxy",
                 );
             } else {
-                self.error(
-                    node,
-                    format!("`registry` must be a mapping, not {}", node.type_name()),
-                );
+                self.error(node, format!("`registry` must be a mapping, not {}", node.type_name()));
             }
             return None;
         };
@@ -599,9 +598,7 @@ impl Decoder<'_> {
                 let reg = self
                     .required(&m, "register", "registry")
                     .and_then(|n| self.template(n, "registry.register", true));
-                let delegate = m
-                    .get("delegate")
-                    .and_then(|n| self.string(n, "registry.delegate"));
+                let delegate = m.get("delegate").and_then(|n| self.string(n, "registry.delegate"));
                 let drain = drain_of(self, &m);
                 Some(Registry::Command {
                     deregister: dereg?,
@@ -611,11 +608,7 @@ impl Decoder<'_> {
                 })
             }
             "http" => {
-                let m = self.map(
-                    node,
-                    "registry",
-                    &["kind", "deregister", "register", "drain"],
-                )?;
+                let m = self.map(node, "registry", &["kind", "deregister", "register", "drain"])?;
                 let dereg = self
                     .required(&m, "deregister", "registry")
                     .and_then(|n| self.http_call(n, "registry.deregister"));
@@ -630,17 +623,22 @@ impl Decoder<'_> {
                 })
             }
             "haproxy" => {
-                let m = self.map(
-                    node,
-                    "registry",
-                    &["kind", "address", "backend", "server", "drain"],
-                )?;
+                let m = self.map(node, "registry", &["kind", "address", "backend", "server", "drain"])?;
                 let address = self.required(&m, "address", "registry").and_then(|n| {
                     let a = self.string(n, "registry.address")?;
-                    if a.starts_with("ssh://") || a.starts_with('/') || a.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+                    if a.starts_with("ssh://")
+                        || a.starts_with('/')
+                        || a.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                    {
                         Some(a)
                     } else {
-                        self.error_hint(n, format!("`registry.address` must be `host:port` or `ssh://HOST/path/to/socket`, not \"{a}\""), "this is HAProxy's runtime API (`stats socket` in haproxy.cfg)");
+                        self.error_hint(
+                            n,
+                            format!(
+                                "`registry.address` must be `host:port` or `ssh://HOST/path/to/socket`, not \"{a}\""
+                            ),
+                            "this is HAProxy's runtime API (`stats socket` in haproxy.cfg)",
+                        );
                         None
                     }
                 });
@@ -649,10 +647,7 @@ impl Decoder<'_> {
                     .and_then(|n| self.template(n, "registry.backend", false));
                 let server = match m.get("server") {
                     Some(n) => self.template(n, "registry.server", false),
-                    None => self
-                        .templates
-                        .add(self.file, node.pos, "{{ host.name }}", false)
-                        .ok(),
+                    None => self.templates.add(self.file, node.pos, "{{ host.name }}", false).ok(),
                 };
                 let drain = drain_of(self, &m);
                 Some(Registry::Haproxy {
@@ -668,11 +663,7 @@ impl Decoder<'_> {
                     Some(x) => format!("did you mean `{x}`?"),
                     None => "kind is one of: none, command, http, haproxy".into(),
                 };
-                self.error_hint(
-                    kind_node,
-                    format!("unknown registry kind \"{other}\""),
-                    hint,
-                );
+                self.error_hint(kind_node, format!("unknown registry kind \"{other}\""), hint);
                 None
             }
         }
@@ -689,16 +680,10 @@ impl Decoder<'_> {
                 expect_status: vec![],
             });
         }
-        let m = self.map(
-            node,
-            what,
-            &["method", "url", "headers", "body", "expect_status"],
-        )?;
+        let m = self.map(node, what, &["method", "url", "headers", "body", "expect_status"])?;
         let method = match m.get("method") {
             Some(n) => {
-                let s = self
-                    .string(n, &format!("{what}.method"))?
-                    .to_ascii_uppercase();
+                let s = self.string(n, &format!("{what}.method"))?.to_ascii_uppercase();
                 if !["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD"].contains(&s.as_str()) {
                     self.error(
                         n,
@@ -719,8 +704,7 @@ impl Decoder<'_> {
                 Some(entries) => {
                     for (k, v) in entries {
                         let name = k.scalar().unwrap_or_default().to_string();
-                        if let Some(t) = self.template(v, &format!("{what}.headers.{name}"), false)
-                        {
+                        if let Some(t) = self.template(v, &format!("{what}.headers.{name}"), false) {
                             headers.push((name, t));
                         }
                     }
@@ -755,9 +739,7 @@ impl Decoder<'_> {
 
     fn stop(&mut self, node: &Node) -> Option<Stop> {
         let m = self.map(node, "stop", &["command", "timeout", "kill_command"])?;
-        let command = m
-            .get("command")
-            .and_then(|n| self.template(n, "stop.command", true));
+        let command = m.get("command").and_then(|n| self.template(n, "stop.command", true));
         let timeout = m
             .get("timeout")
             .map(|n| self.duration(n, "stop.timeout"))
@@ -797,9 +779,7 @@ impl Decoder<'_> {
             ["http"] => self
                 .template(m.get("http")?, "health.http", false)
                 .map(HealthCheck::Http),
-            ["tcp"] => self
-                .template(m.get("tcp")?, "health.tcp", false)
-                .map(HealthCheck::Tcp),
+            ["tcp"] => self.template(m.get("tcp")?, "health.tcp", false).map(HealthCheck::Tcp),
             ["command"] => self
                 .template(m.get("command")?, "health.command", true)
                 .map(HealthCheck::Command),
@@ -815,18 +795,13 @@ impl Decoder<'_> {
                 let second = m.get(given[1])?;
                 self.error(
                     second,
-                    format!(
-                        "`health` takes one check, not both `{}` and `{}`",
-                        given[0], given[1]
-                    ),
+                    format!("`health` takes one check, not both `{}` and `{}`", given[0], given[1]),
                 );
                 None
             }
         };
         let expect_status = match m.get("expect_status") {
-            Some(n) => self
-                .int(n, "health.expect_status", 100, 599)
-                .map(|v| v as u16),
+            Some(n) => self.int(n, "health.expect_status", 100, 599).map(|v| v as u16),
             None => Some(200),
         };
         let expect_body = m

@@ -31,6 +31,15 @@ pub struct Playbook {
     pub templates: Templates,
     /// `-e KEY=VALUE` variables, reachable at the top level of templates.
     pub extra_vars: Vec<(String, String)>,
+    /// Where scalar settings were written (`rollout.canary`, `artifact.sha256`, ...), for
+    /// errors found after loading.
+    pub positions: std::collections::HashMap<String, Pos>,
+}
+
+impl Playbook {
+    pub fn pos(&self, key: &str) -> Option<Pos> {
+        self.positions.get(key).copied()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -70,19 +70,10 @@ impl Default for TemplateBuilder {
 
 impl TemplateBuilder {
     /// Compile `source`; `shell` templates quote what they interpolate.
-    pub fn add(
-        &mut self,
-        file: &Path,
-        pos: Pos,
-        source: &str,
-        shell: bool,
-    ) -> Result<Template, Diagnostic> {
+    pub fn add(&mut self, file: &Path, pos: Pos, source: &str, shell: bool) -> Result<Template, Diagnostic> {
         self.count += 1;
         let name = format!("t{}{}", self.count, if shell { ".sh" } else { ".txt" });
-        match self
-            .env
-            .add_template_owned(name.clone(), source.to_string())
-        {
+        match self.env.add_template_owned(name.clone(), source.to_string()) {
             Ok(()) => Ok(Template {
                 source: source.to_string(),
                 file: file.to_path_buf(),
@@ -97,9 +88,7 @@ impl TemplateBuilder {
                     Some(Pos::new(line, col, 2)),
                     format!("template syntax error: {detail}"),
                 )
-                .hint(
-                    "templates use Jinja syntax: `{{ host.name }}`, `{% if ... %}...{% endif %}`",
-                ))
+                .hint("templates use Jinja syntax: `{{ host.name }}`, `{% if ... %}...{% endif %}`"))
             }
         }
     }
@@ -119,11 +108,7 @@ fn error_position(e: &minijinja::Error, source: &str, pos: Pos) -> (usize, usize
     };
     if let Some(range) = e.range() {
         let before = &source[..range.start.min(source.len())];
-        let col_in_line = before
-            .rsplit('\n')
-            .next()
-            .map(|s| s.chars().count())
-            .unwrap_or(0);
+        let col_in_line = before.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0);
         if tline == 1 && pos.len > source.chars().count() {
             return (pos.line, pos.col + 1 + col_in_line);
         }
@@ -140,10 +125,7 @@ impl Templates {
     pub fn render<S: Serialize>(&self, t: &Template, ctx: &S) -> Result<String, String> {
         let tmpl = self.env.get_template(&t.name).map_err(|e| e.to_string())?;
         tmpl.render(ctx).map_err(|e| {
-            let detail = e
-                .detail()
-                .map(str::to_string)
-                .unwrap_or_else(|| e.kind().to_string());
+            let detail = e.detail().map(str::to_string).unwrap_or_else(|| e.kind().to_string());
             format!(
                 "{}:{}:{}: cannot render `{}`: {detail}",
                 t.file.display(),
@@ -157,10 +139,7 @@ impl Templates {
 
 /// Quote `s` for a POSIX shell: plain words stay as they are, anything else is single-quoted.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
@@ -179,9 +158,7 @@ mod tests {
         let t = b
             .add(p, Pos::new(1, 1, 1), "echo {{ x }} {{ y | safe }}", true)
             .unwrap();
-        let u = b
-            .add(p, Pos::new(1, 1, 1), "http://{{ x }}/", false)
-            .unwrap();
+        let u = b.add(p, Pos::new(1, 1, 1), "http://{{ x }}/", false).unwrap();
         let ts = b.build();
         let ctx = json!({"x": "a b; rm -rf /", "y": "$HOME"});
         assert_eq!(ts.render(&t, &ctx).unwrap(), "echo 'a b; rm -rf /' $HOME");
@@ -192,31 +169,17 @@ mod tests {
     fn syntax_errors_are_positioned() {
         let mut b = TemplateBuilder::default();
         let e = b
-            .add(
-                Path::new("p.yml"),
-                Pos::new(4, 10, 12),
-                "x {{ host.name ",
-                true,
-            )
+            .add(Path::new("p.yml"), Pos::new(4, 10, 12), "x {{ host.name ", true)
             .unwrap_err();
         assert_eq!(e.pos.unwrap().line, 4);
-        assert!(
-            e.message.starts_with("template syntax error"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("template syntax error"), "{}", e.message);
     }
 
     #[test]
     fn undefined_variables_fail() {
         let mut b = TemplateBuilder::default();
         let t = b
-            .add(
-                Path::new("p.yml"),
-                Pos::new(1, 1, 1),
-                "{{ host.nope }}",
-                false,
-            )
+            .add(Path::new("p.yml"), Pos::new(1, 1, 1), "{{ host.nope }}", false)
             .unwrap();
         assert!(b.build().render(&t, &json!({"host": {}})).is_err());
     }

@@ -163,11 +163,7 @@ pub fn to_table(r: &Release) -> String {
             r.artifact_size.map(human_size).unwrap_or_default(),
             &r.sha256[..12.min(r.sha256.len())]
         ),
-        ArtifactSource::Url(u) => format!(
-            "pull {} (sha256 {})",
-            u.source,
-            &r.sha256[..12.min(r.sha256.len())]
-        ),
+        ArtifactSource::Url(u) => format!("pull {} (sha256 {})", u.source, &r.sha256[..12.min(r.sha256.len())]),
     };
     let bw = if p.rollout.stage_bandwidth > 0 {
         format!(", {}/s each", human_size(p.rollout.stage_bandwidth))
@@ -178,11 +174,7 @@ pub fn to_table(r: &Release) -> String {
         out,
         "  stage     {stage}, {} host{} at a time{bw}, ahead of the batches",
         p.rollout.stage_concurrency,
-        if p.rollout.stage_concurrency == 1 {
-            ""
-        } else {
-            "s"
-        }
+        if p.rollout.stage_concurrency == 1 { "" } else { "s" }
     );
     let _ = writeln!(
         out,
