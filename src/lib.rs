@@ -4,12 +4,17 @@
 
 pub mod cli;
 pub mod error;
+pub mod events;
+pub mod executor;
 pub mod exit_code;
+pub mod health;
 pub mod inventory;
 pub mod planner;
 pub mod playbook;
+pub mod registry;
 pub mod release;
 pub mod report;
+pub mod ssh;
 pub mod units;
 pub mod yaml;
 
@@ -68,8 +73,12 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             }
             Err(code) => code,
         },
-        Command::Release { .. } | Command::Status { .. } => {
-            eprintln!("error: not implemented yet");
+        Command::Release { files, run, ssh } => match load(&files) {
+            Ok(r) => release(r, &run, &ssh),
+            Err(code) => code,
+        },
+        Command::Status { .. } => {
+            eprintln!("error: `tranche status` is not implemented yet");
             exit_code::CONFIG
         }
     }
@@ -81,6 +90,55 @@ fn plural(n: usize) -> &'static str {
     } else {
         "s"
     }
+}
+
+/// The SSH settings of a run, from the options and the defaults.
+fn ssh_settings(o: &cli::SshOptions) -> ssh::SshSettings {
+    let home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_default();
+    let mut identities: Vec<std::path::PathBuf> = o.identity.iter().cloned().collect();
+    for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+        identities.push(home.join(".ssh").join(name));
+    }
+    ssh::SshSettings {
+        known_hosts: o.known_hosts.clone().unwrap_or_else(|| home.join(".ssh/known_hosts")),
+        accept_new_host_keys: o.accept_new_host_keys,
+        identities,
+        connect_timeout: o.connect_timeout,
+        default_user: o
+            .user
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".into()),
+    }
+}
+
+fn release(r: Release, run: &cli::RunOptions, ssh: &cli::SshOptions) -> i32 {
+    let run_id = events::new_run_id();
+    let journal = run.state_dir.join("runs").join(&run_id).join("journal.jsonl");
+    let terminal = report::Terminal::new(run.no_progress, false);
+    let reporter = match report::Reporter::new(terminal, run.events.as_deref(), Some(&journal)) {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => {
+            eprintln!("error: cannot open the event stream or the journal: {e}");
+            return exit_code::CONFIG;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let sink = reporter.clone();
+    let exec = executor::Executor::new(
+        r,
+        ssh_settings(ssh),
+        run_id,
+        std::sync::Arc::new(move |e| sink.report(&e)),
+    );
+    let outcome = runtime.block_on(exec.run());
+    reporter.finish();
+    outcome.exit_code
 }
 
 /// Load the release, printing every problem to stderr on failure.

@@ -1,0 +1,190 @@
+//! The Event type: the only thing the executor emits. Reporters (terminal, plain lines, JSON
+//! Lines) and the journal consume it. The JSON form is SPEC §5; fields are only ever added.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// The pipeline steps of SPEC §1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Preflight,
+    Stage,
+    Silence,
+    Deregister,
+    Stop,
+    Deploy,
+    Start,
+    Health,
+    Register,
+    Unsilence,
+    /// Going back to the previous release after a failure.
+    Revert,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Preflight => "preflight",
+            Step::Stage => "stage",
+            Step::Silence => "silence",
+            Step::Deregister => "deregister",
+            Step::Stop => "stop",
+            Step::Deploy => "deploy",
+            Step::Start => "start",
+            Step::Health => "health",
+            Step::Register => "register",
+            Step::Unsilence => "unsilence",
+            Step::Revert => "revert",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Failed,
+    Skipped,
+    Reverted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Reverted => "reverted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventKind {
+    RunStarted {
+        service: String,
+        version: String,
+        hosts: usize,
+        plan: Value,
+    },
+    BatchStarted {
+        batch: usize,
+        hosts: Vec<String>,
+    },
+    HostStarted {
+        batch: usize,
+        host: String,
+    },
+    StepStarted {
+        batch: usize,
+        host: String,
+        step: Step,
+    },
+    StepFinished {
+        batch: usize,
+        host: String,
+        step: Step,
+        status: Status,
+        ms: u64,
+        msg: String,
+    },
+    HostFinished {
+        batch: usize,
+        host: String,
+        status: Status,
+        ms: u64,
+        msg: String,
+    },
+    BatchFinished {
+        batch: usize,
+        ok: usize,
+        failed: usize,
+        ms: u64,
+    },
+    Paused {
+        batch: usize,
+        reason: String,
+    },
+    Resumed {
+        batch: usize,
+    },
+    Warning {
+        host: Option<String>,
+        msg: String,
+    },
+    RunFinished {
+        ok: usize,
+        failed: usize,
+        reverted: usize,
+        skipped: usize,
+        exit_code: i32,
+        ms: u64,
+        msg: String,
+    },
+}
+
+/// One event with its envelope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub v: u32,
+    pub ts: String,
+    pub run: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn new(run: &str, kind: EventKind) -> Event {
+        Event {
+            v: 1,
+            ts: now_rfc3339(),
+            run: run.to_string(),
+            kind,
+        }
+    }
+
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("events serialise")
+    }
+}
+
+/// The current UTC time as `2026-11-21T10:00:00.123Z`.
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    now.format(&fmt).unwrap_or_default()
+}
+
+/// A run id: `20261121-100000-ab12`.
+pub fn new_run_id() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    format!("{}-{:04x}", now.format(&fmt).unwrap_or_default(), rand::random::<u16>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format_matches_the_spec() {
+        let mut e = Event::new(
+            "20261121-100000-ab12",
+            EventKind::StepFinished {
+                batch: 2,
+                host: "web-03".into(),
+                step: Step::Health,
+                status: Status::Ok,
+                ms: 1834,
+                msg: "200 after 4 tries".into(),
+            },
+        );
+        e.ts = "2026-11-21T10:00:00.123Z".into();
+        assert_eq!(
+            e.to_json_line(),
+            r#"{"v":1,"ts":"2026-11-21T10:00:00.123Z","run":"20261121-100000-ab12","type":"step_finished","batch":2,"host":"web-03","step":"health","status":"ok","ms":1834,"msg":"200 after 4 tries"}"#
+        );
+    }
+}

@@ -1,0 +1,690 @@
+//! The executor: preflight on every host, staging ahead of the batches under a fleet-wide
+//! limit, then the batches, each host through its pipeline (SPEC §1), a failure budget over the
+//! whole run. It only emits events; it never prints.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use tokio::sync::{watch, Semaphore};
+
+use crate::events::{Event, EventKind, Status, Step};
+use crate::exit_code;
+use crate::inventory::Host;
+use crate::playbook::{shell_quote, ArtifactSource, OnFailure};
+use crate::registry::RegistryClient;
+use crate::release::Release;
+use crate::ssh::{Connection, Endpoint, SshSettings};
+
+/// Connections being set up at once (sshd's MaxStartups refuses bursts past 10 by default).
+const CONNECT_CONCURRENCY: usize = 8;
+const STEP_TIMEOUT: Duration = Duration::from_secs(120);
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
+
+pub type Emit = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// How a run ended.
+#[derive(Debug, Clone, Default)]
+pub struct Outcome {
+    pub exit_code: i32,
+    pub ok: usize,
+    pub failed: usize,
+    pub reverted: usize,
+    pub skipped: usize,
+}
+
+/// What preflight learned about a host.
+struct HostState {
+    conn: Connection,
+    /// The release `current` pointed to before the run.
+    previous: Option<String>,
+    /// The checksum recorded in `releases/<version>` when it is already there.
+    staged_sha: Option<String>,
+}
+
+pub struct Executor {
+    release: Arc<Release>,
+    settings: SshSettings,
+    run_id: String,
+    emit: Emit,
+    http: reqwest::Client,
+}
+
+impl Executor {
+    pub fn new(release: Release, settings: SshSettings, run_id: String, emit: Emit) -> Self {
+        Executor {
+            release: Arc::new(release),
+            settings,
+            run_id,
+            emit,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn event(&self, kind: EventKind) {
+        (self.emit)(Event::new(&self.run_id, kind));
+    }
+
+    fn step_done(
+        &self,
+        batch: usize,
+        host: &str,
+        step: Step,
+        status: Status,
+        started: Instant,
+        msg: impl Into<String>,
+    ) {
+        self.event(EventKind::StepFinished {
+            batch,
+            host: host.into(),
+            step,
+            status,
+            ms: started.elapsed().as_millis() as u64,
+            msg: msg.into(),
+        });
+    }
+
+    /// The SSH endpoint of an inventory host.
+    pub fn endpoint(&self, host: &Host) -> Endpoint {
+        Endpoint {
+            name: host.name.clone(),
+            address: host.address.clone(),
+            port: host.port.unwrap_or(22),
+            user: host.user.clone().unwrap_or_else(|| self.settings.default_user.clone()),
+            identity: host.identity_file.clone(),
+        }
+    }
+
+    pub async fn run(&self) -> Outcome {
+        let started = Instant::now();
+        let release = self.release.clone();
+        let r: &Release = &release;
+        let p = &r.playbook;
+        self.event(EventKind::RunStarted {
+            service: p.service.clone(),
+            version: p.version.clone(),
+            hosts: r.targets.len(),
+            plan: crate::report::plan::to_json(&r),
+        });
+        let batch_of: HashMap<usize, usize> = r
+            .batches
+            .iter()
+            .flat_map(|b| b.hosts.iter().map(move |&h| (h, b.number)))
+            .collect();
+
+        // 1. Preflight, every host, before anything changes.
+        let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+        let states: Vec<Result<HostState, String>> = join_all(r.targets.iter().enumerate().map(|(i, h)| {
+            let gate = gate.clone();
+            let batch = batch_of[&i];
+            async move {
+                let _permit = gate.acquire().await.expect("gate");
+                self.preflight(h, batch).await
+            }
+        }))
+        .await;
+        let preflight_failed = states.iter().filter(|s| s.is_err()).count();
+        if preflight_failed > r.budget {
+            for s in states.into_iter().flatten() {
+                s.conn.close().await;
+            }
+            let outcome = Outcome {
+                exit_code: exit_code::PREFLIGHT,
+                failed: preflight_failed,
+                ..Default::default()
+            };
+            self.finish(
+                &outcome,
+                started,
+                format!(
+                    "preflight failed on {preflight_failed} host(s), over the budget of {}; nothing was changed",
+                    r.budget
+                ),
+            );
+            return outcome;
+        }
+        let mut states: Vec<Option<HostState>> = states.into_iter().map(Result::ok).collect();
+        let failed_count = Arc::new(Mutex::new(preflight_failed));
+
+        // 2. Staging, ahead of the batches, at most `stage.concurrency` hosts at once.
+        let stage_limit = Arc::new(Semaphore::new(p.rollout.stage_concurrency));
+        let halted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut stage_done: Vec<watch::Receiver<Option<Result<(), String>>>> = Vec::new();
+        let mut stage_tasks = Vec::new();
+        for (i, st) in states.iter().enumerate() {
+            let (tx, rx) = watch::channel(None);
+            stage_done.push(rx);
+            let Some(st) = st else {
+                let _ = tx.send(Some(Err("preflight failed".into())));
+                continue;
+            };
+            let limit = stage_limit.clone();
+            let halted = halted.clone();
+            let host = &r.targets[i];
+            let batch = batch_of[&i];
+            let staged = st.staged_sha.clone();
+            let conn = &st.conn;
+            stage_tasks.push(async move {
+                let res = {
+                    let _permit = limit.acquire().await.expect("stage limit");
+                    if halted.load(std::sync::atomic::Ordering::SeqCst) {
+                        Err("the run stopped before this host was staged".to_string())
+                    } else {
+                        self.stage(host, conn, batch, staged.as_deref()).await
+                    }
+                };
+                let _ = tx.send(Some(res));
+            });
+        }
+        let staging = join_all(stage_tasks);
+
+        // 3. Batches.
+        let mut results: HashMap<usize, Status> = HashMap::new();
+        let mut over_budget = false;
+        let batches_fut = async {
+            for b in &r.batches {
+                if over_budget {
+                    break;
+                }
+                let names: Vec<String> = b.hosts.iter().map(|&i| r.targets[i].name.clone()).collect();
+                let bstart = Instant::now();
+                self.event(EventKind::BatchStarted {
+                    batch: b.number,
+                    hosts: names,
+                });
+                let outcomes = join_all(b.hosts.iter().map(|&i| {
+                    let mut rx = stage_done[i].clone();
+                    let st = states[i].as_ref();
+                    let failed_count = failed_count.clone();
+                    async move {
+                        let host = &r.targets[i];
+                        let Some(st) = st else {
+                            self.event(EventKind::HostFinished {
+                                batch: b.number,
+                                host: host.name.clone(),
+                                status: Status::Failed,
+                                ms: 0,
+                                msg: "preflight failed".into(),
+                            });
+                            return (i, Status::Failed);
+                        };
+                        let status = self.host_pipeline(host, st, b.number, &mut rx).await;
+                        if status != Status::Ok && status != Status::Skipped {
+                            *failed_count.lock().expect("count") += 1;
+                        }
+                        (i, status)
+                    }
+                }))
+                .await;
+                let failed = outcomes
+                    .iter()
+                    .filter(|(_, s)| *s != Status::Ok && *s != Status::Skipped)
+                    .count();
+                for (i, s) in outcomes {
+                    results.insert(i, s);
+                }
+                self.event(EventKind::BatchFinished {
+                    batch: b.number,
+                    ok: b.hosts.len() - failed,
+                    failed,
+                    ms: bstart.elapsed().as_millis() as u64,
+                });
+                if *failed_count.lock().expect("count") > r.budget {
+                    over_budget = true;
+                    halted.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        };
+        // Staging runs on while the batches go; a batch waits for its own hosts only.
+        tokio::join!(batches_fut, staging);
+
+        // 4. Over budget: apply on_failure to hosts this run changed.
+        let mut reverted = results.values().filter(|s| **s == Status::Reverted).count();
+        if over_budget && p.rollout.on_failure == OnFailure::Rollback {
+            let changed: Vec<usize> = results
+                .iter()
+                .filter(|(_, s)| **s == Status::Ok)
+                .map(|(i, _)| *i)
+                .collect();
+            let rolled = join_all(changed.iter().map(|&i| {
+                let st = states[i].as_ref().expect("changed hosts passed preflight");
+                self.rollback_host(&r.targets[i], st, batch_of[&i])
+            }))
+            .await;
+            for (&i, ok) in changed.iter().zip(rolled) {
+                if ok {
+                    results.insert(i, Status::Reverted);
+                    reverted += 1;
+                }
+            }
+        }
+        for st in states.iter_mut().flatten() {
+            st.conn.close().await;
+        }
+        let ok = results.values().filter(|s| **s == Status::Ok).count();
+        let skipped = results.values().filter(|s| **s == Status::Skipped).count();
+        let failed = *failed_count.lock().expect("count");
+        let code = if over_budget {
+            exit_code::BUDGET_EXCEEDED
+        } else if failed > 0 {
+            exit_code::HOSTS_FAILED
+        } else {
+            exit_code::SUCCESS
+        };
+        let outcome = Outcome {
+            exit_code: code,
+            ok,
+            failed,
+            reverted,
+            skipped,
+        };
+        let msg = match code {
+            exit_code::SUCCESS => format!("{} {} is on every targeted host", p.service, p.version),
+            exit_code::HOSTS_FAILED => format!(
+                "{failed} host(s) failed within the budget of {} and were reverted",
+                r.budget
+            ),
+            _ => format!(
+                "{failed} host(s) failed, over the budget of {}; on_failure: {}",
+                r.budget,
+                p.rollout.on_failure.as_str()
+            ),
+        };
+        self.finish(&outcome, started, msg);
+        outcome
+    }
+
+    fn finish(&self, o: &Outcome, started: Instant, msg: String) {
+        self.event(EventKind::RunFinished {
+            ok: o.ok,
+            failed: o.failed,
+            reverted: o.reverted,
+            skipped: o.skipped,
+            exit_code: o.exit_code,
+            ms: started.elapsed().as_millis() as u64,
+            msg,
+        });
+    }
+
+    async fn preflight(&self, host: &Host, batch: usize) -> Result<HostState, String> {
+        let t = Instant::now();
+        let r = &self.release;
+        self.event(EventKind::StepStarted {
+            batch,
+            host: host.name.clone(),
+            step: Step::Preflight,
+        });
+        let result = async {
+            let conn = Connection::open(&self.endpoint(host), &self.settings).await.map_err(|e| match e.hint() {
+                Some(h) => format!("{e} (hint: {h})"),
+                None => e.to_string(),
+            })?;
+            if let Some(algo) = &conn.learned_key {
+                self.event(EventKind::Warning { host: Some(host.name.clone()), msg: format!("recorded a new {algo} host key in {} (--accept-new-host-keys)", self.settings.known_hosts.display()) });
+            }
+            let root = shell_quote(&r.playbook.layout.root);
+            let rel = shell_quote(&r.release_dir(&r.playbook.version));
+            let script = format!(
+                "mkdir -p {root}/releases {root}/.tranche-stage && test -w {root} || {{ echo \"layout root {root} is not writable\" >&2; exit 10; }}; \
+                 cur=$(readlink {root}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; \
+                 if [ -f {rel}/.tranche-sha256 ]; then echo \"staged=$(cat {rel}/.tranche-sha256)\"; fi; \
+                 df -Pk {root} | awk 'NR==2 {{print \"avail=\" $4}}'"
+            );
+            let out = conn.exec(&script, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(format!("checking the layout: {}", out.describe()));
+            }
+            let field = |k: &str| out.stdout.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
+            let previous = field("current=");
+            let staged_sha = field("staged=");
+            if let (Some(size), Some(avail)) = (r.artifact_size, field("avail=").and_then(|a| a.parse::<u64>().ok())) {
+                // The archive and its unpacked copy.
+                if staged_sha.is_none() && avail * 1024 < size * 3 {
+                    return Err(format!("only {} free under {}, the artifact needs about {}", crate::units::human_size(avail * 1024), r.playbook.layout.root, crate::units::human_size(size * 3)));
+                }
+            }
+            if let Some(pre) = &r.playbook.hooks.precheck {
+                let cmd = r.render(pre, host, &self.run_id, previous.as_deref())?;
+                let out = conn.exec(&cmd, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+                if !out.success() {
+                    return Err(format!("hooks.precheck failed: {}", out.describe()));
+                }
+            }
+            Ok(HostState { conn, previous, staged_sha })
+        }
+        .await;
+        match &result {
+            Ok(st) => self.step_done(
+                batch,
+                &host.name,
+                Step::Preflight,
+                Status::Ok,
+                t,
+                format!("current release: {}", st.previous.as_deref().unwrap_or("none")),
+            ),
+            Err(e) => self.step_done(batch, &host.name, Step::Preflight, Status::Failed, t, e.clone()),
+        }
+        result
+    }
+
+    /// Put the artifact on the host, verified, unpacked into `releases/<version>`.
+    async fn stage(
+        &self,
+        host: &Host,
+        conn: &Connection,
+        batch: usize,
+        staged_sha: Option<&str>,
+    ) -> Result<(), String> {
+        let t = Instant::now();
+        let r = &self.release;
+        let p = &r.playbook;
+        self.event(EventKind::StepStarted {
+            batch,
+            host: host.name.clone(),
+            step: Step::Stage,
+        });
+        if staged_sha == Some(r.sha256.as_str()) {
+            self.step_done(
+                batch,
+                &host.name,
+                Step::Stage,
+                Status::Skipped,
+                t,
+                "already staged with the same sha256",
+            );
+            return Ok(());
+        }
+        let root = &p.layout.root;
+        let part = format!("{root}/.tranche-stage/{}.part", r.sha256);
+        let rel = r.release_dir(&p.version);
+        let (q_part, q_rel, q_sha) = (shell_quote(&part), shell_quote(&rel), shell_quote(&r.sha256));
+        let result = async {
+            if staged_sha.is_some() {
+                return Err(format!("{rel} already exists with another sha256 ({}); remove it or release under a new version", staged_sha.unwrap_or_default()));
+            }
+            match &p.artifact.source {
+                ArtifactSource::Path(local) => {
+                    let out = conn
+                        .exec_with_input(&format!("cat > {q_part}"), local, p.rollout.stage_bandwidth, UPLOAD_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("uploading: {e}"))?;
+                    if !out.success() {
+                        return Err(format!("uploading: {}", out.describe()));
+                    }
+                }
+                ArtifactSource::Url(u) => {
+                    let url = shell_quote(&r.render(u, host, &self.run_id, None)?);
+                    let rate = p.rollout.stage_bandwidth;
+                    let (curl_rate, wget_rate) = if rate > 0 { (format!(" --limit-rate {rate}"), format!(" --limit-rate={rate}")) } else { (String::new(), String::new()) };
+                    let cmd = format!(
+                        "if command -v curl >/dev/null; then curl -fsSL --retry 3{curl_rate} -o {q_part} {url}; \
+                         elif command -v wget >/dev/null; then wget -q{wget_rate} -O {q_part} {url}; \
+                         else echo 'neither curl nor wget is installed' >&2; exit 127; fi"
+                    );
+                    let out = conn.exec(&cmd, UPLOAD_TIMEOUT).await.map_err(|e| format!("downloading: {e}"))?;
+                    if !out.success() {
+                        return Err(format!("downloading {url}: {}", out.describe()));
+                    }
+                }
+            }
+            let check = format!(
+                "got=$(sha256sum {q_part} | cut -d' ' -f1); if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
+                 rm -rf {q_rel}.tmp && mkdir -p {q_rel}.tmp && tar -xzf {q_part} -C {q_rel}.tmp && echo {q_sha} > {q_rel}.tmp/.tranche-sha256 && mv -T {q_rel}.tmp {q_rel} && rm -f {q_part}",
+                r.sha256
+            );
+            let out = conn.exec(&check, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(out.describe());
+            }
+            Ok(())
+        }
+        .await;
+        match &result {
+            Ok(()) => {
+                let note = match r.artifact_size {
+                    Some(size) => format!("{} verified", crate::units::human_size(size)),
+                    None => "downloaded and verified".into(),
+                };
+                self.step_done(batch, &host.name, Step::Stage, Status::Ok, t, note)
+            }
+            Err(e) => self.step_done(batch, &host.name, Step::Stage, Status::Failed, t, e.clone()),
+        }
+        result
+    }
+
+    /// Steps 4 to 9 for one host of a batch; on failure, back to its previous release.
+    async fn host_pipeline(
+        &self,
+        host: &Host,
+        st: &HostState,
+        batch: usize,
+        staged: &mut watch::Receiver<Option<Result<(), String>>>,
+    ) -> Status {
+        let t = Instant::now();
+        let r = &self.release;
+        let version = r.playbook.version.clone();
+        self.event(EventKind::HostStarted {
+            batch,
+            host: host.name.clone(),
+        });
+        // Wait for this host's staging.
+        let stage = loop {
+            if let Some(res) = staged.borrow().clone() {
+                break res;
+            }
+            if staged.changed().await.is_err() {
+                break Err("staging did not finish".into());
+            }
+        };
+        if let Err(e) = stage {
+            // Nothing was changed: the host is still registered on its old release.
+            self.event(EventKind::HostFinished {
+                batch,
+                host: host.name.clone(),
+                status: Status::Failed,
+                ms: t.elapsed().as_millis() as u64,
+                msg: format!("stage failed: {e}"),
+            });
+            return Status::Failed;
+        }
+        if st.previous.as_deref() == Some(version.as_str()) && st.staged_sha.as_deref() == Some(r.sha256.as_str()) {
+            self.event(EventKind::HostFinished {
+                batch,
+                host: host.name.clone(),
+                status: Status::Skipped,
+                ms: t.elapsed().as_millis() as u64,
+                msg: format!("already on {version}"),
+            });
+            return Status::Skipped;
+        }
+        let registry = RegistryClient::new(None);
+        match self.switch(host, st, batch, &version, &registry).await {
+            Ok(()) => {
+                self.event(EventKind::HostFinished {
+                    batch,
+                    host: host.name.clone(),
+                    status: Status::Ok,
+                    ms: t.elapsed().as_millis() as u64,
+                    msg: format!("on {version}"),
+                });
+                Status::Ok
+            }
+            Err((step, e)) => {
+                let status = if r.playbook.rollout.on_failure == OnFailure::Halt {
+                    Status::Failed
+                } else {
+                    match &st.previous {
+                        Some(prev) => match self.switch(host, st, batch, prev, &registry).await {
+                            Ok(()) => Status::Reverted,
+                            Err((s2, e2)) => {
+                                self.event(EventKind::Warning { host: Some(host.name.clone()), msg: format!("could not be brought back to {prev}: {} failed: {e2}; it may be out of the registry", s2.as_str()) });
+                                Status::Failed
+                            }
+                        },
+                        None => {
+                            self.event(EventKind::Warning {
+                                host: Some(host.name.clone()),
+                                msg: "no previous release to go back to; it is left out of the registry".into(),
+                            });
+                            Status::Failed
+                        }
+                    }
+                };
+                let msg = match status {
+                    Status::Reverted => format!(
+                        "{} failed: {e}; back on {}",
+                        step.as_str(),
+                        st.previous.as_deref().unwrap_or("?")
+                    ),
+                    _ => format!("{} failed: {e}", step.as_str()),
+                };
+                self.event(EventKind::HostFinished {
+                    batch,
+                    host: host.name.clone(),
+                    status,
+                    ms: t.elapsed().as_millis() as u64,
+                    msg,
+                });
+                status
+            }
+        }
+    }
+
+    /// Deregister, stop, point `current` at `version`, start, wait healthy, register.
+    async fn switch(
+        &self,
+        host: &Host,
+        st: &HostState,
+        batch: usize,
+        version: &str,
+        registry: &RegistryClient,
+    ) -> Result<(), (Step, String)> {
+        let r = &self.release;
+        let p = &r.playbook;
+        let conn = &st.conn;
+        let name = host.name.clone();
+        let prev = st.previous.as_deref();
+        macro_rules! step {
+            ($step:expr, $body:expr) => {{
+                let t = Instant::now();
+                self.event(EventKind::StepStarted {
+                    batch,
+                    host: name.clone(),
+                    step: $step,
+                });
+                let res: Result<String, String> = $body.await;
+                match res {
+                    Ok(note) => self.step_done(batch, &name, $step, Status::Ok, t, note),
+                    Err(e) => {
+                        self.step_done(batch, &name, $step, Status::Failed, t, e.clone());
+                        return Err(($step, e));
+                    }
+                }
+            }};
+        }
+        step!(Step::Deregister, registry.deregister(r, host, conn, &self.run_id));
+        step!(Step::Stop, async {
+            let Some(cmd) = &p.stop.command else {
+                return Ok("no stop command".to_string());
+            };
+            let cmd = r.render(cmd, host, &self.run_id, prev)?;
+            match conn.exec(&cmd, p.stop.timeout).await {
+                Ok(out) if out.success() => Ok("stopped".to_string()),
+                Ok(out) => Err(out.describe()),
+                Err(crate::ssh::SshError::Timeout(_)) => match &p.stop.kill_command {
+                    Some(k) => {
+                        let k = r.render(k, host, &self.run_id, prev)?;
+                        let out = conn.exec(&k, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+                        if out.success() {
+                            Ok(format!("killed after {}", crate::units::human_duration(p.stop.timeout)))
+                        } else {
+                            Err(format!("kill_command failed: {}", out.describe()))
+                        }
+                    }
+                    None => Err(format!(
+                        "did not stop within {}",
+                        crate::units::human_duration(p.stop.timeout)
+                    )),
+                },
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        step!(Step::Deploy, async {
+            let root = shell_quote(&p.layout.root);
+            let rel = shell_quote(&format!("releases/{version}"));
+            let keep = p.layout.keep.max(1) as usize;
+            let keep_prev = shell_quote(prev.unwrap_or(""));
+            let cmd = format!(
+                "cd {root} && test -d {rel} && ln -sfn {rel} .current.tmp && mv -T .current.tmp current && \
+                 ls -1t releases | while read -r d; do case \"$d\" in *.tmp) continue;; esac; n=$((n+1)); \
+                 if [ $n -gt {keep} ] && [ \"$d\" != {v} ] && [ \"$d\" != {keep_prev} ]; then rm -rf \"releases/$d\"; fi; done",
+                v = shell_quote(version)
+            );
+            let out = conn.exec(&cmd, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+            if out.success() {
+                Ok(format!("current -> releases/{version}"))
+            } else {
+                Err(out.describe())
+            }
+        });
+        step!(Step::Start, async {
+            let Some(cmd) = &p.start else {
+                return Ok("no start command".to_string());
+            };
+            let cmd = r.render(cmd, host, &self.run_id, prev)?;
+            let out = conn.exec(&cmd, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(out.describe());
+            }
+            if let Some(after) = &p.hooks.after_start {
+                let a = r.render(after, host, &self.run_id, prev)?;
+                let out = conn.exec(&a, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+                if !out.success() {
+                    return Err(format!("hooks.after_start failed: {}", out.describe()));
+                }
+            }
+            Ok("started".to_string())
+        });
+        step!(
+            Step::Health,
+            crate::health::wait_healthy(r, host, conn, &self.run_id, version, &self.http)
+        );
+        step!(Step::Register, registry.register(r, host, conn, &self.run_id));
+        Ok(())
+    }
+
+    /// Return a host this run changed to the release it had before.
+    async fn rollback_host(&self, host: &Host, st: &HostState, batch: usize) -> bool {
+        let Some(prev) = st.previous.clone() else {
+            self.event(EventKind::Warning {
+                host: Some(host.name.clone()),
+                msg: "no previous release to roll back to".into(),
+            });
+            return false;
+        };
+        let registry = RegistryClient::new(None);
+        match self.switch(host, st, batch, &prev, &registry).await {
+            Ok(()) => {
+                self.event(EventKind::HostFinished {
+                    batch,
+                    host: host.name.clone(),
+                    status: Status::Reverted,
+                    ms: 0,
+                    msg: format!("rolled back to {prev}"),
+                });
+                true
+            }
+            Err((step, e)) => {
+                self.event(EventKind::Warning {
+                    host: Some(host.name.clone()),
+                    msg: format!(
+                        "rollback to {prev} failed at {}: {e}; check its registry state",
+                        step.as_str()
+                    ),
+                });
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! Taking a host out of traffic and putting it back: `none`, `command` (on the host or a
+//! delegate), `http` (templated calls), and `haproxy` (runtime API: drain, wait for sessions,
+//! maintenance; ready, wait until UP).
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Mutex;
+
+use crate::inventory::Host;
+use crate::playbook::{HttpCall, Registry};
+use crate::release::Release;
+use crate::ssh::Connection;
+
+/// Remote registry commands and HTTP calls get this long.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long to wait for HAProxy to report a server UP after `ready`.
+const UP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The registry of a run, shared by every host pipeline.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    /// Calls to one delegate host are serialised.
+    delegate: Mutex<Option<Connection>>,
+}
+
+impl RegistryClient {
+    pub fn new(delegate: Option<Connection>) -> Self {
+        RegistryClient {
+            http: reqwest::Client::builder()
+                .timeout(CALL_TIMEOUT)
+                .build()
+                .expect("http client"),
+            delegate: Mutex::new(delegate),
+        }
+    }
+
+    /// Take `host` out of traffic and drain it. Returns a note for the event.
+    pub async fn deregister(
+        &self,
+        r: &Release,
+        host: &Host,
+        conn: &Connection,
+        run_id: &str,
+    ) -> Result<String, String> {
+        match &r.playbook.registry {
+            Registry::None => Ok("no registry".into()),
+            Registry::Command { deregister, drain, .. } => {
+                let cmd = r.render(deregister, host, run_id, None)?;
+                let note = self.run_command(conn, &cmd).await?;
+                sleep_drain(*drain).await;
+                Ok(note)
+            }
+            Registry::Http { deregister, drain, .. } => {
+                let note = self.call(r, host, run_id, deregister).await?;
+                sleep_drain(*drain).await;
+                Ok(note)
+            }
+            Registry::Haproxy {
+                address,
+                backend,
+                server,
+                drain,
+            } => {
+                let b = r.render(backend, host, run_id, None)?;
+                let s = r.render(server, host, run_id, None)?;
+                let api = HaproxyApi {
+                    address: address.clone(),
+                };
+                api.command(&format!("set server {b}/{s} state drain"))
+                    .await
+                    .and_then(expect_empty)?;
+                // Wait until the server has no sessions left, or the drain time is up.
+                let deadline = tokio::time::Instant::now() + *drain;
+                let mut sessions = api.sessions(&b, &s).await?;
+                while sessions > 0 && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    sessions = api.sessions(&b, &s).await?;
+                }
+                api.command(&format!("set server {b}/{s} state maint"))
+                    .await
+                    .and_then(expect_empty)?;
+                Ok(if sessions == 0 {
+                    "drained, in maintenance".into()
+                } else {
+                    format!("in maintenance with {sessions} sessions left after the drain time")
+                })
+            }
+        }
+    }
+
+    /// Put `host` back into traffic and wait until the registry reports it serving.
+    pub async fn register(&self, r: &Release, host: &Host, conn: &Connection, run_id: &str) -> Result<String, String> {
+        match &r.playbook.registry {
+            Registry::None => Ok("no registry".into()),
+            Registry::Command { register, .. } => {
+                let cmd = r.render(register, host, run_id, None)?;
+                self.run_command(conn, &cmd).await
+            }
+            Registry::Http { register, .. } => self.call(r, host, run_id, register).await,
+            Registry::Haproxy {
+                address,
+                backend,
+                server,
+                ..
+            } => {
+                let b = r.render(backend, host, run_id, None)?;
+                let s = r.render(server, host, run_id, None)?;
+                let api = HaproxyApi {
+                    address: address.clone(),
+                };
+                api.command(&format!("set server {b}/{s} state ready"))
+                    .await
+                    .and_then(expect_empty)?;
+                let deadline = tokio::time::Instant::now() + UP_TIMEOUT;
+                loop {
+                    if api.is_up(&b, &s).await? {
+                        return Ok("UP in HAProxy".into());
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        return Err(format!(
+                            "HAProxy did not report {b}/{s} UP within {}s",
+                            UP_TIMEOUT.as_secs()
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn run_command(&self, conn: &Connection, cmd: &str) -> Result<String, String> {
+        let guard = self.delegate.lock().await;
+        let target = guard.as_ref().unwrap_or(conn);
+        let out = target.exec(cmd, CALL_TIMEOUT).await.map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(format!("ran on {}", target.endpoint.name))
+        } else {
+            Err(format!(
+                "registry command on {} failed: {}",
+                target.endpoint.name,
+                out.describe()
+            ))
+        }
+    }
+
+    async fn call(&self, r: &Release, host: &Host, run_id: &str, call: &HttpCall) -> Result<String, String> {
+        let url = r.render(&call.url, host, run_id, None)?;
+        let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut req = self.http.request(method, &url);
+        for (name, value) in &call.headers {
+            req = req.header(name, r.render(value, host, run_id, None)?);
+        }
+        if let Some(body) = &call.body {
+            req = req.body(r.render(body, host, run_id, None)?);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("{} {}: {}", call.method, redact_url(&url), error_chain(&e)))?;
+        let status = resp.status().as_u16();
+        let ok = if call.expect_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            call.expect_status.contains(&status)
+        };
+        if ok {
+            Ok(format!("{} {} -> {status}", call.method, redact_url(&url)))
+        } else {
+            let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
+            Err(format!(
+                "{} {} answered {status}: {}",
+                call.method,
+                redact_url(&url),
+                body.trim()
+            ))
+        }
+    }
+}
+
+async fn sleep_drain(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+fn expect_empty(answer: String) -> Result<(), String> {
+    let a = answer.trim();
+    if a.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("HAProxy answered: {a}"))
+    }
+}
+
+/// Strip credentials from a URL before it is shown.
+fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) if !rest.split('/').next().unwrap_or("").is_empty() && rest.find('@') < rest.find('/') => {
+                format!("{scheme}://***@{host}")
+            }
+            _ => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
+
+/// HAProxy's runtime API over TCP (`host:port`) or a Unix socket (`/path`).
+pub struct HaproxyApi {
+    pub address: String,
+}
+
+impl HaproxyApi {
+    pub async fn command(&self, cmd: &str) -> Result<String, String> {
+        let fut = async {
+            let mut answer = String::new();
+            if self.address.starts_with('/') {
+                let mut s = tokio::net::UnixStream::connect(&self.address).await?;
+                s.write_all(format!("{cmd}\n").as_bytes()).await?;
+                s.read_to_string(&mut answer).await?;
+            } else {
+                let mut s = tokio::net::TcpStream::connect(&self.address).await?;
+                s.write_all(format!("{cmd}\n").as_bytes()).await?;
+                s.read_to_string(&mut answer).await?;
+            }
+            Ok::<String, std::io::Error>(answer)
+        };
+        match tokio::time::timeout(Duration::from_secs(10), fut).await {
+            Ok(Ok(a)) => Ok(a),
+            Ok(Err(e)) => Err(format!("HAProxy runtime API at {}: {e}", self.address)),
+            Err(_) => Err(format!("HAProxy runtime API at {}: no answer within 10s", self.address)),
+        }
+    }
+
+    /// Current sessions of one server (`show stat`, column `scur`).
+    pub async fn sessions(&self, backend: &str, server: &str) -> Result<u64, String> {
+        let stat = self.command("show stat").await?;
+        let mut lines = stat.lines();
+        let header: Vec<&str> = lines.next().unwrap_or("").trim_start_matches("# ").split(',').collect();
+        let scur = header
+            .iter()
+            .position(|h| *h == "scur")
+            .ok_or("HAProxy `show stat` has no scur column")?;
+        for line in lines {
+            let cols: Vec<&str> = line.split(',').collect();
+            if cols.first() == Some(&backend) && cols.get(1) == Some(&server) {
+                return Ok(cols.get(scur).and_then(|v| v.parse().ok()).unwrap_or(0));
+            }
+        }
+        Err(format!("HAProxy has no server {backend}/{server}"))
+    }
+
+    /// Whether HAProxy reports the server UP with a passed health check.
+    pub async fn is_up(&self, backend: &str, server: &str) -> Result<bool, String> {
+        let state = self.server_state(backend, server).await?;
+        // srv_op_state 2 = running; srv_check_result 3 = passed (or no checks: 0 with state 2).
+        Ok(state.op_state == 2 && (state.check_result == 3 || !state.check_enabled))
+    }
+
+    pub async fn server_state(&self, backend: &str, server: &str) -> Result<ServerState, String> {
+        let out = self.command(&format!("show servers state {backend}")).await?;
+        let mut lines = out.lines().filter(|l| !l.trim().is_empty());
+        let _version = lines.next();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("# ")
+            .split_whitespace()
+            .collect();
+        let col = |name: &str| header.iter().position(|h| *h == name);
+        let (name_i, op_i, admin_i, res_i, chk_i) = (
+            col("srv_name"),
+            col("srv_op_state"),
+            col("srv_admin_state"),
+            col("srv_check_result"),
+            col("srv_check_state"),
+        );
+        for line in lines {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if name_i.and_then(|i| cols.get(i)) == Some(&server) {
+                let num = |i: Option<usize>| {
+                    i.and_then(|i| cols.get(i))
+                        .and_then(|v| v.parse::<u32>().ok())
+                        .unwrap_or(0)
+                };
+                return Ok(ServerState {
+                    op_state: num(op_i),
+                    admin_state: num(admin_i),
+                    check_result: num(res_i),
+                    check_enabled: num(chk_i) & 0x2 != 0 || num(res_i) != 0,
+                });
+            }
+        }
+        Err(format!(
+            "HAProxy has no server {backend}/{server}: {}",
+            out.lines().next().unwrap_or("").trim()
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerState {
+    pub op_state: u32,
+    pub admin_state: u32,
+    pub check_result: u32,
+    pub check_enabled: bool,
+}

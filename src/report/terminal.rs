@@ -1,0 +1,211 @@
+//! What people see on stderr: on a terminal, indicatif bars (the whole run, and one line per
+//! host in flight, at most ~20); elsewhere (CI, `--no-progress`, a pipe), one plain line per
+//! host step.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::events::{Event, EventKind, Status};
+
+const MAX_HOST_LINES: usize = 20;
+
+pub struct Terminal {
+    quiet: bool,
+    color: bool,
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    overall: ProgressBar,
+    hosts: Mutex<HashMap<String, ProgressBar>>,
+}
+
+impl Terminal {
+    /// Bars only when stderr is a terminal, `CI` is not set and `--no-progress` was not given.
+    pub fn new(no_progress: bool, quiet: bool) -> Terminal {
+        use std::io::IsTerminal;
+        let tty = std::io::stderr().is_terminal();
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        let color = tty && std::env::var_os("NO_COLOR").is_none();
+        let bars = (tty && !ci && !no_progress && !quiet).then(|| {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let overall = multi.add(ProgressBar::new(0));
+            overall.set_style(
+                ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} hosts  {elapsed}  {msg}")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            overall.enable_steady_tick(Duration::from_millis(120));
+            Bars {
+                multi,
+                overall,
+                hosts: Mutex::new(HashMap::new()),
+            }
+        });
+        Terminal { quiet, color, bars }
+    }
+
+    fn paint(&self, s: &str, code: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+
+    fn status(&self, s: Status) -> String {
+        match s {
+            Status::Ok => self.paint("ok", "32"),
+            Status::Failed => self.paint("FAILED", "1;31"),
+            Status::Skipped => self.paint("skipped", "2"),
+            Status::Reverted => self.paint("reverted", "33"),
+        }
+    }
+
+    fn line(&self, s: String) {
+        if self.quiet {
+            return;
+        }
+        match &self.bars {
+            Some(b) => b.multi.suspend(|| eprintln!("{s}")),
+            None => eprintln!("{s}"),
+        }
+    }
+
+    pub fn report(&self, e: &Event) {
+        match &e.kind {
+            EventKind::RunStarted {
+                service,
+                version,
+                hosts,
+                plan,
+            } => {
+                let batches = plan["batches"].as_array().map(Vec::len).unwrap_or(0);
+                if let Some(b) = &self.bars {
+                    b.overall.set_length(*hosts as u64);
+                    b.overall.set_prefix(format!("{service} {version}"));
+                }
+                self.line(format!(
+                    "release {service} {version} to {hosts} hosts in {batches} batches (run {})",
+                    e.run
+                ));
+            }
+            EventKind::BatchStarted { batch, hosts } => {
+                if let Some(b) = &self.bars {
+                    b.overall.set_message(format!("batch {batch}"));
+                }
+                self.line(format!("batch {batch}: {}", hosts.join(" ")));
+            }
+            EventKind::StepStarted { host, step, .. } => {
+                if let Some(b) = &self.bars {
+                    let mut hosts = b.hosts.lock().expect("bars");
+                    if let Some(pb) = hosts.get(host) {
+                        pb.set_message(step.as_str());
+                    } else if hosts.len() < MAX_HOST_LINES {
+                        let pb = b.multi.add(ProgressBar::new_spinner());
+                        pb.set_style(ProgressStyle::with_template("  {spinner} {prefix:<16} {msg}").expect("template"));
+                        pb.set_prefix(host.clone());
+                        pb.set_message(step.as_str());
+                        pb.enable_steady_tick(Duration::from_millis(120));
+                        hosts.insert(host.clone(), pb);
+                    }
+                }
+            }
+            EventKind::StepFinished {
+                batch,
+                host,
+                step,
+                status,
+                ms,
+                msg,
+            } => {
+                if self.bars.is_none() {
+                    let b = if *batch > 0 {
+                        format!("[{batch}] ")
+                    } else {
+                        String::new()
+                    };
+                    self.line(format!(
+                        "{b}{host:<12} {:<10} {} {:>6}  {msg}",
+                        step.as_str(),
+                        self.status(*status),
+                        format_ms(*ms)
+                    ));
+                } else if *status == Status::Failed {
+                    self.line(format!("  {host}: {} {}: {msg}", step.as_str(), self.status(*status)));
+                }
+            }
+            EventKind::HostFinished {
+                batch,
+                host,
+                status,
+                ms,
+                msg,
+            } => {
+                if let Some(b) = &self.bars {
+                    if let Some(pb) = b.hosts.lock().expect("bars").remove(host) {
+                        pb.finish_and_clear();
+                        b.multi.remove(&pb);
+                    }
+                    b.overall.inc(1);
+                }
+                self.line(format!(
+                    "[{batch}] {host:<12} {} {:>6}  {msg}",
+                    self.status(*status),
+                    format_ms(*ms)
+                ));
+            }
+            EventKind::BatchFinished { batch, ok, failed, ms } => {
+                self.line(format!(
+                    "batch {batch} done: {ok} ok, {failed} failed in {}",
+                    format_ms(*ms)
+                ));
+            }
+            EventKind::Paused { reason, .. } => self.line(format!("paused: {reason}")),
+            EventKind::Resumed { batch } => self.line(format!("resumed at batch {batch}")),
+            EventKind::Warning { host, msg } => {
+                let who = host.as_deref().map(|h| format!("{h}: ")).unwrap_or_default();
+                self.line(format!("{} {who}{msg}", self.paint("warning:", "1;33")));
+            }
+            EventKind::HostStarted { .. } => {}
+            EventKind::RunFinished {
+                ok,
+                failed,
+                reverted,
+                skipped,
+                exit_code,
+                ms,
+                msg,
+            } => {
+                if let Some(b) = &self.bars {
+                    b.overall.finish_and_clear();
+                }
+                self.line(String::new());
+                self.line(format!(
+                    "{}: {ok} ok, {skipped} unchanged, {failed} failed, {reverted} reverted in {} (exit {exit_code})",
+                    if *exit_code == 0 {
+                        self.paint("done", "1;32")
+                    } else {
+                        self.paint("done", "1;31")
+                    },
+                    format_ms(*ms)
+                ));
+                self.line(format!("  {msg}"));
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(b) = &self.bars {
+            let _ = b.multi.clear();
+        }
+    }
+}
+
+fn format_ms(ms: u64) -> String {
+    crate::units::human_duration(Duration::from_millis(ms))
+}

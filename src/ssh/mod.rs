@@ -1,0 +1,482 @@
+//! The one place that speaks SSH (russh): connect with a timeout, verify the host key against
+//! known_hosts, authenticate, run commands on channels of one reused connection, upload files.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::client::{self, Handle};
+use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg};
+use russh::{kex, ChannelMsg, Preferred};
+use tokio::io::AsyncReadExt;
+use tokio::sync::Semaphore;
+
+/// OpenSSH's default `MaxSessions`: more session channels at once on one connection are refused.
+const MAX_SESSIONS: usize = 10;
+/// How much of a command's stdout and stderr is kept (the tail).
+const OUTPUT_CAP: usize = 64 * 1024;
+
+/// How to reach and trust hosts; the same for every host of a run.
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub known_hosts: PathBuf,
+    pub accept_new_host_keys: bool,
+    /// Tried after the host's own identity file.
+    pub identities: Vec<PathBuf>,
+    pub connect_timeout: Duration,
+    pub default_user: String,
+}
+
+/// Where one host is.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub user: String,
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SshError {
+    #[error("connecting to {addr}: {reason}")]
+    Connect { addr: String, reason: String },
+    #[error("connecting to {addr}: no answer within {}", crate::units::human_duration(*.timeout))]
+    ConnectTimeout { addr: String, timeout: Duration },
+    #[error("host key verification for {host}: its {algo} key is not in {known_hosts}")]
+    UnknownHostKey {
+        host: String,
+        algo: String,
+        known_hosts: String,
+    },
+    #[error("host key verification for {host}: the key does NOT match {known_hosts} line {line}; the host was reinstalled or someone is intercepting the connection")]
+    HostKeyChanged {
+        host: String,
+        known_hosts: String,
+        line: usize,
+    },
+    #[error("authentication as {user}@{host} failed (tried: {tried})")]
+    Auth { user: String, host: String, tried: String },
+    #[error("{0}")]
+    Protocol(String),
+    #[error("timed out after {}", crate::units::human_duration(*.0))]
+    Timeout(Duration),
+}
+
+impl SshError {
+    /// A line of advice for the operator.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SshError::UnknownHostKey { .. } => {
+                Some("check the key out of band, then run with --accept-new-host-keys to record it")
+            }
+            SshError::HostKeyChanged { .. } => {
+                Some("if the host was reinstalled, remove its old line from known_hosts (ssh-keygen -R HOST)")
+            }
+            SshError::Auth { .. } => {
+                Some("set `identity_file` in the inventory, --identity, or load the key into ssh-agent")
+            }
+            _ => None,
+        }
+    }
+}
+
+impl From<russh::Error> for SshError {
+    fn from(e: russh::Error) -> Self {
+        SshError::Protocol(e.to_string())
+    }
+}
+
+/// What the host key check decided, kept by the handler so the error can say why.
+#[derive(Debug, Clone)]
+enum KeyVerdict {
+    Unknown(String),
+    Changed(usize),
+    Learned(String),
+}
+
+struct Client {
+    host: String,
+    port: u16,
+    known_hosts: PathBuf,
+    accept_new: bool,
+    verdict: Arc<Mutex<Option<KeyVerdict>>>,
+}
+
+/// Serialises writes to known_hosts within this process; a file lock covers other processes.
+static KNOWN_HOSTS_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, key: &keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        let keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
+            // Host certificates need a trusted authority, which tranche does not configure yet.
+            *self.verdict.lock().expect("verdict lock") = Some(KeyVerdict::Unknown("certificate".into()));
+            return Ok(false);
+        };
+        let found = if self.known_hosts.exists() {
+            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
+        } else {
+            Ok(false)
+        };
+        match found {
+            Ok(true) => Ok(true),
+            Err(keys::Error::KeyChanged { line }) => {
+                *self.verdict.lock().expect("verdict lock") = Some(KeyVerdict::Changed(line));
+                Ok(false)
+            }
+            Ok(false) | Err(_) => {
+                let algo = key.algorithm().to_string();
+                if !self.accept_new {
+                    *self.verdict.lock().expect("verdict lock") = Some(KeyVerdict::Unknown(algo));
+                    return Ok(false);
+                }
+                let _guard = KNOWN_HOSTS_WRITER.lock().await;
+                let path = self.known_hosts.clone();
+                let (host, port, key) = (self.host.clone(), self.port, key.clone());
+                let learned = tokio::task::spawn_blocking(move || learn_locked(&host, port, &key, &path))
+                    .await
+                    .map_err(|_| russh::Error::Disconnect)?;
+                match learned {
+                    Ok(()) => {
+                        *self.verdict.lock().expect("verdict lock") = Some(KeyVerdict::Learned(algo));
+                        Ok(true)
+                    }
+                    Err(_) => Ok(false),
+                }
+            }
+        }
+    }
+}
+
+/// Record a new host key under an exclusive lock of the known_hosts file, unless another
+/// process recorded it meanwhile.
+fn learn_locked(host: &str, port: u16, key: &keys::PublicKey, path: &Path) -> Result<(), keys::Error> {
+    use fs4::fs_std::FileExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let lock = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    lock.lock_exclusive()?;
+    let result = match keys::check_known_hosts_path(host, port, key, path) {
+        Ok(true) => Ok(()),
+        Ok(false) => keys::known_hosts::learn_known_hosts_path(host, port, key, path),
+        Err(e) => Err(e),
+    };
+    let _ = FileExt::unlock(&lock);
+    result
+}
+
+/// The output of one remote command.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOutput {
+    pub status: Option<u32>,
+    pub signal: Option<String>,
+    pub stdout: String,
+    /// The tail of stderr, for reports.
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    pub fn success(&self) -> bool {
+        self.status == Some(0)
+    }
+
+    /// "exit 3: <last line of stderr>", for messages.
+    pub fn describe(&self) -> String {
+        let how = match (&self.status, &self.signal) {
+            (_, Some(sig)) => format!("killed by signal {sig}"),
+            (Some(s), None) => format!("exit {s}"),
+            (None, None) => "no exit status".to_string(),
+        };
+        let last = self
+            .stderr
+            .trim()
+            .lines()
+            .last()
+            .or_else(|| self.stdout.trim().lines().last());
+        match last {
+            Some(l) => format!("{how}: {l}"),
+            None => how,
+        }
+    }
+}
+
+/// One SSH connection to one host, reused for every step of that host.
+pub struct Connection {
+    handle: Handle<Client>,
+    sessions: Semaphore,
+    pub endpoint: Endpoint,
+    /// Set when this connection recorded a new host key (trust on first use).
+    pub learned_key: Option<String>,
+}
+
+fn client_config() -> client::Config {
+    // curve25519 first: a tenth of the CPU of the post-quantum hybrids per handshake.
+    let mut kexes: Vec<kex::Name> = vec![kex::CURVE25519, kex::CURVE25519_PRE_RFC_8731];
+    let rest: Vec<kex::Name> = Preferred::DEFAULT
+        .kex
+        .iter()
+        .copied()
+        .filter(|k| !kexes.contains(k))
+        .collect();
+    kexes.extend(rest);
+    client::Config {
+        nodelay: true,
+        keepalive_interval: Some(Duration::from_secs(15)),
+        keepalive_max: 4,
+        inactivity_timeout: None,
+        window_size: 8 * 1024 * 1024,
+        maximum_packet_size: 65535,
+        preferred: Preferred {
+            kex: Cow::Owned(kexes),
+            ..Preferred::DEFAULT
+        },
+        ..Default::default()
+    }
+}
+
+impl Connection {
+    /// Connect, verify the host key and authenticate, all within the connect timeout.
+    pub async fn open(ep: &Endpoint, settings: &SshSettings) -> Result<Connection, SshError> {
+        let addr = format!("{}:{}", ep.address, ep.port);
+        match tokio::time::timeout(settings.connect_timeout, Self::open_inner(ep, settings, &addr)).await {
+            Ok(r) => r,
+            Err(_) => Err(SshError::ConnectTimeout {
+                addr,
+                timeout: settings.connect_timeout,
+            }),
+        }
+    }
+
+    async fn open_inner(ep: &Endpoint, settings: &SshSettings, addr: &str) -> Result<Connection, SshError> {
+        let verdict = Arc::new(Mutex::new(None));
+        let handler = Client {
+            host: ep.address.clone(),
+            port: ep.port,
+            known_hosts: settings.known_hosts.clone(),
+            accept_new: settings.accept_new_host_keys,
+            verdict: verdict.clone(),
+        };
+        let config = Arc::new(client_config());
+        let mut handle = match client::connect(config, (ep.address.as_str(), ep.port), handler).await {
+            Ok(h) => h,
+            Err(e) => {
+                let known_hosts = settings.known_hosts.display().to_string();
+                return Err(match verdict.lock().expect("verdict lock").clone() {
+                    Some(KeyVerdict::Unknown(algo)) => SshError::UnknownHostKey {
+                        host: ep.name.clone(),
+                        algo,
+                        known_hosts,
+                    },
+                    Some(KeyVerdict::Changed(line)) => SshError::HostKeyChanged {
+                        host: ep.name.clone(),
+                        known_hosts,
+                        line,
+                    },
+                    _ => SshError::Connect {
+                        addr: addr.to_string(),
+                        reason: connect_reason(&e),
+                    },
+                });
+            }
+        };
+        let learned_key = match verdict.lock().expect("verdict lock").clone() {
+            Some(KeyVerdict::Learned(algo)) => Some(algo),
+            _ => None,
+        };
+        let mut tried = Vec::new();
+        let mut candidates: Vec<PathBuf> = ep.identity.iter().cloned().collect();
+        candidates.extend(settings.identities.iter().cloned());
+        let mut authenticated = false;
+        for path in candidates {
+            if !path.exists() {
+                continue;
+            }
+            let key = match keys::load_secret_key(&path, None) {
+                Ok(k) => k,
+                Err(keys::Error::KeyIsEncrypted) => {
+                    tried.push(format!("{} (encrypted; load it into ssh-agent)", path.display()));
+                    continue;
+                }
+                Err(e) => {
+                    tried.push(format!("{} ({e})", path.display()));
+                    continue;
+                }
+            };
+            let hash = if key.algorithm().is_rsa() {
+                handle
+                    .best_supported_rsa_hash()
+                    .await?
+                    .flatten()
+                    .or(Some(HashAlg::Sha256))
+            } else {
+                None
+            };
+            let res = handle
+                .authenticate_publickey(&ep.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+                .await?;
+            tried.push(path.display().to_string());
+            if res.success() {
+                authenticated = true;
+                break;
+            }
+        }
+        if !authenticated {
+            let tried = if tried.is_empty() {
+                "no identity file found".to_string()
+            } else {
+                tried.join(", ")
+            };
+            return Err(SshError::Auth {
+                user: ep.user.clone(),
+                host: ep.name.clone(),
+                tried,
+            });
+        }
+        Ok(Connection {
+            handle,
+            sessions: Semaphore::new(MAX_SESSIONS),
+            endpoint: ep.clone(),
+            learned_key,
+        })
+    }
+
+    /// Run `command` through the remote user's shell, collecting its output, within `timeout`.
+    pub async fn exec(&self, command: &str, timeout: Duration) -> Result<ExecOutput, SshError> {
+        let _permit = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|_| SshError::Protocol("connection closed".into()))?;
+        match tokio::time::timeout(timeout, self.exec_inner(command, None)).await {
+            Ok(r) => r,
+            Err(_) => Err(SshError::Timeout(timeout)),
+        }
+    }
+
+    /// Run `command` with the file at `local` as its stdin (the upload path: `cat > x.part`),
+    /// at most `bandwidth` bytes per second (0: no cap).
+    pub async fn exec_with_input(
+        &self,
+        command: &str,
+        local: &Path,
+        bandwidth: u64,
+        timeout: Duration,
+    ) -> Result<ExecOutput, SshError> {
+        let _permit = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|_| SshError::Protocol("connection closed".into()))?;
+        let input = Input {
+            path: local.to_path_buf(),
+            bandwidth,
+        };
+        match tokio::time::timeout(timeout, self.exec_inner(command, Some(input))).await {
+            Ok(r) => r,
+            Err(_) => Err(SshError::Timeout(timeout)),
+        }
+    }
+
+    async fn exec_inner(&self, command: &str, input: Option<Input>) -> Result<ExecOutput, SshError> {
+        let mut channel = self.handle.channel_open_session().await?;
+        channel.exec(true, command).await?;
+        let mut out = ExecOutput::default();
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        let writer = input.map(|input| {
+            let sender = channel.make_writer();
+            tokio::spawn(async move { send_file(sender, input).await })
+        });
+        let mut eof_sent = writer.is_none();
+        if eof_sent {
+            channel.eof().await?;
+        }
+        let mut writer = writer;
+        loop {
+            tokio::select! {
+                res = async { writer.as_mut().expect("writer").await }, if writer.is_some() => {
+                    writer = None;
+                    match res {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(SshError::Protocol(format!("sending the file: {e}"))),
+                        Err(e) => return Err(SshError::Protocol(format!("sending the file: {e}"))),
+                    }
+                    if !eof_sent {
+                        channel.eof().await?;
+                        eof_sent = true;
+                    }
+                }
+                msg = channel.wait() => {
+                    let Some(msg) = msg else { break };
+                    match msg {
+                        ChannelMsg::Data { data } => push_capped(&mut stdout, &data),
+                        ChannelMsg::ExtendedData { data, ext: 1 } => push_capped(&mut stderr, &data),
+                        ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
+                        ChannelMsg::ExitSignal { signal_name, .. } => out.signal = Some(format!("{signal_name:?}")),
+                        ChannelMsg::Close => break,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        out.stdout = String::from_utf8_lossy(&stdout).into_owned();
+        out.stderr = String::from_utf8_lossy(&stderr).into_owned();
+        Ok(out)
+    }
+
+    pub async fn close(&self) {
+        let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+struct Input {
+    path: PathBuf,
+    bandwidth: u64,
+}
+
+async fn send_file(mut sink: impl tokio::io::AsyncWrite + Unpin, input: Input) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut f = tokio::fs::File::open(&input.path).await?;
+    let mut buf = vec![0u8; 256 * 1024];
+    let start = tokio::time::Instant::now();
+    let mut sent: u64 = 0;
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        sink.write_all(&buf[..n]).await?;
+        sent += n as u64;
+        if input.bandwidth > 0 {
+            // Sleep until the average rate is back under the cap.
+            let due = Duration::from_secs_f64(sent as f64 / input.bandwidth as f64);
+            let elapsed = start.elapsed();
+            if due > elapsed {
+                tokio::time::sleep(due - elapsed).await;
+            }
+        }
+    }
+    sink.flush().await?;
+    sink.shutdown().await.ok();
+    Ok(())
+}
+
+fn push_capped(buf: &mut Vec<u8>, data: &[u8]) {
+    buf.extend_from_slice(data);
+    if buf.len() > OUTPUT_CAP {
+        let cut = buf.len() - OUTPUT_CAP;
+        buf.drain(..cut);
+    }
+}
+
+fn connect_reason(e: &russh::Error) -> String {
+    match e {
+        russh::Error::IO(io) => io.to_string(),
+        russh::Error::UnknownKey => "host key rejected".into(),
+        other => other.to_string(),
+    }
+}
