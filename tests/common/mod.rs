@@ -1,0 +1,178 @@
+//! Test support: the local fleet of real sshd hosts and HAProxy (tests/fleet/fleet.sh), brought
+//! up per test on its own loopback network and torn down on drop.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Fleet {
+    pub dir: PathBuf,
+    pub net: String,
+    pub hosts: usize,
+    pub lb_port: u16,
+    pub api_port: u16,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Fleet {
+    /// `slot` picks the network 127.0.<20+slot> and the ports, so tests can run side by side.
+    pub fn up(slot: u16, hosts: usize) -> Fleet {
+        let dir = std::env::temp_dir().join(format!("tranche-fleet-{slot}-{}", std::process::id()));
+        let net = format!("127.0.{}", 20 + slot);
+        let (lb_port, api_port) = (18100 + slot, 19100 + slot);
+        let out = Command::new("bash")
+            .arg(root().join("tests/fleet/fleet.sh"))
+            .args([
+                "up",
+                "--dir",
+                dir.to_str().unwrap(),
+                "--hosts",
+                &hosts.to_string(),
+                "--net",
+                &net,
+            ])
+            .args(["--lb-port", &lb_port.to_string(), "--api-port", &api_port.to_string()])
+            .output()
+            .expect("run fleet.sh");
+        assert!(
+            out.status.success(),
+            "fleet up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Fleet {
+            dir,
+            net,
+            hosts,
+            lb_port,
+            api_port,
+        }
+    }
+
+    pub fn install(&self, version: &str) {
+        let out = Command::new("bash")
+            .arg(root().join("tests/fleet/fleet.sh"))
+            .args(["install-service", "--dir", self.dir.to_str().unwrap(), version])
+            .output()
+            .expect("run fleet.sh");
+        assert!(
+            out.status.success(),
+            "install-service failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn inventory(&self) -> PathBuf {
+        self.dir.join("inventory.yml")
+    }
+
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.join("known_hosts")
+    }
+
+    pub fn artifact(&self, version: &str) -> PathBuf {
+        self.dir.join("artifacts").join(format!("demo-{version}.tar.gz"))
+    }
+
+    pub fn sha256(&self, version: &str) -> String {
+        let sums = std::fs::read_to_string(self.dir.join("artifacts/SHA256SUMS")).unwrap();
+        sums.lines()
+            .find(|l| l.ends_with(&format!("demo-{version}.tar.gz")))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("sum")
+            .to_string()
+    }
+
+    /// The host's own /srv on the controller.
+    pub fn srv(&self, i: usize) -> PathBuf {
+        self.dir.join("hosts").join(format!("h{i}")).join("srv")
+    }
+
+    /// The release `current` points to on host `i` (1-based).
+    pub fn current(&self, i: usize) -> Option<String> {
+        std::fs::read_link(self.srv(i).join("demo/current"))
+            .ok()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+    }
+
+    /// HAProxy's runtime API.
+    pub fn api(&self, cmd: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.api_port)).unwrap();
+        s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// (server name, operational state, admin state) of every server of backend `demo`.
+    pub fn servers(&self) -> Vec<(String, u32, u32)> {
+        let out = self.api("show servers state demo");
+        out.lines()
+            .skip(2)
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let c: Vec<&str> = l.split_whitespace().collect();
+                (c[3].to_string(), c[5].parse().unwrap(), c[6].parse().unwrap())
+            })
+            .collect()
+    }
+
+    pub fn all_up(&self) -> bool {
+        let s = self.servers();
+        s.len() == self.hosts && s.iter().all(|(_, op, admin)| *op == 2 && *admin == 0)
+    }
+
+    /// A playbook for this fleet, with `extra` appended (YAML) and `version`'s artifact.
+    pub fn playbook(&self, name: &str, version: &str, body: &str) -> PathBuf {
+        let text = format!(
+            "service: demo\nversion: \"{version}\"\nhosts: fleet\n{body}\n\
+             registry:\n  kind: haproxy\n  address: 127.0.0.1:{api}\n  backend: demo\n  server: \"{{{{ host.name }}}}\"\n  drain: 5s\n\
+             stop:\n  command: /srv/demo/current/bin/stop\n  timeout: 30s\n\
+             start:\n  command: \"/srv/demo/current/bin/start {{{{ host.address }}}}\"\n\
+             health:\n  http: \"http://{{{{ host.address }}}}:8080/health\"\n  expect_body: \"{{{{ version }}}}\"\n  interval: 200ms\n  timeout: 10s\n",
+            api = self.api_port
+        );
+        let path = self.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    pub fn tranche(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tranche"))
+            .args(args)
+            .args([
+                "--known-hosts",
+                self.known_hosts().to_str().unwrap(),
+                "--no-progress",
+                "--connect-timeout",
+                "5s",
+            ])
+            .env("CI", "true")
+            .current_dir(&self.dir)
+            .output()
+            .expect("run tranche")
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("tests/fleet/fleet.sh"))
+            .args(["down", "--dir", self.dir.to_str().unwrap()])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The JSON events of a run's events file.
+pub fn events(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}

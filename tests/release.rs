@@ -1,0 +1,385 @@
+//! End-to-end releases against the real local fleet: sshd per host in its own mount namespace,
+//! HAProxy with its runtime API, the sample service on every host.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{events, Fleet};
+
+/// GET / through HAProxy in a loop until told to stop (bounded: 3 minutes, 100000 requests).
+fn request_loop(
+    port: u16,
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<Vec<String>> {
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut errors = Vec::new();
+        let mut n = 0;
+        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(180) && n < 100_000 {
+            n += 1;
+            let res = (|| -> std::io::Result<String> {
+                let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                s.write_all(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")?;
+                let mut out = String::new();
+                s.read_to_string(&mut out)?;
+                Ok(out)
+            })();
+            match res {
+                Ok(r) if r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200") => {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(r) => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    errors.push(r.lines().next().unwrap_or("").to_string());
+                }
+                Err(e) => {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    errors.push(e.to_string());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        errors
+    })
+}
+
+/// The largest number of hosts whose `stage` step was in progress at once, from the events.
+fn max_concurrent_stage(evs: &[serde_json::Value]) -> usize {
+    let (mut cur, mut max) = (0usize, 0usize);
+    for e in evs {
+        if e["step"] == "stage" {
+            match e["type"].as_str() {
+                Some("step_started") => {
+                    cur += 1;
+                    max = max.max(cur);
+                }
+                Some("step_finished") => cur -= 1,
+                _ => {}
+            }
+        }
+    }
+    max
+}
+
+#[test]
+fn releases_twelve_hosts_through_haproxy_without_dropping_a_request() {
+    let fleet = Fleet::up(1, 12);
+    fleet.install("1.0.0");
+    let pb = fleet.playbook(
+        "release.yml",
+        "2.0.0",
+        "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 4\n  stage:\n    concurrency: 3\n",
+    );
+    let (stop, ok, failed) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let looper = request_loop(fleet.lb_port, stop.clone(), ok.clone(), failed.clone());
+    let events_file = fleet.dir.join("events.jsonl");
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "--events",
+        events_file.to_str().unwrap(),
+    ]);
+    stop.store(true, Ordering::SeqCst);
+    let errors = looper.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        failed.load(Ordering::SeqCst),
+        0,
+        "failed requests: {errors:?}\n{stderr}"
+    );
+    assert!(
+        ok.load(Ordering::SeqCst) > 50,
+        "the request loop barely ran: {}",
+        ok.load(Ordering::SeqCst)
+    );
+    for i in 1..=12 {
+        assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"), "host {i}");
+    }
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+    let evs = events(&events_file);
+    let staged = max_concurrent_stage(&evs);
+    assert!(
+        (1..=3).contains(&staged),
+        "up to 3 hosts may stage at once, saw {staged}"
+    );
+    let batches: Vec<usize> = evs
+        .iter()
+        .filter(|e| e["type"] == "batch_started")
+        .map(|e| e["hosts"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(batches, [1, 4, 4, 3]);
+    assert_eq!(evs.last().unwrap()["type"], "run_finished");
+    assert_eq!(evs.last().unwrap()["exit_code"], 0);
+    // The journal holds the same events.
+    let run = evs[0]["run"].as_str().unwrap();
+    let journal = events(&fleet.dir.join(".tranche/runs").join(run).join("journal.jsonl"));
+    assert_eq!(journal.len(), evs.len());
+
+    // The same release again changes nothing and uploads nothing.
+    let again_file = fleet.dir.join("again.jsonl");
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "--events",
+        again_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let evs = events(&again_file);
+    let stages: Vec<&serde_json::Value> = evs
+        .iter()
+        .filter(|e| e["type"] == "step_finished" && e["step"] == "stage")
+        .collect();
+    assert_eq!(stages.len(), 12);
+    assert!(stages.iter().all(|e| e["status"] == "skipped"), "{stages:?}");
+    assert!(
+        !evs.iter().any(|e| e["step"] == "deregister"),
+        "a second run must not touch the registry"
+    );
+    assert_eq!(
+        evs.iter()
+            .filter(|e| e["type"] == "host_finished" && e["status"] == "skipped")
+            .count(),
+        12
+    );
+}
+
+#[test]
+fn pull_mode_and_a_wrong_checksum() {
+    let fleet = Fleet::up(2, 3);
+    fleet.install("1.0.0");
+    // A file server on loopback for the hosts to pull from.
+    let port = 18200 + (std::process::id() % 500) as u16;
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(fleet.dir.join("artifacts"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "file server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sha2 = fleet.sha256("2.0.0");
+    let pb = fleet.playbook(
+        "pull.yml",
+        "2.0.0",
+        &format!("artifact:\n  url: \"http://127.0.0.1:{port}/demo-2.0.0.tar.gz\"\n  sha256: \"{sha2}\"\nrollout:\n  canary: 1\n  batch: 2\n"),
+    );
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    for i in 1..=3 {
+        assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"));
+    }
+
+    // 3.0.0 is announced with the checksum of another file: every host fails at stage, before
+    // any host leaves the load balancer.
+    let sha1 = fleet.sha256("1.0.0");
+    let bad = fleet.playbook(
+        "bad-sum.yml",
+        "3.0.0",
+        &format!("artifact:\n  url: \"http://127.0.0.1:{port}/demo-2.0.0.tar.gz\"\n  sha256: \"{sha1}\"\nrollout:\n  canary: 1\n  batch: 2\n  max_failures: 5\n"),
+    );
+    let ev = fleet.dir.join("bad.jsonl");
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        bad.to_str().unwrap(),
+        "--events",
+        ev.to_str().unwrap(),
+    ]);
+    server.kill().ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("sha256 mismatch"), "{stderr}");
+    let evs = events(&ev);
+    assert!(
+        !evs.iter().any(|e| e["step"] == "deregister"),
+        "no host may be deregistered after a failed stage"
+    );
+    for i in 1..=3 {
+        assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"));
+        assert!(
+            !fleet.srv(i).join("demo/releases/3.0.0").exists(),
+            "a bad download must not be unpacked"
+        );
+    }
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+}
+
+#[test]
+fn unknown_host_key_and_unreachable_host_fail_preflight_and_change_nothing() {
+    let fleet = Fleet::up(3, 3);
+    fleet.install("1.0.0");
+    let pb = fleet.playbook(
+        "release.yml",
+        "2.0.0",
+        "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\n",
+    );
+
+    // A known_hosts file that lacks the hosts: refused, nothing touched.
+    let empty = fleet.dir.join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .args([
+            "release",
+            "-i",
+            fleet.inventory().to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--known-hosts",
+            empty.to_str().unwrap(),
+            "--no-progress",
+        ])
+        .current_dir(&fleet.dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("host key verification for h01"), "{stderr}");
+    assert!(stderr.contains("--accept-new-host-keys"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&empty).unwrap(),
+        "",
+        "an unknown key must not be recorded without the flag"
+    );
+
+    // A changed key: the known_hosts line names another key.
+    let other = std::fs::read_to_string(fleet.known_hosts()).unwrap();
+    let mut lines: Vec<String> = other.lines().map(str::to_string).collect();
+    let second_key = lines[1].split_whitespace().skip(1).collect::<Vec<_>>().join(" ");
+    lines[0] = format!("{}.1 {second_key}", fleet.net);
+    let changed = fleet.dir.join("changed_known_hosts");
+    std::fs::write(&changed, lines.join("\n") + "\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .args([
+            "release",
+            "-i",
+            fleet.inventory().to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--known-hosts",
+            changed.to_str().unwrap(),
+            "--no-progress",
+            "--accept-new-host-keys",
+        ])
+        .current_dir(&fleet.dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("does NOT match"), "{stderr}");
+
+    // An unreachable host in the inventory: preflight fails for it, nothing is changed anywhere.
+    let inv = std::fs::read_to_string(fleet.inventory()).unwrap();
+    let with_dead = inv.replace(
+        "      hosts:\n",
+        &format!(
+            "      hosts:\n        dead: {{ address: {}.99, zone: z9 }}\n",
+            fleet.net
+        ),
+    );
+    let inv2 = fleet.dir.join("with-dead.yml");
+    std::fs::write(&inv2, with_dead).unwrap();
+    let out = fleet.tranche(&["release", "-i", inv2.to_str().unwrap(), pb.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("connecting to") && stderr.contains(".99:22"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    for i in 1..=3 {
+        assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"), "host {i}");
+        assert!(
+            !fleet.srv(i).join("demo/releases/2.0.0").exists(),
+            "nothing may be staged when preflight fails"
+        );
+    }
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+
+    // With --accept-new-host-keys unknown keys are trusted on first use, recorded once, and the
+    // run says so.
+    let tofu = fleet.dir.join("tofu_known_hosts");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .args([
+            "release",
+            "-i",
+            fleet.inventory().to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--known-hosts",
+            tofu.to_str().unwrap(),
+            "--no-progress",
+            "--accept-new-host-keys",
+        ])
+        .current_dir(&fleet.dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("recorded a new").count(), 3, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&tofu)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_failing_health_check_reverts_the_canary_and_stops() {
+    let fleet = Fleet::up(4, 3);
+    fleet.install("1.0.0");
+    let pb = fleet.playbook(
+        "bad.yml",
+        "bad",
+        "artifact:\n  path: artifacts/demo-bad.tar.gz\nrollout:\n  canary: 1\n  batch: 2\n",
+    );
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("answered 500"), "{stderr}");
+    for i in 1..=3 {
+        assert_eq!(
+            fleet.current(i).as_deref(),
+            Some("1.0.0"),
+            "host {i} must be back on 1.0.0"
+        );
+    }
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+}
