@@ -105,7 +105,7 @@ impl Executor {
             service: p.service.clone(),
             version: p.version.clone(),
             hosts: r.targets.len(),
-            plan: crate::report::plan::to_json(&r),
+            plan: crate::report::plan::to_json(r),
         });
         let batch_of: HashMap<usize, usize> = r
             .batches

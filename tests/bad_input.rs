@@ -2,7 +2,6 @@
 //! with a message naming the file (and line and column where there is one), never panic, and
 //! the messages are snapshotted so their quality is reviewed in diffs.
 
-use std::path::Path;
 use std::process::Command;
 
 fn tranche() -> Command {
@@ -18,7 +17,7 @@ fn every_malformed_file_is_a_positioned_error() {
     insta::glob!("bad/*.{yml,ini}", |path| {
         count += 1;
         let name = path.file_name().unwrap().to_str().unwrap();
-        let rel = Path::new("tests/bad").join(name);
+        let rel = std::path::Path::new("tests/bad").join(name);
         let text = std::fs::read_to_string(path).unwrap();
         let mut cmd = tranche();
         cmd.arg("validate");

@@ -219,6 +219,7 @@ fn pull_mode_and_a_wrong_checksum() {
         ev.to_str().unwrap(),
     ]);
     server.kill().ok();
+    server.wait().ok();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("sha256 mismatch"), "{stderr}");

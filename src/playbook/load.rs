@@ -255,9 +255,7 @@ impl Decoder<'_> {
     }
 
     fn playbook(&mut self, root: &Node, extra_vars: &[(String, String)]) -> Option<Playbook> {
-        let Some(top) = self.map(root, "", TOP_KEYS) else {
-            return None;
-        };
+        let top = self.map(root, "", TOP_KEYS)?;
         let service = self
             .required(&top, "service", "")
             .and_then(|n| self.string(n, "service"));
