@@ -44,6 +44,8 @@ struct HostState {
 }
 
 pub struct Executor {
+    /// `confirm` pauses are answered yes (`--yes`); otherwise asked on the terminal.
+    pub assume_yes: bool,
     release: Arc<Release>,
     settings: SshSettings,
     run_id: String,
@@ -54,6 +56,7 @@ pub struct Executor {
 impl Executor {
     pub fn new(release: Release, settings: SshSettings, run_id: String, emit: Emit) -> Self {
         Executor {
+            assume_yes: false,
             release: Arc::new(release),
             settings,
             run_id,
@@ -182,10 +185,19 @@ impl Executor {
         // 3. Batches.
         let mut results: HashMap<usize, Status> = HashMap::new();
         let mut over_budget = false;
+        let mut declined = false;
         let batches_fut = async {
             for b in &r.batches {
                 if over_budget {
                     break;
+                }
+                if b.number > 1 {
+                    let pause = if b.number == 2 && r.batches[0].canary { p.rollout.canary_pause } else { p.rollout.pause };
+                    if !self.pause(b.number, pause).await {
+                        declined = true;
+                        halted.store(true, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
                 }
                 let names: Vec<String> = b.hosts.iter().map(|&i| r.targets[i].name.clone()).collect();
                 let bstart = Instant::now();
@@ -267,6 +279,8 @@ impl Executor {
         let failed = *failed_count.lock().expect("count");
         let code = if over_budget {
             exit_code::BUDGET_EXCEEDED
+        } else if declined {
+            exit_code::INTERRUPTED
         } else if failed > 0 {
             exit_code::HOSTS_FAILED
         } else {
@@ -281,6 +295,7 @@ impl Executor {
         };
         let msg = match code {
             exit_code::SUCCESS => format!("{} {} is on every targeted host", p.service, p.version),
+            exit_code::INTERRUPTED => "stopped at a confirmation; hosts not reached keep their release".to_string(),
             exit_code::HOSTS_FAILED => format!(
                 "{failed} host(s) failed within the budget of {} and were reverted",
                 r.budget
@@ -293,6 +308,38 @@ impl Executor {
         };
         self.finish(&outcome, started, msg);
         outcome
+    }
+
+    /// Wait before batch `batch`. False when the operator said no.
+    async fn pause(&self, batch: usize, pause: crate::playbook::Pause) -> bool {
+        use crate::playbook::Pause;
+        match pause {
+            Pause::For(d) if d.is_zero() => true,
+            Pause::For(d) => {
+                self.event(EventKind::Paused { batch, reason: format!("waiting {} before batch {batch}", crate::units::human_duration(d)) });
+                tokio::time::sleep(d).await;
+                self.event(EventKind::Resumed { batch });
+                true
+            }
+            Pause::Confirm if self.assume_yes => true,
+            Pause::Confirm => {
+                self.event(EventKind::Paused { batch, reason: format!("confirm before batch {batch}") });
+                let answer = tokio::task::spawn_blocking(|| {
+                    eprint!("continue with the next batch? [y/N] ");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line).ok();
+                    matches!(line.trim(), "y" | "Y" | "yes")
+                })
+                .await
+                .unwrap_or(false);
+                if answer {
+                    self.event(EventKind::Resumed { batch });
+                } else {
+                    self.event(EventKind::Warning { host: None, msg: format!("the operator stopped the run before batch {batch}") });
+                }
+                answer
+            }
+        }
     }
 
     fn finish(&self, o: &Outcome, started: Instant, msg: String) {

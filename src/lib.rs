@@ -118,6 +118,13 @@ fn ssh_settings(o: &cli::SshOptions) -> ssh::SshSettings {
 }
 
 fn release(r: Release, run: &cli::RunOptions, ssh: &cli::SshOptions) -> i32 {
+    use std::io::IsTerminal;
+    let confirms = [r.playbook.rollout.canary_pause, r.playbook.rollout.pause].contains(&playbook::Pause::Confirm);
+    if confirms && !run.yes && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        eprintln!("error: the playbook pauses for confirmation, but there is no terminal to ask on");
+        eprintln!("  = hint: pass --yes to answer yes, or use a duration for `rollout.canary_pause`/`rollout.pause`");
+        return exit_code::CONFIG;
+    }
     let run_id = events::new_run_id();
     let journal = run.state_dir.join("runs").join(&run_id).join("journal.jsonl");
     let terminal = report::Terminal::new(run.no_progress, false);
