@@ -192,7 +192,11 @@ impl Executor {
                     break;
                 }
                 if b.number > 1 {
-                    let pause = if b.number == 2 && r.batches[0].canary { p.rollout.canary_pause } else { p.rollout.pause };
+                    let pause = if b.number == 2 && r.batches[0].canary {
+                        p.rollout.canary_pause
+                    } else {
+                        p.rollout.pause
+                    };
                     if !self.pause(b.number, pause).await {
                         declined = true;
                         halted.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -316,14 +320,20 @@ impl Executor {
         match pause {
             Pause::For(d) if d.is_zero() => true,
             Pause::For(d) => {
-                self.event(EventKind::Paused { batch, reason: format!("waiting {} before batch {batch}", crate::units::human_duration(d)) });
+                self.event(EventKind::Paused {
+                    batch,
+                    reason: format!("waiting {} before batch {batch}", crate::units::human_duration(d)),
+                });
                 tokio::time::sleep(d).await;
                 self.event(EventKind::Resumed { batch });
                 true
             }
             Pause::Confirm if self.assume_yes => true,
             Pause::Confirm => {
-                self.event(EventKind::Paused { batch, reason: format!("confirm before batch {batch}") });
+                self.event(EventKind::Paused {
+                    batch,
+                    reason: format!("confirm before batch {batch}"),
+                });
                 let answer = tokio::task::spawn_blocking(|| {
                     eprint!("continue with the next batch? [y/N] ");
                     let mut line = String::new();
@@ -335,7 +345,10 @@ impl Executor {
                 if answer {
                     self.event(EventKind::Resumed { batch });
                 } else {
-                    self.event(EventKind::Warning { host: None, msg: format!("the operator stopped the run before batch {batch}") });
+                    self.event(EventKind::Warning {
+                        host: None,
+                        msg: format!("the operator stopped the run before batch {batch}"),
+                    });
                 }
                 answer
             }

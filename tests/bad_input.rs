@@ -82,21 +82,48 @@ fn both_files_are_checked_in_one_run() {
 #[test]
 fn confirm_without_a_terminal_is_refused_before_anything_starts() {
     // canary-percent.yml pauses with `confirm`; stdin and stderr are pipes here.
-    let out = tranche().args(["release", "-i", "inventories/prod.yml", "playbooks/canary-percent.yml", "--no-progress"]).output().unwrap();
+    let out = tranche()
+        .args([
+            "release",
+            "-i",
+            "inventories/prod.yml",
+            "playbooks/canary-percent.yml",
+            "--no-progress",
+        ])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("no terminal to ask on") && stderr.contains("--yes"), "{stderr}");
+    assert!(
+        stderr.contains("no terminal to ask on") && stderr.contains("--yes"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("preflight"), "nothing may start: {stderr}");
 }
 
 #[test]
 fn plan_json_is_the_documented_document() {
-    let out = tranche().args(["plan", "-i", "inventories/prod.yml", "playbooks/order.yml", "--format", "json"]).output().unwrap();
+    let out = tranche()
+        .args([
+            "plan",
+            "-i",
+            "inventories/prod.yml",
+            "playbooks/order.yml",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["v"], 1);
     assert_eq!(v["targeted"], 7);
-    let sizes: Vec<u64> = v["batches"].as_array().unwrap().iter().map(|b| b["size"].as_u64().unwrap()).collect();
+    let sizes: Vec<u64> = v["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["size"].as_u64().unwrap())
+        .collect();
     // 7 hosts, canary 1, 25% of 7 = 1 per batch.
     assert_eq!(sizes, [1, 1, 1, 1, 1, 1, 1]);
     assert_eq!(v["batches"][0]["canary"], true);
@@ -106,7 +133,10 @@ fn plan_json_is_the_documented_document() {
 
 #[test]
 fn plan_table_snapshot() {
-    let out = tranche().args(["plan", "-i", "inventories/prod.ini", "playbooks/order.yml"]).output().unwrap();
+    let out = tranche()
+        .args(["plan", "-i", "inventories/prod.ini", "playbooks/order.yml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
 }
