@@ -141,6 +141,15 @@ impl Fleet {
         path
     }
 
+    /// Run tranche in the fleet's folder with exactly `args`.
+    pub fn tranche_raw(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tranche"))
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run tranche")
+    }
+
     pub fn tranche(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_tranche"))
             .args(args)
