@@ -51,6 +51,7 @@ pub struct Executor {
     run_id: String,
     emit: Emit,
     http: reqwest::Client,
+    registry: RegistryClient,
 }
 
 impl Executor {
@@ -62,11 +63,22 @@ impl Executor {
             run_id,
             emit,
             http: reqwest::Client::new(),
+            registry: RegistryClient::new(None),
         }
     }
 
     fn event(&self, kind: EventKind) {
         (self.emit)(Event::new(&self.run_id, kind));
+    }
+
+    fn host_done(&self, batch: usize, host: &str, status: Status, started: Instant, msg: impl Into<String>) {
+        self.event(EventKind::HostFinished {
+            batch,
+            host: host.into(),
+            status,
+            ms: started.elapsed().as_millis() as u64,
+            msg: msg.into(),
+        });
     }
 
     fn step_done(
@@ -539,35 +551,16 @@ impl Executor {
         };
         if let Err(e) = stage {
             // Nothing was changed: the host is still registered on its old release.
-            self.event(EventKind::HostFinished {
-                batch,
-                host: host.name.clone(),
-                status: Status::Failed,
-                ms: t.elapsed().as_millis() as u64,
-                msg: format!("stage failed: {e}"),
-            });
+            self.host_done(batch, &host.name, Status::Failed, t, format!("stage failed: {e}"));
             return Status::Failed;
         }
         if st.previous.as_deref() == Some(version.as_str()) && st.staged_sha.as_deref() == Some(r.sha256.as_str()) {
-            self.event(EventKind::HostFinished {
-                batch,
-                host: host.name.clone(),
-                status: Status::Skipped,
-                ms: t.elapsed().as_millis() as u64,
-                msg: format!("already on {version}"),
-            });
+            self.host_done(batch, &host.name, Status::Skipped, t, format!("already on {version}"));
             return Status::Skipped;
         }
-        let registry = RegistryClient::new(None);
-        match self.switch(host, st, batch, &version, &registry).await {
+        match self.switch(host, st, batch, &version).await {
             Ok(()) => {
-                self.event(EventKind::HostFinished {
-                    batch,
-                    host: host.name.clone(),
-                    status: Status::Ok,
-                    ms: t.elapsed().as_millis() as u64,
-                    msg: format!("on {version}"),
-                });
+                self.host_done(batch, &host.name, Status::Ok, t, format!("on {version}"));
                 Status::Ok
             }
             Err((step, e)) => {
@@ -575,7 +568,7 @@ impl Executor {
                     Status::Failed
                 } else {
                     match &st.previous {
-                        Some(prev) => match self.switch(host, st, batch, prev, &registry).await {
+                        Some(prev) => match self.switch(host, st, batch, prev).await {
                             Ok(()) => Status::Reverted,
                             Err((s2, e2)) => {
                                 self.event(EventKind::Warning { host: Some(host.name.clone()), msg: format!("could not be brought back to {prev}: {} failed: {e2}; it may be out of the registry", s2.as_str()) });
@@ -599,27 +592,14 @@ impl Executor {
                     ),
                     _ => format!("{} failed: {e}", step.as_str()),
                 };
-                self.event(EventKind::HostFinished {
-                    batch,
-                    host: host.name.clone(),
-                    status,
-                    ms: t.elapsed().as_millis() as u64,
-                    msg,
-                });
+                self.host_done(batch, &host.name, status, t, msg);
                 status
             }
         }
     }
 
     /// Deregister, stop, point `current` at `version`, start, wait healthy, register.
-    async fn switch(
-        &self,
-        host: &Host,
-        st: &HostState,
-        batch: usize,
-        version: &str,
-        registry: &RegistryClient,
-    ) -> Result<(), (Step, String)> {
+    async fn switch(&self, host: &Host, st: &HostState, batch: usize, version: &str) -> Result<(), (Step, String)> {
         let r = &self.release;
         let p = &r.playbook;
         let conn = &st.conn;
@@ -643,7 +623,7 @@ impl Executor {
                 }
             }};
         }
-        step!(Step::Deregister, registry.deregister(r, host, conn, &self.run_id));
+        step!(Step::Deregister, self.registry.deregister(r, host, conn, &self.run_id));
         step!(Step::Stop, async {
             let Some(cmd) = &p.stop.command else {
                 return Ok("no stop command".to_string());
@@ -710,7 +690,7 @@ impl Executor {
             Step::Health,
             crate::health::wait_healthy(r, host, conn, &self.run_id, version, &self.http)
         );
-        step!(Step::Register, registry.register(r, host, conn, &self.run_id));
+        step!(Step::Register, self.registry.register(r, host, conn, &self.run_id));
         Ok(())
     }
 
@@ -723,8 +703,7 @@ impl Executor {
             });
             return false;
         };
-        let registry = RegistryClient::new(None);
-        match self.switch(host, st, batch, &prev, &registry).await {
+        match self.switch(host, st, batch, &prev).await {
             Ok(()) => {
                 self.event(EventKind::HostFinished {
                     batch,

@@ -56,17 +56,8 @@ impl RegistryClient {
                 sleep_drain(*drain).await;
                 Ok(note)
             }
-            Registry::Haproxy {
-                address,
-                backend,
-                server,
-                drain,
-            } => {
-                let b = r.render(backend, host, run_id, None)?;
-                let s = r.render(server, host, run_id, None)?;
-                let api = HaproxyApi {
-                    address: address.clone(),
-                };
+            Registry::Haproxy { drain, .. } => {
+                let (api, b, s) = haproxy_target(r, host, run_id)?;
                 api.command(&format!("set server {b}/{s} state drain"))
                     .await
                     .and_then(expect_empty)?;
@@ -98,17 +89,8 @@ impl RegistryClient {
                 self.run_command(conn, &cmd).await
             }
             Registry::Http { register, .. } => self.call(r, host, run_id, register).await,
-            Registry::Haproxy {
-                address,
-                backend,
-                server,
-                ..
-            } => {
-                let b = r.render(backend, host, run_id, None)?;
-                let s = r.render(server, host, run_id, None)?;
-                let api = HaproxyApi {
-                    address: address.clone(),
-                };
+            Registry::Haproxy { .. } => {
+                let (api, b, s) = haproxy_target(r, host, run_id)?;
                 api.command(&format!("set server {b}/{s} state ready"))
                     .await
                     .and_then(expect_empty)?;
@@ -176,6 +158,28 @@ impl RegistryClient {
             ))
         }
     }
+}
+
+/// The runtime API and the `backend`/`server` names of `host` in an HAProxy registry.
+fn haproxy_target(r: &Release, host: &Host, run_id: &str) -> Result<(HaproxyApi, String, String), String> {
+    let Registry::Haproxy {
+        address,
+        backend,
+        server,
+        ..
+    } = &r.playbook.registry
+    else {
+        return Err("the registry is not haproxy".into());
+    };
+    let b = r.render(backend, host, run_id, None)?;
+    let s = r.render(server, host, run_id, None)?;
+    Ok((
+        HaproxyApi {
+            address: address.clone(),
+        },
+        b,
+        s,
+    ))
 }
 
 async fn sleep_drain(d: Duration) {

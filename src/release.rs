@@ -184,7 +184,9 @@ pub fn template_context(p: &Playbook, host: &Host, run_id: &str, previous_versio
     h.insert("user".into(), json!(host.user.clone().unwrap_or_else(|| "root".into())));
     h.insert("zone".into(), json!(host.zone.clone().unwrap_or_default()));
     h.insert("groups".into(), json!(host.groups));
-    let env: serde_json::Map<String, Value> = std::env::vars().map(|(k, v)| (k, Value::String(v))).collect();
+    // The controller's environment, read once per process.
+    static ENV: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| Value::Object(std::env::vars().map(|(k, v)| (k, Value::String(v))).collect()));
     let mut ctx = serde_json::Map::new();
     for (k, v) in &p.extra_vars {
         ctx.insert(k.clone(), json!(v));
@@ -199,7 +201,7 @@ pub fn template_context(p: &Playbook, host: &Host, run_id: &str, previous_versio
         json!(format!("{}/releases/{}", p.layout.root, p.version)),
     );
     ctx.insert("layout".into(), json!({"root": p.layout.root, "keep": p.layout.keep}));
-    ctx.insert("env".into(), Value::Object(env));
+    ctx.insert("env".into(), ENV.clone());
     Value::Object(ctx)
 }
 

@@ -251,15 +251,7 @@ fn unknown_host_key_and_unreachable_host_fail_preflight_and_change_nothing() {
     // A known_hosts file that lacks the hosts: refused, nothing touched.
     let empty = fleet.dir.join("empty_known_hosts");
     std::fs::write(&empty, "").unwrap();
-    let out = fleet.tranche_raw(&[
-        "release",
-        "-i",
-        fleet.inventory().to_str().unwrap(),
-        pb.to_str().unwrap(),
-        "--known-hosts",
-        empty.to_str().unwrap(),
-        "--no-progress",
-    ]);
+    let out = fleet.release_with_known_hosts(&pb, &empty, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("host key verification for h01"), "{stderr}");
@@ -277,16 +269,7 @@ fn unknown_host_key_and_unreachable_host_fail_preflight_and_change_nothing() {
     lines[0] = format!("{}.1 {second_key}", fleet.net);
     let changed = fleet.dir.join("changed_known_hosts");
     std::fs::write(&changed, lines.join("\n") + "\n").unwrap();
-    let out = fleet.tranche_raw(&[
-        "release",
-        "-i",
-        fleet.inventory().to_str().unwrap(),
-        pb.to_str().unwrap(),
-        "--known-hosts",
-        changed.to_str().unwrap(),
-        "--no-progress",
-        "--accept-new-host-keys",
-    ]);
+    let out = fleet.release_with_known_hosts(&pb, &changed, &["--accept-new-host-keys"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("does NOT match"), "{stderr}");
@@ -322,16 +305,7 @@ fn unknown_host_key_and_unreachable_host_fail_preflight_and_change_nothing() {
     // With --accept-new-host-keys unknown keys are trusted on first use, recorded once, and the
     // run says so.
     let tofu = fleet.dir.join("tofu_known_hosts");
-    let out = fleet.tranche_raw(&[
-        "release",
-        "-i",
-        fleet.inventory().to_str().unwrap(),
-        pb.to_str().unwrap(),
-        "--known-hosts",
-        tofu.to_str().unwrap(),
-        "--no-progress",
-        "--accept-new-host-keys",
-    ]);
+    let out = fleet.release_with_known_hosts(&pb, &tofu, &["--accept-new-host-keys"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(stderr.matches("recorded a new").count(), 3, "{stderr}");

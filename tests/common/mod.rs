@@ -6,6 +6,15 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Run `tests/fleet/fleet.sh` with `args`.
+fn fleet_sh(args: &[&str]) -> Output {
+    Command::new("bash")
+        .arg(root().join("tests/fleet/fleet.sh"))
+        .args(args)
+        .output()
+        .expect("run fleet.sh")
+}
+
 pub struct Fleet {
     pub dir: PathBuf,
     pub net: String,
@@ -24,20 +33,20 @@ impl Fleet {
         let dir = std::env::temp_dir().join(format!("tranche-fleet-{slot}-{}", std::process::id()));
         let net = format!("127.0.{}", 20 + slot);
         let (lb_port, api_port) = (18100 + slot, 19100 + slot);
-        let out = Command::new("bash")
-            .arg(root().join("tests/fleet/fleet.sh"))
-            .args([
-                "up",
-                "--dir",
-                dir.to_str().unwrap(),
-                "--hosts",
-                &hosts.to_string(),
-                "--net",
-                &net,
-            ])
-            .args(["--lb-port", &lb_port.to_string(), "--api-port", &api_port.to_string()])
-            .output()
-            .expect("run fleet.sh");
+        let (hosts_s, lb_s, api_s) = (hosts.to_string(), lb_port.to_string(), api_port.to_string());
+        let out = fleet_sh(&[
+            "up",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--hosts",
+            &hosts_s,
+            "--net",
+            &net,
+            "--lb-port",
+            &lb_s,
+            "--api-port",
+            &api_s,
+        ]);
         assert!(
             out.status.success(),
             "fleet up failed:\n{}",
@@ -53,11 +62,7 @@ impl Fleet {
     }
 
     pub fn install(&self, version: &str) {
-        let out = Command::new("bash")
-            .arg(root().join("tests/fleet/fleet.sh"))
-            .args(["install-service", "--dir", self.dir.to_str().unwrap(), version])
-            .output()
-            .expect("run fleet.sh");
+        let out = fleet_sh(&["install-service", "--dir", self.dir.to_str().unwrap(), version]);
         assert!(
             out.status.success(),
             "install-service failed:\n{}",
@@ -141,6 +146,16 @@ impl Fleet {
         path
     }
 
+    /// `tranche release` of `playbook` on this fleet's inventory with the given known_hosts file
+    /// and extra flags, plain output.
+    pub fn release_with_known_hosts(&self, playbook: &Path, known_hosts: &Path, extra: &[&str]) -> Output {
+        let inventory = self.inventory();
+        let mut args = vec!["release", "-i", inventory.to_str().unwrap(), playbook.to_str().unwrap()];
+        args.extend(["--known-hosts", known_hosts.to_str().unwrap(), "--no-progress"]);
+        args.extend(extra);
+        self.tranche_raw(&args)
+    }
+
     /// Run tranche in the fleet's folder with exactly `args`.
     pub fn tranche_raw(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_tranche"))
@@ -169,10 +184,7 @@ impl Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(root().join("tests/fleet/fleet.sh"))
-            .args(["down", "--dir", self.dir.to_str().unwrap()])
-            .output();
+        let _ = fleet_sh(&["down", "--dir", self.dir.to_str().unwrap()]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
