@@ -18,11 +18,27 @@ use crate::release::Release;
 use crate::ssh::{Connection, Endpoint, SshSettings};
 
 /// Connections being set up at once (sshd's MaxStartups refuses bursts past 10 by default).
-const CONNECT_CONCURRENCY: usize = 8;
+pub const CONNECT_CONCURRENCY: usize = 8;
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub type Emit = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// The SSH endpoint of an inventory host: its own variables, then the SSH config, then defaults.
+pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
+    let explicit_address = ["address", "ansible_host", "ansible_ssh_host"]
+        .iter()
+        .any(|k| host.vars.contains_key(*k));
+    let spec = crate::ssh::config::HostSpec {
+        name: host.name.clone(),
+        address: explicit_address.then(|| host.address.clone()),
+        port: host.port,
+        user: host.user.clone(),
+        identity: host.identity_file.clone(),
+        jump: host.jump.clone(),
+    };
+    crate::ssh::config::resolve(&spec, settings)
+}
 
 /// How a run ended.
 #[derive(Debug, Clone, Default)]
@@ -102,13 +118,7 @@ impl Executor {
 
     /// The SSH endpoint of an inventory host.
     pub fn endpoint(&self, host: &Host) -> Endpoint {
-        Endpoint {
-            name: host.name.clone(),
-            address: host.address.clone(),
-            port: host.port.unwrap_or(22),
-            user: host.user.clone().unwrap_or_else(|| self.settings.default_user.clone()),
-            identity: host.identity_file.clone(),
-        }
+        endpoint(host, &self.settings)
     }
 
     pub async fn run(&self) -> Outcome {
@@ -340,7 +350,14 @@ impl Executor {
                 self.event(EventKind::Resumed { batch });
                 true
             }
-            Pause::Confirm if self.assume_yes => true,
+            Pause::Confirm if self.assume_yes => {
+                self.event(EventKind::Paused {
+                    batch,
+                    reason: format!("confirm before batch {batch}"),
+                });
+                self.event(EventKind::Resumed { batch });
+                true
+            }
             Pause::Confirm => {
                 self.event(EventKind::Paused {
                     batch,
@@ -475,14 +492,26 @@ impl Executor {
             if staged_sha.is_some() {
                 return Err(format!("{rel} already exists with another sha256 ({}); remove it or release under a new version", staged_sha.unwrap_or_default()));
             }
-            match &p.artifact.source {
+            let via = match &p.artifact.source {
                 ArtifactSource::Path(local) => {
-                    let out = conn
-                        .exec_with_input(&format!("cat > {q_part}"), local, p.rollout.stage_bandwidth, UPLOAD_TIMEOUT)
-                        .await
-                        .map_err(|e| format!("uploading: {e}"))?;
-                    if !out.success() {
-                        return Err(format!("uploading: {}", out.describe()));
+                    let bw = p.rollout.stage_bandwidth;
+                    match conn.upload_sftp(local, &part, bw, UPLOAD_TIMEOUT).await {
+                        Ok(()) => "sftp",
+                        Err(crate::ssh::SshError::NoSftp(why)) => {
+                            self.event(EventKind::Warning {
+                                host: Some(host.name.clone()),
+                                msg: format!("no SFTP ({why}); uploading through `cat`"),
+                            });
+                            let out = conn
+                                .exec_with_input(&format!("cat > {q_part}"), local, bw, UPLOAD_TIMEOUT)
+                                .await
+                                .map_err(|e| format!("uploading: {e}"))?;
+                            if !out.success() {
+                                return Err(format!("uploading: {}", out.describe()));
+                            }
+                            "exec"
+                        }
+                        Err(e) => return Err(format!("uploading: {e}")),
                     }
                 }
                 ArtifactSource::Url(u) => {
@@ -498,8 +527,9 @@ impl Executor {
                     if !out.success() {
                         return Err(format!("downloading {url}: {}", out.describe()));
                     }
+                    "pull"
                 }
-            }
+            };
             let check = format!(
                 "got=$(sha256sum {q_part} | cut -d' ' -f1); if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
                  rm -rf {q_rel}.tmp && mkdir -p {q_rel}.tmp && tar -xzf {q_part} -C {q_rel}.tmp && echo {q_sha} > {q_rel}.tmp/.tranche-sha256 && mv -T {q_rel}.tmp {q_rel} && rm -f {q_part}",
@@ -509,20 +539,20 @@ impl Executor {
             if !out.success() {
                 return Err(out.describe());
             }
-            Ok(())
+            Ok(via)
         }
         .await;
         match &result {
-            Ok(()) => {
+            Ok(via) => {
                 let note = match r.artifact_size {
-                    Some(size) => format!("{} verified", crate::units::human_size(size)),
-                    None => "downloaded and verified".into(),
+                    Some(size) => format!("{} sent over {via}, sha256 verified", crate::units::human_size(size)),
+                    None => "downloaded by the host, sha256 verified".into(),
                 };
                 self.step_done(batch, &host.name, Step::Stage, Status::Ok, t, note)
             }
             Err(e) => self.step_done(batch, &host.name, Step::Stage, Status::Failed, t, e.clone()),
         }
-        result
+        result.map(|_| ())
     }
 
     /// Steps 4 to 9 for one host of a batch; on failure, back to its previous release.

@@ -18,6 +18,7 @@ pub mod registry;
 pub mod release;
 pub mod report;
 pub mod ssh;
+pub mod status;
 pub mod units;
 pub mod yaml;
 
@@ -80,10 +81,10 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             Ok(r) => release(r, &run, &ssh),
             Err(code) => code,
         },
-        Command::Status { .. } => {
-            eprintln!("error: `tranche status` is not implemented yet");
-            exit_code::CONFIG
-        }
+        Command::Status { files, format, ssh } => match load(&files) {
+            Ok(r) => status(r, format, &ssh),
+            Err(code) => code,
+        },
     }
 }
 
@@ -96,7 +97,8 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// The SSH settings of a run, from the options and the defaults.
-fn ssh_settings(o: &cli::SshOptions) -> ssh::SshSettings {
+fn ssh_settings(o: &cli::SshOptions) -> Result<ssh::SshSettings, i32> {
+    use std::io::IsTerminal;
     let home = std::env::var_os("HOME")
         .map(std::path::PathBuf::from)
         .unwrap_or_default();
@@ -104,17 +106,29 @@ fn ssh_settings(o: &cli::SshOptions) -> ssh::SshSettings {
     for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
         identities.push(home.join(".ssh").join(name));
     }
-    ssh::SshSettings {
+    let (config_path, explicit) = match &o.ssh_config {
+        Some(p) => (p.clone(), true),
+        None => (home.join(".ssh/config"), false),
+    };
+    let config = ssh::config::load(&config_path, explicit).map_err(|e| {
+        eprintln!("error: {e}");
+        exit_code::CONFIG
+    })?;
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    Ok(ssh::SshSettings {
         known_hosts: o.known_hosts.clone().unwrap_or_else(|| home.join(".ssh/known_hosts")),
         accept_new_host_keys: o.accept_new_host_keys,
         identities,
+        use_agent: true,
+        ask_passphrase: !ci && std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        config: config.map(std::sync::Arc::new),
         connect_timeout: o.connect_timeout,
         default_user: o
             .user
             .clone()
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "root".into()),
-    }
+    })
 }
 
 fn release(r: Release, run: &cli::RunOptions, ssh: &cli::SshOptions) -> i32 {
@@ -140,15 +154,37 @@ fn release(r: Release, run: &cli::RunOptions, ssh: &cli::SshOptions) -> i32 {
         .build()
         .expect("tokio runtime");
     let sink = reporter.clone();
-    let exec = executor::Executor::new(
-        r,
-        ssh_settings(ssh),
-        run_id,
-        std::sync::Arc::new(move |e| sink.report(&e)),
-    );
+    let settings = match ssh_settings(ssh) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let mut exec = executor::Executor::new(r, settings, run_id, std::sync::Arc::new(move |e| sink.report(&e)));
+    exec.assume_yes = run.yes;
     let outcome = runtime.block_on(exec.run());
     reporter.finish();
     outcome.exit_code
+}
+
+/// `tranche status`: exit 0 when every host was reached and runs the same release, 1 otherwise.
+fn status(r: Release, format: Format, ssh: &cli::SshOptions) -> i32 {
+    let settings = match ssh_settings(ssh) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let s = runtime.block_on(status::query(&r, &settings, executor::CONNECT_CONCURRENCY));
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&s).expect("status serialises")),
+        Format::Table => eprint!("{}", status::to_table(&s)),
+    }
+    if s.mixed || s.unreachable > 0 {
+        exit_code::HOSTS_FAILED
+    } else {
+        exit_code::SUCCESS
+    }
 }
 
 /// Load the release, printing every problem to stderr on failure.

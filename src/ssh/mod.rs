@@ -12,6 +12,8 @@ use russh::{kex, ChannelMsg, Preferred};
 use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
+pub mod config;
+
 /// OpenSSH's default `MaxSessions`: more session channels at once on one connection are refused.
 const MAX_SESSIONS: usize = 10;
 /// How much of a command's stdout and stderr is kept (the tail).
@@ -22,8 +24,14 @@ const OUTPUT_CAP: usize = 64 * 1024;
 pub struct SshSettings {
     pub known_hosts: PathBuf,
     pub accept_new_host_keys: bool,
-    /// Tried after the host's own identity file.
+    /// Tried after the host's own identity files (`--identity`, then ~/.ssh/id_*).
     pub identities: Vec<PathBuf>,
+    /// Try keys held by ssh-agent (`SSH_AUTH_SOCK`) first.
+    pub use_agent: bool,
+    /// Ask for the passphrase of an encrypted key (only on a terminal, never in CI).
+    pub ask_passphrase: bool,
+    /// The OpenSSH client config applied under the inventory's variables.
+    pub config: Option<std::sync::Arc<ssh2_config::SshConfig>>,
     pub connect_timeout: Duration,
     pub default_user: String,
 }
@@ -35,7 +43,10 @@ pub struct Endpoint {
     pub address: String,
     pub port: u16,
     pub user: String,
-    pub identity: Option<PathBuf>,
+    /// The host's own identity files (inventory, then SSH config), tried before the global ones.
+    pub identities: Vec<PathBuf>,
+    /// A bastion (`jump` or ProxyJump), when one is configured.
+    pub jump: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +73,8 @@ pub enum SshError {
     Protocol(String),
     #[error("timed out after {}", crate::units::human_duration(*.0))]
     Timeout(Duration),
+    #[error("the SFTP subsystem is not available: {0}")]
+    NoSftp(String),
 }
 
 impl SshError {
@@ -252,6 +265,12 @@ impl Connection {
     }
 
     async fn open_inner(ep: &Endpoint, settings: &SshSettings, addr: &str) -> Result<Connection, SshError> {
+        if let Some(jump) = &ep.jump {
+            return Err(SshError::Protocol(format!(
+                "{} is reached through the bastion {jump}, and bastions are not supported yet",
+                ep.name
+            )));
+        }
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
             host: ep.address.clone(),
@@ -287,55 +306,7 @@ impl Connection {
             Some(KeyVerdict::Learned(algo)) => Some(algo),
             _ => None,
         };
-        let mut tried = Vec::new();
-        let mut candidates: Vec<PathBuf> = ep.identity.iter().cloned().collect();
-        candidates.extend(settings.identities.iter().cloned());
-        let mut authenticated = false;
-        for path in candidates {
-            if !path.exists() {
-                continue;
-            }
-            let key = match keys::load_secret_key(&path, None) {
-                Ok(k) => k,
-                Err(keys::Error::KeyIsEncrypted) => {
-                    tried.push(format!("{} (encrypted; load it into ssh-agent)", path.display()));
-                    continue;
-                }
-                Err(e) => {
-                    tried.push(format!("{} ({e})", path.display()));
-                    continue;
-                }
-            };
-            let hash = if key.algorithm().is_rsa() {
-                handle
-                    .best_supported_rsa_hash()
-                    .await?
-                    .flatten()
-                    .or(Some(HashAlg::Sha256))
-            } else {
-                None
-            };
-            let res = handle
-                .authenticate_publickey(&ep.user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
-                .await?;
-            tried.push(path.display().to_string());
-            if res.success() {
-                authenticated = true;
-                break;
-            }
-        }
-        if !authenticated {
-            let tried = if tried.is_empty() {
-                "no identity file found".to_string()
-            } else {
-                tried.join(", ")
-            };
-            return Err(SshError::Auth {
-                user: ep.user.clone(),
-                host: ep.name.clone(),
-                tried,
-            });
-        }
+        authenticate(&mut handle, ep, settings).await?;
         Ok(Connection {
             handle,
             sessions: Semaphore::new(MAX_SESSIONS),
@@ -428,6 +399,73 @@ impl Connection {
         Ok(out)
     }
 
+    /// Upload `local` to `remote` over SFTP with many writes in flight, at most `bandwidth`
+    /// bytes per second (0: no cap). `NoSftp` when the server offers no SFTP subsystem, so the
+    /// caller can fall back to [`Connection::exec_with_input`].
+    pub async fn upload_sftp(
+        &self,
+        local: &Path,
+        remote: &str,
+        bandwidth: u64,
+        timeout: Duration,
+    ) -> Result<(), SshError> {
+        let _permit = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|_| SshError::Protocol("connection closed".into()))?;
+        let fut = async {
+            let mut channel = self.handle.channel_open_session().await?;
+            channel
+                .request_subsystem(true, "sftp")
+                .await
+                .map_err(|e| SshError::NoSftp(e.to_string()))?;
+            // Wait for the server's answer: OpenSSH refuses an unconfigured subsystem.
+            let answer = tokio::time::timeout(Duration::from_secs(10), async {
+                loop {
+                    match channel.wait().await {
+                        Some(ChannelMsg::Success) => return Ok(()),
+                        Some(ChannelMsg::Failure) => return Err("the server refused the subsystem".to_string()),
+                        Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
+                            return Err("the channel closed".to_string())
+                        }
+                        Some(_) => {}
+                    }
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err("no answer to the subsystem request".to_string()));
+            answer.map_err(SshError::NoSftp)?;
+            let cfg = russh_sftp::client::Config {
+                max_concurrent_writes: 64,
+                request_timeout_secs: 60,
+                ..Default::default()
+            };
+            let sftp = russh_sftp::client::SftpSession::new_with_config(channel.into_stream(), cfg)
+                .await
+                .map_err(|e| SshError::NoSftp(e.to_string()))?;
+            let file = sftp
+                .create(remote)
+                .await
+                .map_err(|e| SshError::Protocol(format!("creating {remote}: {e}")))?;
+            send_file(
+                file,
+                Input {
+                    path: local.to_path_buf(),
+                    bandwidth,
+                },
+            )
+            .await
+            .map_err(|e| SshError::Protocol(format!("writing {remote}: {e}")))?;
+            let _ = sftp.close().await;
+            Ok(())
+        };
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(SshError::Timeout(timeout)),
+        }
+    }
+
     pub async fn close(&self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
     }
@@ -463,6 +501,101 @@ async fn send_file(mut sink: impl tokio::io::AsyncWrite + Unpin, input: Input) -
     sink.flush().await?;
     sink.shutdown().await.ok();
     Ok(())
+}
+
+/// Decrypted keys, loaded once per process and shared by every connection.
+static KEYS: tokio::sync::Mutex<Vec<(PathBuf, Arc<keys::PrivateKey>)>> = tokio::sync::Mutex::const_new(Vec::new());
+
+/// Load `path`, asking for its passphrase on the terminal when allowed. Held under the cache's
+/// lock so that one prompt serves every host.
+async fn load_key(path: &Path, ask: bool) -> Result<Arc<keys::PrivateKey>, String> {
+    let mut cache = KEYS.lock().await;
+    if let Some((_, k)) = cache.iter().find(|(p, _)| p == path) {
+        return Ok(k.clone());
+    }
+    let key = match keys::load_secret_key(path, None) {
+        Ok(k) => k,
+        Err(keys::Error::KeyIsEncrypted) if ask => {
+            let p = path.to_path_buf();
+            let pass = tokio::task::spawn_blocking(move || {
+                rpassword::prompt_password(format!("passphrase for {}: ", p.display()))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("reading the passphrase: {e}"))?;
+            keys::load_secret_key(path, Some(&pass)).map_err(|e| format!("{e}"))?
+        }
+        Err(keys::Error::KeyIsEncrypted) => {
+            return Err("encrypted, and there is no terminal to ask for its passphrase; load it into ssh-agent".into())
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let key = Arc::new(key);
+    cache.push((path.to_path_buf(), key.clone()));
+    Ok(key)
+}
+
+/// ssh-agent first, then identity files: the host's own, then the global ones.
+async fn authenticate(handle: &mut Handle<Client>, ep: &Endpoint, settings: &SshSettings) -> Result<(), SshError> {
+    let mut tried = Vec::new();
+    let rsa_hash = |key_is_rsa: bool| if key_is_rsa { Some(HashAlg::Sha256) } else { None };
+    if settings.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+        match keys::agent::client::AgentClient::connect_env().await {
+            Ok(mut agent) => {
+                let identities = agent.request_identities().await.unwrap_or_default();
+                for id in identities {
+                    let key = id.public_key().into_owned();
+                    let hash = rsa_hash(key.algorithm().is_rsa());
+                    match handle
+                        .authenticate_publickey_with(&ep.user, key, hash, &mut agent)
+                        .await
+                    {
+                        Ok(r) if r.success() => return Ok(()),
+                        _ => tried.push(format!("agent key {}", id.comment())),
+                    }
+                }
+                if tried.is_empty() {
+                    tried.push("ssh-agent (no keys)".into());
+                }
+            }
+            Err(e) => tried.push(format!("ssh-agent ({e})")),
+        }
+    }
+    let mut candidates: Vec<&PathBuf> = ep.identities.iter().collect();
+    candidates.extend(settings.identities.iter().filter(|p| !ep.identities.contains(p)));
+    for path in candidates {
+        if !path.exists() {
+            if ep.identities.contains(path) {
+                tried.push(format!("{} (missing)", path.display()));
+            }
+            continue;
+        }
+        let key = match load_key(path, settings.ask_passphrase).await {
+            Ok(k) => k,
+            Err(e) => {
+                tried.push(format!("{} ({e})", path.display()));
+                continue;
+            }
+        };
+        let hash = rsa_hash(key.algorithm().is_rsa());
+        let res = handle
+            .authenticate_publickey(&ep.user, PrivateKeyWithHashAlg::new(key, hash))
+            .await?;
+        tried.push(path.display().to_string());
+        if res.success() {
+            return Ok(());
+        }
+    }
+    let tried = if tried.is_empty() {
+        "no identity file found".to_string()
+    } else {
+        tried.join(", ")
+    };
+    Err(SshError::Auth {
+        user: ep.user.clone(),
+        host: ep.name.clone(),
+        tried,
+    })
 }
 
 fn push_capped(buf: &mut Vec<u8>, data: &[u8]) {
