@@ -125,6 +125,30 @@ pub enum EventKind {
     },
 }
 
+impl EventKind {
+    /// Replace every secret in the event's free text with `***`.
+    pub fn redact(&mut self, secrets: &[String]) {
+        if secrets.is_empty() {
+            return;
+        }
+        let scrub = |s: &mut String| {
+            for secret in secrets {
+                if s.contains(secret.as_str()) {
+                    *s = s.replace(secret.as_str(), "***");
+                }
+            }
+        };
+        match self {
+            EventKind::StepFinished { msg, .. }
+            | EventKind::HostFinished { msg, .. }
+            | EventKind::Warning { msg, .. }
+            | EventKind::RunFinished { msg, .. } => scrub(msg),
+            EventKind::Paused { reason, .. } => scrub(reason),
+            _ => {}
+        }
+    }
+}
+
 /// One event with its envelope.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
@@ -167,6 +191,22 @@ pub fn new_run_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut k = EventKind::Warning {
+            host: None,
+            msg: "GET http://x/?t=s3cr3t answered 500".into(),
+        };
+        k.redact(&["s3cr3t".to_string()]);
+        assert_eq!(
+            k,
+            EventKind::Warning {
+                host: None,
+                msg: "GET http://x/?t=*** answered 500".into()
+            }
+        );
+    }
 
     #[test]
     fn wire_format_matches_the_spec() {

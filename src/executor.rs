@@ -3,7 +3,8 @@
 //! whole run. It only emits events; it never prints.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
@@ -68,10 +69,15 @@ pub struct Executor {
     emit: Emit,
     http: reqwest::Client,
     registry: RegistryClient,
+    /// Hosts failed so far in this run, preflight included.
+    failed: AtomicUsize,
+    /// Values that never appear in events.
+    secrets: Vec<String>,
 }
 
 impl Executor {
     pub fn new(release: Release, settings: SshSettings, run_id: String, emit: Emit) -> Self {
+        let secrets = release.secrets();
         Executor {
             assume_yes: false,
             release: Arc::new(release),
@@ -80,10 +86,13 @@ impl Executor {
             emit,
             http: reqwest::Client::new(),
             registry: RegistryClient::new(None),
+            failed: AtomicUsize::new(0),
+            secrets,
         }
     }
 
-    fn event(&self, kind: EventKind) {
+    fn event(&self, mut kind: EventKind) {
+        kind.redact(&self.secrets);
         (self.emit)(Event::new(&self.run_id, kind));
     }
 
@@ -150,7 +159,37 @@ impl Executor {
         }))
         .await;
         let preflight_failed = states.iter().filter(|s| s.is_err()).count();
-        if preflight_failed > r.budget {
+        // The delegate of a `command` registry must be reachable too; it is not a released
+        // host, so failing to reach it stops the run before anything changes.
+        let delegate_error = match &p.registry {
+            crate::playbook::Registry::Command {
+                delegate: Some(name), ..
+            } => match r.inventory.host(name) {
+                Some(h) => {
+                    let t = Instant::now();
+                    match Connection::open(&self.endpoint(h), &self.settings).await {
+                        Ok(conn) => {
+                            self.registry.set_delegate(conn).await;
+                            None
+                        }
+                        Err(e) => {
+                            self.step_done(
+                                0,
+                                name,
+                                Step::Preflight,
+                                Status::Failed,
+                                t,
+                                format!("registry delegate: {e}"),
+                            );
+                            Some(format!("the registry delegate {name} cannot be reached: {e}"))
+                        }
+                    }
+                }
+                None => Some(format!("the registry delegate {name} is not in the inventory")),
+            },
+            _ => None,
+        };
+        if preflight_failed > r.budget || delegate_error.is_some() {
             for s in states.into_iter().flatten() {
                 s.conn.close().await;
             }
@@ -162,15 +201,18 @@ impl Executor {
             self.finish(
                 &outcome,
                 started,
-                format!(
-                    "preflight failed on {preflight_failed} host(s), over the budget of {}; nothing was changed",
-                    r.budget
-                ),
+                match delegate_error {
+                    Some(e) => format!("{e}; nothing was changed"),
+                    None => format!(
+                        "preflight failed on {preflight_failed} host(s), over the budget of {}; nothing was changed",
+                        r.budget
+                    ),
+                },
             );
             return outcome;
         }
         let mut states: Vec<Option<HostState>> = states.into_iter().map(Result::ok).collect();
-        let failed_count = Arc::new(Mutex::new(preflight_failed));
+        self.failed.store(preflight_failed, Ordering::SeqCst);
 
         // 2. Staging, ahead of the batches, at most `stage.concurrency` hosts at once.
         let stage_limit = Arc::new(Semaphore::new(p.rollout.stage_concurrency));
@@ -234,7 +276,6 @@ impl Executor {
                 let outcomes = join_all(b.hosts.iter().map(|&i| {
                     let mut rx = stage_done[i].clone();
                     let st = states[i].as_ref();
-                    let failed_count = failed_count.clone();
                     async move {
                         let host = &r.targets[i];
                         let Some(st) = st else {
@@ -247,11 +288,7 @@ impl Executor {
                             });
                             return (i, Status::Failed);
                         };
-                        let status = self.host_pipeline(host, st, b.number, &mut rx).await;
-                        if status != Status::Ok && status != Status::Skipped {
-                            *failed_count.lock().expect("count") += 1;
-                        }
-                        (i, status)
+                        (i, self.host_pipeline(host, st, b.number, &mut rx).await)
                     }
                 }))
                 .await;
@@ -268,7 +305,7 @@ impl Executor {
                     failed,
                     ms: bstart.elapsed().as_millis() as u64,
                 });
-                if *failed_count.lock().expect("count") > r.budget {
+                if self.failed.load(Ordering::SeqCst) > r.budget {
                     over_budget = true;
                     halted.store(true, std::sync::atomic::Ordering::SeqCst);
                 }
@@ -300,9 +337,10 @@ impl Executor {
         for st in states.iter_mut().flatten() {
             st.conn.close().await;
         }
+        self.registry.close().await;
         let ok = results.values().filter(|s| **s == Status::Ok).count();
         let skipped = results.values().filter(|s| **s == Status::Skipped).count();
-        let failed = *failed_count.lock().expect("count");
+        let failed = self.failed.load(Ordering::SeqCst);
         let code = if over_budget {
             exit_code::BUDGET_EXCEEDED
         } else if declined {
@@ -488,6 +526,8 @@ impl Executor {
         let part = format!("{root}/.tranche-stage/{}.part", r.sha256);
         let rel = r.release_dir(&p.version);
         let (q_part, q_rel, q_sha) = (shell_quote(&part), shell_quote(&rel), shell_quote(&r.sha256));
+        // A release folder another tool left (no checksum marker) is replaced, unless it is live.
+        let (q_root, q_link) = (shell_quote(root), shell_quote(&format!("releases/{}", p.version)));
         let result = async {
             if staged_sha.is_some() {
                 return Err(format!("{rel} already exists with another sha256 ({}); remove it or release under a new version", staged_sha.unwrap_or_default()));
@@ -531,8 +571,14 @@ impl Executor {
                 }
             };
             let check = format!(
-                "got=$(sha256sum {q_part} | cut -d' ' -f1); if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
-                 rm -rf {q_rel}.tmp && mkdir -p {q_rel}.tmp && tar -xzf {q_part} -C {q_rel}.tmp && echo {q_sha} > {q_rel}.tmp/.tranche-sha256 && mv -T {q_rel}.tmp {q_rel} && rm -f {q_part}",
+                "set -e; got=$(sha256sum {q_part} | cut -d' ' -f1); if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
+                 rm -rf {q_rel}.tmp; mkdir -p {q_rel}.tmp; tar -xzf {q_part} -C {q_rel}.tmp; echo {q_sha} > {q_rel}.tmp/.tranche-sha256; \
+                 if [ -e {q_rel} ] && [ \"$(readlink {q_root}/current)\" = {q_link} ]; then \
+                   if diff -rq -x .tranche-sha256 {q_rel}.tmp {q_rel} >/dev/null 2>&1; then \
+                     mv {q_rel}.tmp/.tranche-sha256 {q_rel}/; rm -rf {q_rel}.tmp {q_part}; exit 0; fi; \
+                   echo {q_rel} 'is the current release, was not put there by tranche and differs from the artifact; release under another version' >&2; exit 12; \
+                 fi; \
+                 rm -rf {q_rel}; mv -T {q_rel}.tmp {q_rel}; rm -f {q_part}",
                 r.sha256
             );
             let out = conn.exec(&check, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
@@ -581,6 +627,7 @@ impl Executor {
         };
         if let Err(e) = stage {
             // Nothing was changed: the host is still registered on its old release.
+            self.failed.fetch_add(1, Ordering::SeqCst);
             self.host_done(batch, &host.name, Status::Failed, t, format!("stage failed: {e}"));
             return Status::Failed;
         }
@@ -594,7 +641,19 @@ impl Executor {
                 Status::Ok
             }
             Err((step, e)) => {
-                let status = if r.playbook.rollout.on_failure == OnFailure::Halt {
+                let failed_now = self.failed.fetch_add(1, Ordering::SeqCst) + 1;
+                let halt = r.playbook.rollout.on_failure == OnFailure::Halt && failed_now > r.budget;
+                let status = if step == Step::Deregister {
+                    // The host was never taken out: it still serves its old release.
+                    Status::Failed
+                } else if halt {
+                    self.event(EventKind::Warning {
+                        host: Some(host.name.clone()),
+                        msg: format!(
+                            "left out of the registry for inspection (on_failure: halt) after {} failed",
+                            step.as_str()
+                        ),
+                    });
                     Status::Failed
                 } else {
                     match &st.previous {
@@ -615,6 +674,7 @@ impl Executor {
                     }
                 };
                 let msg = match status {
+                    _ if step == Step::Deregister => format!("deregister failed: {e}; the host was not changed"),
                     Status::Reverted => format!(
                         "{} failed: {e}; back on {}",
                         step.as_str(),

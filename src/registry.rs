@@ -35,6 +35,17 @@ impl RegistryClient {
         }
     }
 
+    /// Run `command` registry calls on this host instead of the released one.
+    pub async fn set_delegate(&self, conn: Connection) {
+        *self.delegate.lock().await = Some(conn);
+    }
+
+    pub async fn close(&self) {
+        if let Some(c) = self.delegate.lock().await.take() {
+            c.close().await;
+        }
+    }
+
     /// Take `host` out of traffic and drain it. Returns a note for the event.
     pub async fn deregister(
         &self,
@@ -112,8 +123,19 @@ impl RegistryClient {
     }
 
     async fn run_command(&self, conn: &Connection, cmd: &str) -> Result<String, String> {
+        // Calls to the delegate are serialised by its lock; calls on the host itself are not.
         let guard = self.delegate.lock().await;
-        let target = guard.as_ref().unwrap_or(conn);
+        let target = match guard.as_ref() {
+            Some(d) => d,
+            None => {
+                drop(guard);
+                return self.exec_checked(conn, cmd).await;
+            }
+        };
+        self.exec_checked(target, cmd).await
+    }
+
+    async fn exec_checked(&self, target: &Connection, cmd: &str) -> Result<String, String> {
         let out = target.exec(cmd, CALL_TIMEOUT).await.map_err(|e| e.to_string())?;
         if out.success() {
             Ok(format!("ran on {}", target.endpoint.name))

@@ -11,7 +11,11 @@ use common::{events, Fleet};
 /// must then provide.
 fn bare_inventory(fleet: &Fleet) -> std::path::PathBuf {
     let inv = std::fs::read_to_string(fleet.inventory()).unwrap();
-    let bare: String = inv.lines().filter(|l| !l.contains("identity_file") && !l.contains("user:")).map(|l| format!("{l}\n")).collect();
+    let bare: String = inv
+        .lines()
+        .filter(|l| !l.contains("identity_file") && !l.contains("user:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let path = fleet.dir.join("bare.yml");
     std::fs::write(&path, bare).unwrap();
     path
@@ -22,7 +26,11 @@ fn tranche(fleet: &Fleet, args: &[&str], agent: Option<&std::path::Path>) -> std
     let home = fleet.dir.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let mut c = Command::new(env!("CARGO_BIN_EXE_tranche"));
-    c.args(args).current_dir(&fleet.dir).env("HOME", &home).env("CI", "true").env_remove("SSH_AUTH_SOCK");
+    c.args(args)
+        .current_dir(&fleet.dir)
+        .env("HOME", &home)
+        .env("CI", "true")
+        .env_remove("SSH_AUTH_SOCK");
     if let Some(sock) = agent {
         c.env("SSH_AUTH_SOCK", sock);
     }
@@ -36,24 +44,56 @@ fn ssh_config_agent_sftp_fallback_status_and_yes() {
     let inv = bare_inventory(&fleet);
     let kh = fleet.known_hosts();
     let kh = kh.to_str().unwrap();
-    let pb = fleet.playbook("release.yml", "2.0.0", "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  canary_pause: confirm\n  batch: 2\n");
+    let pb = fleet.playbook(
+        "release.yml",
+        "2.0.0",
+        "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  canary_pause: confirm\n  batch: 2\n",
+    );
 
     // Without a key from anywhere, authentication fails at preflight and names what was tried.
-    let out = tranche(&fleet, &["status", "-i", inv.to_str().unwrap(), pb.to_str().unwrap(), "--known-hosts", kh], None);
+    let out = tranche(
+        &fleet,
+        &[
+            "status",
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--known-hosts",
+            kh,
+        ],
+        None,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("authentication as root@h01 failed"), "{stderr}");
 
     // The SSH config names the key (`Host 127.0.K.*`, IdentityFile): status works.
     let cfg = fleet.dir.join("ssh_config");
-    let out = tranche(&fleet, &["status", "-i", inv.to_str().unwrap(), pb.to_str().unwrap(), "--known-hosts", kh, "--ssh-config", cfg.to_str().unwrap()], None);
+    let out = tranche(
+        &fleet,
+        &[
+            "status",
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--known-hosts",
+            kh,
+            "--ssh-config",
+            cfg.to_str().unwrap(),
+        ],
+        None,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("demo: 1.0.0 on 3 hosts"), "{stderr}");
 
     // ssh-agent holding the key: status works without any identity file.
     let sock = fleet.dir.join("agent.sock");
-    let agent = Command::new("ssh-agent").args(["-D", "-a", sock.to_str().unwrap()]).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let agent = Command::new("ssh-agent")
+        .args(["-D", "-a", sock.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     struct Kill(std::process::Child);
     impl Drop for Kill {
         fn drop(&mut self) {
@@ -67,9 +107,26 @@ fn ssh_config_agent_sftp_fallback_status_and_yes() {
         assert!(std::time::Instant::now() < deadline, "ssh-agent did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let added = Command::new("ssh-add").arg(fleet.dir.join("id_ed25519")).env("SSH_AUTH_SOCK", &sock).output().unwrap();
+    let added = Command::new("ssh-add")
+        .arg(fleet.dir.join("id_ed25519"))
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
-    let out = tranche(&fleet, &["status", "-i", inv.to_str().unwrap(), pb.to_str().unwrap(), "--known-hosts", kh, "--format", "json"], Some(&sock));
+    let out = tranche(
+        &fleet,
+        &[
+            "status",
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--known-hosts",
+            kh,
+            "--format",
+            "json",
+        ],
+        Some(&sock),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mixed"], false);
@@ -79,14 +136,40 @@ fn ssh_config_agent_sftp_fallback_status_and_yes() {
     // Host 2 offers no SFTP subsystem: its upload falls back to exec `cat`, the others use SFTP.
     let cfg2 = fleet.dir.join("hosts/h2/sshd_config");
     let text = std::fs::read_to_string(&cfg2).unwrap();
-    std::fs::write(&cfg2, text.lines().filter(|l| !l.starts_with("Subsystem")).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &cfg2,
+        text.lines()
+            .filter(|l| !l.starts_with("Subsystem"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
     let pid = std::fs::read_to_string(fleet.dir.join("hosts/h2/sshd.pid")).unwrap();
-    assert!(Command::new("kill").args(["-HUP", pid.trim()]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-HUP", pid.trim()])
+        .status()
+        .unwrap()
+        .success());
     std::thread::sleep(std::time::Duration::from_millis(500));
 
     // The playbook pauses for confirmation after the canary; --yes answers it.
     let ev = fleet.dir.join("events.jsonl");
-    let out = tranche(&fleet, &["release", "-i", inv.to_str().unwrap(), pb.to_str().unwrap(), "--known-hosts", kh, "--no-progress", "--yes", "--events", ev.to_str().unwrap()], Some(&sock));
+    let out = tranche(
+        &fleet,
+        &[
+            "release",
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--known-hosts",
+            kh,
+            "--no-progress",
+            "--yes",
+            "--events",
+            ev.to_str().unwrap(),
+        ],
+        Some(&sock),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let evs = events(&ev);
@@ -98,7 +181,9 @@ fn ssh_config_agent_sftp_fallback_status_and_yes() {
     };
     assert!(stage_msg("h01").contains("over sftp"), "{}", stage_msg("h01"));
     assert!(stage_msg("h02").contains("over exec"), "{}", stage_msg("h02"));
-    assert!(evs.iter().any(|e| e["type"] == "warning" && e["host"] == "h02" && e["msg"].as_str().unwrap().contains("no SFTP")));
+    assert!(evs
+        .iter()
+        .any(|e| e["type"] == "warning" && e["host"] == "h02" && e["msg"].as_str().unwrap().contains("no SFTP")));
     let paused: Vec<&serde_json::Value> = evs.iter().filter(|e| e["type"] == "paused").collect();
     assert_eq!(paused.len(), 1);
     assert_eq!(paused[0]["batch"], 2);
@@ -110,9 +195,23 @@ fn ssh_config_agent_sftp_fallback_status_and_yes() {
     // status flags a mixed fleet and exits 1.
     std::os::unix::fs::symlink("releases/1.0.0", fleet.srv(3).join("demo/current.new")).unwrap();
     std::fs::rename(fleet.srv(3).join("demo/current.new"), fleet.srv(3).join("demo/current")).unwrap();
-    let out = tranche(&fleet, &["status", "-i", inv.to_str().unwrap(), pb.to_str().unwrap(), "--known-hosts", kh], Some(&sock));
+    let out = tranche(
+        &fleet,
+        &[
+            "status",
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--known-hosts",
+            kh,
+        ],
+        Some(&sock),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("MIXED fleet: 2.0.0 on 2 hosts, 1.0.0 on 1 host"), "{stderr}");
+    assert!(
+        stderr.contains("MIXED fleet: 2.0.0 on 2 hosts, 1.0.0 on 1 host"),
+        "{stderr}"
+    );
     assert!(stderr.contains("1.0.0  <- differs"), "{stderr}");
 }

@@ -323,6 +323,22 @@ fn unknown_host_key_and_unreachable_host_fail_preflight_and_change_nothing() {
 fn a_failing_health_check_reverts_the_canary_and_stops() {
     let fleet = Fleet::up(4, 3);
     fleet.install("1.0.0");
+    // 1.0.0 was installed by another tool: releasing the same 1.0.0 adopts the identical folder
+    // (a checksum marker is added) instead of refusing or replacing the live release.
+    let same = fleet.playbook("same.yml", "1.0.0", "artifact:\n  path: artifacts/demo-1.0.0.tar.gz\n");
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        same.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(fleet.srv(1).join("demo/releases/1.0.0/.tranche-sha256"))
+            .unwrap()
+            .trim(),
+        fleet.sha256("1.0.0")
+    );
     let pb = fleet.playbook(
         "bad.yml",
         "bad",

@@ -133,13 +133,20 @@ impl Fleet {
 
     /// A playbook for this fleet, with `extra` appended (YAML) and `version`'s artifact.
     pub fn playbook(&self, name: &str, version: &str, body: &str) -> PathBuf {
+        let haproxy = format!(
+            "registry:\n  kind: haproxy\n  address: 127.0.0.1:{}\n  backend: demo\n  server: \"{{{{ host.name }}}}\"\n  drain: 5s\n",
+            self.api_port
+        );
+        self.playbook_with(name, version, "fleet", body, &haproxy)
+    }
+
+    /// A playbook for this fleet on the hosts `pattern`, with `body` and `registry` (YAML).
+    pub fn playbook_with(&self, name: &str, version: &str, pattern: &str, body: &str, registry: &str) -> PathBuf {
         let text = format!(
-            "service: demo\nversion: \"{version}\"\nhosts: fleet\n{body}\n\
-             registry:\n  kind: haproxy\n  address: 127.0.0.1:{api}\n  backend: demo\n  server: \"{{{{ host.name }}}}\"\n  drain: 5s\n\
+            "service: demo\nversion: \"{version}\"\nhosts: \"{pattern}\"\n{body}\n{registry}\
              stop:\n  command: /srv/demo/current/bin/stop\n  timeout: 30s\n\
              start:\n  command: \"/srv/demo/current/bin/start {{{{ host.address }}}}\"\n\
-             health:\n  http: \"http://{{{{ host.address }}}}:8080/health\"\n  expect_body: \"{{{{ version }}}}\"\n  interval: 200ms\n  timeout: 10s\n",
-            api = self.api_port
+             health:\n  http: \"http://{{{{ host.address }}}}:8080/health\"\n  expect_body: \"{{{{ version }}}}\"\n  interval: 200ms\n  timeout: 10s\n"
         );
         let path = self.dir.join(name);
         std::fs::write(&path, text).unwrap();
@@ -196,4 +203,102 @@ pub fn events(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// One request a [`Recorder`] received.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// A recording HTTP server on loopback that answers every request with `status`, for
+/// registries whose real servers cannot be installed here. It stops when dropped.
+pub struct Recorder {
+    pub port: u16,
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<Recorded>>>,
+    pub status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Recorder {
+    pub fn start(status: u16) -> Recorder {
+        use std::io::{BufRead, BufReader, Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let status = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(status));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (reqs, st, stp) = (requests.clone(), status.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stp.load(Ordering::SeqCst) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let mut parts = line.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or("").to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                );
+                let mut headers = Vec::new();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim().split_once(':') {
+                        if k.eq_ignore_ascii_case("content-length") {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                reqs.lock().unwrap().push(Recorded {
+                    method,
+                    path,
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+                let code = st.load(Ordering::SeqCst);
+                let mut w = stream;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 {code} X\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope"
+                );
+            }
+        });
+        Recorder {
+            port,
+            requests,
+            status,
+            stop,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
