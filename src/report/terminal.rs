@@ -123,6 +123,16 @@ impl Terminal {
                 ms,
                 msg,
             } => {
+                if let Some(b) = &self.bars {
+                    if let Some(pb) = b.hosts.lock().expect("bars").get(host) {
+                        // Between steps a host waits: for its batch after staging, for the next step otherwise.
+                        pb.set_message(match step {
+                            crate::events::Step::Preflight => "ready, waiting to stage".to_string(),
+                            crate::events::Step::Stage => format!("staged, waiting for batch {batch}"),
+                            _ => format!("{} {}", step.as_str(), status.as_str()),
+                        });
+                    }
+                }
                 if self.bars.is_none() {
                     let b = if *batch > 0 {
                         format!("[{batch}] ")

@@ -142,11 +142,20 @@ impl Fleet {
 
     /// A playbook for this fleet on the hosts `pattern`, with `body` and `registry` (YAML).
     pub fn playbook_with(&self, name: &str, version: &str, pattern: &str, body: &str, registry: &str) -> PathBuf {
+        // `body` may bring its own `stop:` or `health:`; otherwise the sample service's are used.
+        let stop = if body.contains("stop:") {
+            ""
+        } else {
+            "stop:\n  command: /srv/demo/current/bin/stop\n  timeout: 30s\n"
+        };
+        let health = if body.contains("health:") {
+            ""
+        } else {
+            "health:\n  http: \"http://{{ host.address }}:8080/health\"\n  expect_body: \"{{ version }}\"\n  interval: 200ms\n  timeout: 10s\n"
+        };
         let text = format!(
-            "service: demo\nversion: \"{version}\"\nhosts: \"{pattern}\"\n{body}\n{registry}\
-             stop:\n  command: /srv/demo/current/bin/stop\n  timeout: 30s\n\
-             start:\n  command: \"/srv/demo/current/bin/start {{{{ host.address }}}}\"\n\
-             health:\n  http: \"http://{{{{ host.address }}}}:8080/health\"\n  expect_body: \"{{{{ version }}}}\"\n  interval: 200ms\n  timeout: 10s\n"
+            "service: demo\nversion: \"{version}\"\nhosts: \"{pattern}\"\n{body}\n{registry}{stop}\
+             start:\n  command: \"/srv/demo/current/bin/start {{{{ host.address }}}}\"\n{health}"
         );
         let path = self.dir.join(name);
         std::fs::write(&path, text).unwrap();
