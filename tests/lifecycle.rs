@@ -133,7 +133,7 @@ fn stop_timeout_kill_health_kinds_pruning_and_keys() {
         .output()
         .unwrap();
     assert!(made.status.success());
-    let text = std::fs::read_to_string(&inv).unwrap().replace(
+    let text = std::fs::read_to_string(inv).unwrap().replace(
         &fleet.dir.join("id_ed25519").display().to_string(),
         &enc.display().to_string(),
     );
