@@ -39,6 +39,38 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshOptions,
     },
+    /// Take the hosts back to their previous release (or --to VERSION, if still on the hosts)
+    /// through the same pipeline and limits.
+    Rollback {
+        #[command(flatten)]
+        files: Files,
+        /// The release to go to; it must still be on every host.
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        ssh: SshOptions,
+    },
+    /// Continue an interrupted run from its journal (default: the latest unfinished run).
+    Resume {
+        /// The run to continue.
+        run_id: Option<String>,
+        /// Resume even if the playbook or the inventory changed since the run started.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        run: RunOptions,
+        #[command(flatten)]
+        ssh: SshOptions,
+    },
+    /// Remove the lock a dead run left on the targeted hosts.
+    Unlock {
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        ssh: SshOptions,
+    },
     /// Check the inventory and the playbook, listing every problem at once.
     Validate {
         #[command(flatten)]

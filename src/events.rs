@@ -76,6 +76,9 @@ pub enum EventKind {
     HostStarted {
         batch: usize,
         host: String,
+        /// The release the host had before this run (what a revert or a resume goes back to).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        previous: Option<String>,
     },
     StepStarted {
         batch: usize,

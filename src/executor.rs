@@ -2,8 +2,8 @@
 //! limit, then the batches, each host through its pipeline (SPEC §1), a failure budget over the
 //! whole run. It only emits events; it never prints.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,42 @@ pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
     crate::ssh::config::resolve(&spec, settings)
 }
 
+/// What a run does to the hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Release the playbook's version.
+    #[default]
+    Release,
+    /// Go back to the previous release, or to `to` if it is still on the hosts.
+    Rollback { to: Option<String> },
+    /// Preflight only (`plan --check`): change nothing, take no lock.
+    Check,
+}
+
+/// What a resumed run carries over from the journal of the interrupted one.
+#[derive(Debug, Clone, Default)]
+pub struct Carried {
+    /// The release each host had before the interrupted run changed it.
+    pub previous: HashMap<String, String>,
+    /// Hosts whose pipeline had started: they go through it again whatever they look like now.
+    pub started: HashSet<String>,
+    /// Hosts that already failed, counted against the budget.
+    pub failed: usize,
+}
+
+/// Why preflight refused a host.
+struct PreflightError {
+    msg: String,
+    /// Another run holds the host's lock: the whole run is refused, whatever the budget.
+    locked: bool,
+}
+
+impl From<String> for PreflightError {
+    fn from(msg: String) -> Self {
+        PreflightError { msg, locked: false }
+    }
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -58,6 +94,10 @@ struct HostState {
     previous: Option<String>,
     /// The checksum recorded in `releases/<version>` when it is already there.
     staged_sha: Option<String>,
+    /// The release this run moves the host to.
+    target: String,
+    /// This run holds the host's lock.
+    locked: bool,
 }
 
 pub struct Executor {
@@ -73,11 +113,19 @@ pub struct Executor {
     failed: AtomicUsize,
     /// Values that never appear in events.
     secrets: Vec<String>,
+    pub mode: Mode,
+    pub carried: Carried,
+    lease: crate::lock::Lease,
+    /// Set by the first Ctrl-C or SIGTERM: no new host starts.
+    interrupted: AtomicBool,
+    /// The step each host is in, for the record of a run stopped at once.
+    in_flight: std::sync::Mutex<BTreeMap<String, Step>>,
 }
 
 impl Executor {
     pub fn new(release: Release, settings: SshSettings, run_id: String, emit: Emit) -> Self {
         let secrets = release.secrets();
+        let lease = crate::lock::Lease::new(&run_id, &crate::events::now_rfc3339());
         Executor {
             assume_yes: false,
             release: Arc::new(release),
@@ -88,11 +136,77 @@ impl Executor {
             registry: RegistryClient::new(None),
             failed: AtomicUsize::new(0),
             secrets,
+            mode: Mode::Release,
+            carried: Carried::default(),
+            lease,
+            interrupted: AtomicBool::new(false),
+            in_flight: std::sync::Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// The first Ctrl-C or SIGTERM: no new host starts; hosts in flight finish their pipeline.
+    pub fn interrupt(&self) {
+        if !self.interrupted.swap(true, Ordering::SeqCst) {
+            self.event(EventKind::Warning {
+                host: None,
+                msg: "interrupted: no new host starts; hosts in flight finish (press Ctrl-C again to stop now)".into(),
+            });
+        }
+    }
+
+    /// The second Ctrl-C: record where every host in flight was and end the run record.
+    /// The caller exits the process right after.
+    pub fn stop_now(&self) {
+        let where_: Vec<String> = self
+            .in_flight
+            .lock()
+            .expect("in flight")
+            .iter()
+            .map(|(h, s)| format!("{h} ({})", s.as_str()))
+            .collect();
+        let msg = if where_.is_empty() {
+            "stopped at once; no host was in flight".to_string()
+        } else {
+            format!(
+                "stopped at once; in flight: {}; `tranche resume` continues",
+                where_.join(", ")
+            )
+        };
+        self.event(EventKind::Warning {
+            host: None,
+            msg: msg.clone(),
+        });
+        self.event(EventKind::RunFinished {
+            ok: 0,
+            failed: self.failed.load(Ordering::SeqCst),
+            reverted: 0,
+            skipped: 0,
+            exit_code: exit_code::INTERRUPTED,
+            ms: 0,
+            msg,
+        });
+    }
+
+    fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
     }
 
     fn event(&self, mut kind: EventKind) {
         kind.redact(&self.secrets);
+        match &kind {
+            EventKind::StepStarted { host, step, .. } => {
+                self.in_flight.lock().expect("in flight").insert(host.clone(), *step);
+            }
+            EventKind::HostFinished { host, .. }
+            | EventKind::StepFinished {
+                host,
+                step: Step::Preflight | Step::Stage,
+                ..
+            } => {
+                self.in_flight.lock().expect("in flight").remove(host);
+            }
+            _ => {}
+        }
         (self.emit)(Event::new(&self.run_id, kind));
     }
 
@@ -149,7 +263,7 @@ impl Executor {
 
         // 1. Preflight, every host, before anything changes.
         let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
-        let states: Vec<Result<HostState, String>> = join_all(r.targets.iter().enumerate().map(|(i, h)| {
+        let states: Vec<Result<HostState, PreflightError>> = join_all(r.targets.iter().enumerate().map(|(i, h)| {
             let gate = gate.clone();
             let batch = batch_of[&i];
             async move {
@@ -159,6 +273,40 @@ impl Executor {
         }))
         .await;
         let preflight_failed = states.iter().filter(|s| s.is_err()).count();
+        let lock_holders: Vec<String> = states
+            .iter()
+            .zip(&r.targets)
+            .filter_map(|(s, h)| match s {
+                Err(e) if e.locked => Some(format!("{}: {}", h.name, e.msg)),
+                _ => None,
+            })
+            .collect();
+        if self.mode == Mode::Check {
+            for s in states.iter().flatten() {
+                s.conn.close().await;
+            }
+            let code = if preflight_failed > 0 {
+                exit_code::PREFLIGHT
+            } else {
+                exit_code::SUCCESS
+            };
+            let outcome = Outcome {
+                exit_code: code,
+                ok: r.targets.len() - preflight_failed,
+                failed: preflight_failed,
+                ..Default::default()
+            };
+            let msg = if preflight_failed == 0 {
+                format!("preflight passed on all {} hosts; nothing was changed", r.targets.len())
+            } else {
+                format!(
+                    "preflight failed on {preflight_failed} of {} hosts; nothing was changed",
+                    r.targets.len()
+                )
+            };
+            self.finish(&outcome, started, msg);
+            return outcome;
+        }
         // The delegate of a `command` registry must be reachable too; it is not a released
         // host, so failing to reach it stops the run before anything changes.
         let delegate_error = match &p.registry {
@@ -189,10 +337,12 @@ impl Executor {
             },
             _ => None,
         };
-        if preflight_failed > r.budget || delegate_error.is_some() {
+        if preflight_failed > r.budget || delegate_error.is_some() || !lock_holders.is_empty() {
             for s in states.into_iter().flatten() {
+                self.release_lock(&s).await;
                 s.conn.close().await;
             }
+            self.registry.close().await;
             let outcome = Outcome {
                 exit_code: exit_code::PREFLIGHT,
                 failed: preflight_failed,
@@ -203,6 +353,11 @@ impl Executor {
                 started,
                 match delegate_error {
                     Some(e) => format!("{e}; nothing was changed"),
+                    None if !lock_holders.is_empty() => format!(
+                        "another run holds the lock of {} host(s) ({}); nothing was changed",
+                        lock_holders.len(),
+                        lock_holders.join("; ")
+                    ),
                     None => format!(
                         "preflight failed on {preflight_failed} host(s), over the budget of {}; nothing was changed",
                         r.budget
@@ -212,7 +367,8 @@ impl Executor {
             return outcome;
         }
         let mut states: Vec<Option<HostState>> = states.into_iter().map(Result::ok).collect();
-        self.failed.store(preflight_failed, Ordering::SeqCst);
+        self.failed
+            .store(preflight_failed + self.carried.failed, Ordering::SeqCst);
 
         // 2. Staging, ahead of the batches, at most `stage.concurrency` hosts at once.
         let stage_limit = Arc::new(Semaphore::new(p.rollout.stage_concurrency));
@@ -231,6 +387,7 @@ impl Executor {
             let host = &r.targets[i];
             let batch = batch_of[&i];
             let staged = st.staged_sha.clone();
+            let target = st.target.clone();
             let conn = &st.conn;
             stage_tasks.push(async move {
                 let res = {
@@ -238,7 +395,7 @@ impl Executor {
                     if halted.load(std::sync::atomic::Ordering::SeqCst) {
                         Err("the run stopped before this host was staged".to_string())
                     } else {
-                        self.stage(host, conn, batch, staged.as_deref()).await
+                        self.stage(host, conn, batch, staged.as_deref(), &target).await
                     }
                 };
                 let _ = tx.send(Some(res));
@@ -250,10 +407,15 @@ impl Executor {
         let mut results: HashMap<usize, Status> = HashMap::new();
         let mut over_budget = false;
         let mut declined = false;
+        let mut renewed = Instant::now();
         let batches_fut = async {
             for b in &r.batches {
-                if over_budget {
+                if over_budget || self.is_interrupted() {
                     break;
+                }
+                if renewed.elapsed() > Duration::from_secs(600) {
+                    self.renew_locks(&states).await;
+                    renewed = Instant::now();
                 }
                 if b.number > 1 {
                     let pause = if b.number == 2 && r.batches[0].canary {
@@ -264,6 +426,9 @@ impl Executor {
                     if !self.pause(b.number, pause).await {
                         declined = true;
                         halted.store(true, std::sync::atomic::Ordering::SeqCst);
+                        break;
+                    }
+                    if self.is_interrupted() {
                         break;
                     }
                 }
@@ -311,8 +476,20 @@ impl Executor {
                 }
             }
         };
-        // Staging runs on while the batches go; a batch waits for its own hosts only.
-        tokio::join!(batches_fut, staging);
+        // Staging runs on while the batches go; a batch waits for its own hosts only. An
+        // interruption stops staging too.
+        let watch_interrupt = async {
+            loop {
+                if self.is_interrupted() {
+                    halted.store(true, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::select! {
+            _ = async { tokio::join!(batches_fut, staging) } => {}
+            _ = watch_interrupt => {}
+        }
 
         // 4. Over budget: apply on_failure to hosts this run changed.
         let mut reverted = results.values().filter(|s| **s == Status::Reverted).count();
@@ -334,7 +511,12 @@ impl Executor {
                 }
             }
         }
+        let interrupted = self.is_interrupted() && results.len() < r.targets.len();
         for st in states.iter_mut().flatten() {
+            // An interrupted run keeps its locks for `tranche resume`; they expire otherwise.
+            if !interrupted {
+                self.release_lock(st).await;
+            }
             st.conn.close().await;
         }
         self.registry.close().await;
@@ -343,7 +525,7 @@ impl Executor {
         let failed = self.failed.load(Ordering::SeqCst);
         let code = if over_budget {
             exit_code::BUDGET_EXCEEDED
-        } else if declined {
+        } else if declined || interrupted {
             exit_code::INTERRUPTED
         } else if failed > 0 {
             exit_code::HOSTS_FAILED
@@ -359,7 +541,15 @@ impl Executor {
         };
         let msg = match code {
             exit_code::SUCCESS => format!("{} {} is on every targeted host", p.service, p.version),
-            exit_code::INTERRUPTED => "stopped at a confirmation; hosts not reached keep their release".to_string(),
+            exit_code::INTERRUPTED if declined => {
+                "stopped at a confirmation; hosts not reached keep their release".to_string()
+            }
+            exit_code::INTERRUPTED => format!(
+                "interrupted: {} of {} hosts not done; `tranche resume {}` continues",
+                r.targets.len() - results.len(),
+                r.targets.len(),
+                self.run_id
+            ),
             exit_code::HOSTS_FAILED => format!(
                 "{failed} host(s) failed within the budget of {} and were reverted",
                 r.budget
@@ -422,6 +612,30 @@ impl Executor {
         }
     }
 
+    async fn release_lock(&self, st: &HostState) {
+        if st.locked {
+            let cmd = crate::lock::release(&self.release.playbook.layout.root, &self.run_id);
+            if let Err(e) = st.conn.exec(&cmd, STEP_TIMEOUT).await {
+                self.event(EventKind::Warning {
+                    host: Some(st.conn.endpoint.name.clone()),
+                    msg: format!("could not release the lock: {e}; it expires by itself"),
+                });
+            }
+        }
+    }
+
+    async fn renew_locks(&self, states: &[Option<HostState>]) {
+        let cmd = crate::lock::write(&self.release.playbook.layout.root, &self.lease.renewed());
+        join_all(
+            states
+                .iter()
+                .flatten()
+                .filter(|s| s.locked)
+                .map(|s| s.conn.exec(&cmd, STEP_TIMEOUT)),
+        )
+        .await;
+    }
+
     fn finish(&self, o: &Outcome, started: Instant, msg: String) {
         self.event(EventKind::RunFinished {
             ok: o.ok,
@@ -434,65 +648,187 @@ impl Executor {
         });
     }
 
-    async fn preflight(&self, host: &Host, batch: usize) -> Result<HostState, String> {
+    async fn preflight(&self, host: &Host, batch: usize) -> Result<HostState, PreflightError> {
         let t = Instant::now();
-        let r = &self.release;
         self.event(EventKind::StepStarted {
             batch,
             host: host.name.clone(),
             step: Step::Preflight,
         });
-        let result = async {
-            let conn = Connection::open(&self.endpoint(host), &self.settings).await.map_err(|e| match e.hint() {
+        let result = self.preflight_checks(host).await;
+        match &result {
+            Ok(st) => {
+                let note = match st.previous.as_deref() {
+                    Some(p) if *p != st.target => format!("current release: {p}; going to {}", st.target),
+                    Some(p) => format!("current release: {p}"),
+                    None => format!("no current release; going to {}", st.target),
+                };
+                self.step_done(batch, &host.name, Step::Preflight, Status::Ok, t, note)
+            }
+            Err(e) => self.step_done(batch, &host.name, Step::Preflight, Status::Failed, t, e.msg.clone()),
+        }
+        result
+    }
+
+    async fn preflight_checks(&self, host: &Host) -> Result<HostState, PreflightError> {
+        let r = &self.release;
+        let check = self.mode == Mode::Check;
+        let conn = Connection::open(&self.endpoint(host), &self.settings)
+            .await
+            .map_err(|e| match e.hint() {
                 Some(h) => format!("{e} (hint: {h})"),
                 None => e.to_string(),
             })?;
-            if let Some(algo) = &conn.learned_key {
-                self.event(EventKind::Warning { host: Some(host.name.clone()), msg: format!("recorded a new {algo} host key in {} (--accept-new-host-keys)", self.settings.known_hosts.display()) });
-            }
-            let root = shell_quote(&r.playbook.layout.root);
-            let rel = shell_quote(&r.release_dir(&r.playbook.version));
-            let script = format!(
-                "mkdir -p {root}/releases {root}/.tranche-stage && test -w {root} || {{ echo \"layout root {root} is not writable\" >&2; exit 10; }}; \
-                 cur=$(readlink {root}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; \
-                 if [ -f {rel}/.tranche-sha256 ]; then echo \"staged=$(cat {rel}/.tranche-sha256)\"; fi; \
-                 df -Pk {root} | awk 'NR==2 {{print \"avail=\" $4}}'"
-            );
-            let out = conn.exec(&script, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
-            if !out.success() {
-                return Err(format!("checking the layout: {}", out.describe()));
-            }
-            let field = |k: &str| out.stdout.lines().find_map(|l| l.strip_prefix(k)).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string);
-            let previous = field("current=");
-            let staged_sha = field("staged=");
-            if let (Some(size), Some(avail)) = (r.artifact_size, field("avail=").and_then(|a| a.parse::<u64>().ok())) {
-                // The archive and its unpacked copy.
-                if staged_sha.is_none() && avail * 1024 < size * 3 {
-                    return Err(format!("only {} free under {}, the artifact needs about {}", crate::units::human_size(avail * 1024), r.playbook.layout.root, crate::units::human_size(size * 3)));
+        if let Some(algo) = &conn.learned_key {
+            self.event(EventKind::Warning {
+                host: Some(host.name.clone()),
+                msg: format!(
+                    "recorded a new {algo} host key in {} (--accept-new-host-keys)",
+                    self.settings.known_hosts.display()
+                ),
+            });
+        }
+        let root_path = &r.playbook.layout.root;
+        let root = shell_quote(root_path);
+        let rel = shell_quote(&r.release_dir(&r.playbook.version));
+        // One round trip: the layout (created unless this is a check), what is there, the free
+        // space, and the lock.
+        let (prepare, lock) = if check {
+            (String::new(), crate::lock::peek(root_path))
+        } else {
+            (
+                format!("mkdir -p {root}/releases {root}/.tranche-stage || exit 10; "),
+                crate::lock::acquire(root_path, &self.lease),
+            )
+        };
+        let script = format!(
+            "{prepare}p={root}; while [ ! -d \"$p\" ]; do p=$(dirname \"$p\"); done; \
+             test -w \"$p\" || {{ echo \"$p is not writable by $(id -un)\" >&2; exit 10; }}; \
+             cur=$(readlink {root}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; \
+             if [ -f {rel}/.tranche-sha256 ]; then echo \"staged=$(cat {rel}/.tranche-sha256)\"; fi; \
+             echo \"previous=$(cat {root}/.tranche-previous 2>/dev/null || true)\"; \
+             echo \"releases=$(ls -1t {root}/releases 2>/dev/null | grep -v '[.]tmp$' | tr '\\n' ' ')\"; \
+             df -Pk \"$p\" | awk 'NR==2 {{print \"avail=\" $4}}'; {lock}"
+        );
+        let out = conn.exec(&script, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+        if !out.success() {
+            return Err(format!("checking the layout: {}", out.describe()).into());
+        }
+        let field = |k: &str| {
+            out.stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(k))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+        };
+        let current = field("current=");
+        let releases: Vec<String> = field("releases=")
+            .map(|l| l.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default();
+        // A resumed run knows what the host had before the interrupted run touched it.
+        let previous = self.carried.previous.get(&host.name).cloned().or(current.clone());
+        let (acquired, held, owner) = crate::lock::parse_state(&out.stdout);
+        let mut st = HostState {
+            conn,
+            previous,
+            staged_sha: field("staged="),
+            target: r.playbook.version.clone(),
+            locked: acquired,
+        };
+        let fail = |st: HostState, e: PreflightError| async move {
+            self.release_lock(&st).await;
+            st.conn.close().await;
+            Err(e)
+        };
+        if held && !acquired {
+            match owner {
+                Some(o) if o.run == self.run_id || o.is_expired() => {
+                    if !check {
+                        let cmd = crate::lock::write(root_path, &self.lease);
+                        match st.conn.exec(&cmd, STEP_TIMEOUT).await {
+                            Ok(out) if out.success() => st.locked = true,
+                            Ok(out) => {
+                                return fail(st, format!("taking over the lock: {}", out.describe()).into()).await
+                            }
+                            Err(e) => return fail(st, format!("taking over the lock: {e}").into()).await,
+                        }
+                        if o.run != self.run_id {
+                            self.event(EventKind::Warning {
+                                host: Some(host.name.clone()),
+                                msg: format!("took over an expired lock ({})", o.describe()),
+                            });
+                        }
+                    }
+                }
+                Some(o) => {
+                    return fail(
+                        st,
+                        PreflightError {
+                            msg: format!("locked by {}", o.describe()),
+                            locked: true,
+                        },
+                    )
+                    .await
+                }
+                None => {
+                    let msg = format!("{root_path}/.tranche-lock exists without an owner file; if no run is going on, `tranche unlock` removes it");
+                    return fail(st, PreflightError { msg, locked: true }).await;
                 }
             }
-            if let Some(pre) = &r.playbook.hooks.precheck {
-                let cmd = r.render(pre, host, &self.run_id, previous.as_deref())?;
-                let out = conn.exec(&cmd, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
-                if !out.success() {
-                    return Err(format!("hooks.precheck failed: {}", out.describe()));
+        }
+        // Where this host goes.
+        match &self.mode {
+            Mode::Rollback { to: Some(v) } => {
+                if !releases.contains(v) {
+                    return fail(
+                        st,
+                        format!("release {v} is not on the host (it has: {})", releases.join(", ")).into(),
+                    )
+                    .await;
+                }
+                st.target = v.clone();
+            }
+            Mode::Rollback { to: None } => {
+                let recorded = field("previous=").filter(|p| releases.contains(p) && Some(p) != current.as_ref());
+                let fallback = releases.iter().find(|v| Some(*v) != current.as_ref()).cloned();
+                match recorded.or(fallback) {
+                    Some(v) => st.target = v,
+                    None => {
+                        return fail(st, "no previous release on the host to roll back to".to_string().into()).await
+                    }
                 }
             }
-            Ok(HostState { conn, previous, staged_sha })
+            Mode::Release | Mode::Check => {}
         }
-        .await;
-        match &result {
-            Ok(st) => self.step_done(
-                batch,
-                &host.name,
-                Step::Preflight,
-                Status::Ok,
-                t,
-                format!("current release: {}", st.previous.as_deref().unwrap_or("none")),
-            ),
-            Err(e) => self.step_done(batch, &host.name, Step::Preflight, Status::Failed, t, e.clone()),
+        if let (Mode::Release | Mode::Check, Some(size), Some(avail)) = (
+            &self.mode,
+            r.artifact_size,
+            field("avail=").and_then(|a| a.parse::<u64>().ok()),
+        ) {
+            // The archive and its unpacked copy.
+            if st.staged_sha.is_none() && avail * 1024 < size * 3 {
+                let msg = format!(
+                    "only {} free under {}, the artifact needs about {}",
+                    crate::units::human_size(avail * 1024),
+                    root_path,
+                    crate::units::human_size(size * 3)
+                );
+                return fail(st, msg.into()).await;
+            }
         }
-        result
+        if let Some(pre) = &r.playbook.hooks.precheck {
+            let cmd = match r.render(pre, host, &self.run_id, st.previous.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return fail(st, e.into()).await,
+            };
+            match st.conn.exec(&cmd, STEP_TIMEOUT).await {
+                Ok(out) if out.success() => {}
+                Ok(out) => return fail(st, format!("hooks.precheck failed: {}", out.describe()).into()).await,
+                Err(e) => return fail(st, format!("hooks.precheck: {e}").into()).await,
+            }
+        }
+        Ok(st)
     }
 
     /// Put the artifact on the host, verified, unpacked into `releases/<version>`.
@@ -502,6 +838,7 @@ impl Executor {
         conn: &Connection,
         batch: usize,
         staged_sha: Option<&str>,
+        target: &str,
     ) -> Result<(), String> {
         let t = Instant::now();
         let r = &self.release;
@@ -511,6 +848,18 @@ impl Executor {
             host: host.name.clone(),
             step: Step::Stage,
         });
+        if matches!(self.mode, Mode::Rollback { .. }) {
+            // Preflight checked that the release is on the host.
+            self.step_done(
+                batch,
+                &host.name,
+                Step::Stage,
+                Status::Skipped,
+                t,
+                format!("{target} is on the host"),
+            );
+            return Ok(());
+        }
         if staged_sha == Some(r.sha256.as_str()) {
             self.step_done(
                 batch,
@@ -611,10 +960,11 @@ impl Executor {
     ) -> Status {
         let t = Instant::now();
         let r = &self.release;
-        let version = r.playbook.version.clone();
+        let version = st.target.clone();
         self.event(EventKind::HostStarted {
             batch,
             host: host.name.clone(),
+            previous: st.previous.clone(),
         });
         // Wait for this host's staging.
         let stage = loop {
@@ -626,17 +976,53 @@ impl Executor {
             }
         };
         if let Err(e) = stage {
+            if self.is_interrupted() {
+                self.host_done(
+                    batch,
+                    &host.name,
+                    Status::Skipped,
+                    t,
+                    "not started: the run was interrupted",
+                );
+                return Status::Skipped;
+            }
             // Nothing was changed: the host is still registered on its old release.
             self.failed.fetch_add(1, Ordering::SeqCst);
             self.host_done(batch, &host.name, Status::Failed, t, format!("stage failed: {e}"));
             return Status::Failed;
         }
-        if st.previous.as_deref() == Some(version.as_str()) && st.staged_sha.as_deref() == Some(r.sha256.as_str()) {
+        // Already there (and, for a release, with the same checksum): nothing to do, unless an
+        // interrupted run had started on it, which may have left it out of the registry.
+        let same = match self.mode {
+            Mode::Release => st.staged_sha.as_deref() == Some(r.sha256.as_str()),
+            _ => true,
+        };
+        let current = st.previous.as_deref() == Some(version.as_str());
+        if current && same && !self.carried.started.contains(&host.name) {
             self.host_done(batch, &host.name, Status::Skipped, t, format!("already on {version}"));
+            return Status::Skipped;
+        }
+        if self.is_interrupted() {
+            self.host_done(
+                batch,
+                &host.name,
+                Status::Skipped,
+                t,
+                "not started: the run was interrupted",
+            );
             return Status::Skipped;
         }
         match self.switch(host, st, batch, &version).await {
             Ok(()) => {
+                // Remember where the host came from, for `tranche rollback`.
+                if let Some(prev) = st.previous.as_deref().filter(|p| *p != version) {
+                    let cmd = format!(
+                        "echo {} > {}/.tranche-previous",
+                        shell_quote(prev),
+                        shell_quote(&r.playbook.layout.root)
+                    );
+                    let _ = st.conn.exec(&cmd, STEP_TIMEOUT).await;
+                }
                 self.host_done(batch, &host.name, Status::Ok, t, format!("on {version}"));
                 Status::Ok
             }

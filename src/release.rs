@@ -150,6 +150,15 @@ impl Release {
         })
     }
 
+    /// Keep only the targets `keep` accepts and plan their batches again (for a resumed run;
+    /// the failure budget stays that of the whole fleet). No canary when `canary` is false.
+    pub fn narrow(&mut self, keep: impl Fn(&Host) -> bool, canary: bool) {
+        self.targets.retain(|h| keep(h));
+        let r = &self.playbook.rollout;
+        let c = if canary { r.canary.min(self.targets.len()) } else { 0 };
+        self.batches = planner::plan(self.targets.len(), c, &r.batch);
+    }
+
     /// The values of the controller's environment variables that templates use (`env.NAME`):
     /// they never appear in output, events or the journal. Short values (under 4 characters)
     /// are left alone, as redacting them would garble everything.

@@ -115,7 +115,7 @@ mod tests {
             name: "web-01".into(),
             address: Some("10.9.9.9".into()),
             port: Some(22),
-            user: Some("ops".into()),
+            user: None,
             identity: Some("/keys/mine".into()),
             jump: None,
         };

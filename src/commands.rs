@@ -1,0 +1,368 @@
+//! The commands: each turns parsed options into work and an exit code. Library code below
+//! reports through events; this is where it is decided how people see them.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::cli::{Files, Format, RunOptions, SshOptions};
+use crate::executor::{Carried, Executor, Mode};
+use crate::journal::{self, RunRecord};
+use crate::release::{Release, ReleaseRequest};
+use crate::{events, exit_code, report, ssh, status};
+
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn request(files: &Files) -> ReleaseRequest {
+    ReleaseRequest {
+        inventories: files.inventories.clone(),
+        playbook: files.playbook.clone(),
+        limit: files.limit.clone(),
+        extra_vars: files.extra_vars.clone(),
+    }
+}
+
+/// Load the release, printing every problem to stderr on failure.
+pub fn load(req: &ReleaseRequest) -> Result<Release, i32> {
+    Release::load(req).map_err(|d| {
+        eprintln!("{d}");
+        eprintln!("\n{} problem{} found; nothing was touched", d.len(), plural(d.len()));
+        exit_code::CONFIG
+    })
+}
+
+pub fn validate(files: &Files) -> i32 {
+    match load(&request(files)) {
+        Ok(r) => {
+            eprintln!(
+                "ok: {} {} on {} host{} in {} batch{}",
+                r.playbook.service,
+                r.playbook.version,
+                r.targets.len(),
+                plural(r.targets.len()),
+                r.batches.len(),
+                if r.batches.len() == 1 { "" } else { "es" }
+            );
+            exit_code::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+pub fn plan(files: &Files, format: Format, check: bool, ssh: &SshOptions) -> i32 {
+    let r = match load(&request(files)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report::plan::to_json(&r)).expect("plan serialises")
+        ),
+        Format::Table => eprint!("{}", report::plan::to_table(&r)),
+    }
+    if !check {
+        return exit_code::SUCCESS;
+    }
+    let settings = match ssh_settings(ssh) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // Preflight alone: plain lines, no journal, nothing changed on the hosts.
+    eprintln!();
+    let terminal = report::Terminal::new(true, false);
+    let reporter = match report::Reporter::new(terminal, None, None) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::CONFIG;
+        }
+    };
+    let sink = reporter.clone();
+    let mut exec = Executor::new(r, settings, events::new_run_id(), Arc::new(move |e| sink.report(&e)));
+    exec.mode = Mode::Check;
+    runtime().block_on(exec.run()).exit_code
+}
+
+/// The SSH settings of a run, from the options and the defaults.
+pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let mut identities: Vec<PathBuf> = o.identity.iter().cloned().collect();
+    for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
+        identities.push(home.join(".ssh").join(name));
+    }
+    let (config_path, explicit) = match &o.ssh_config {
+        Some(p) => (p.clone(), true),
+        None => (home.join(".ssh/config"), false),
+    };
+    let config = ssh::config::load(&config_path, explicit).map_err(|e| {
+        eprintln!("error: {e}");
+        exit_code::CONFIG
+    })?;
+    Ok(ssh::SshSettings {
+        known_hosts: o.known_hosts.clone().unwrap_or_else(|| home.join(".ssh/known_hosts")),
+        accept_new_host_keys: o.accept_new_host_keys,
+        identities,
+        use_agent: true,
+        ask_passphrase: !in_ci() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
+        config: config.map(Arc::new),
+        connect_timeout: o.connect_timeout,
+        default_user: o
+            .user
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "root".into()),
+    })
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// `tranche release` and `tranche rollback`.
+pub fn release(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> i32 {
+    let req = request(files);
+    let r = match load(&req) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let run_id = events::new_run_id();
+    let (command, to) = match &mode {
+        Mode::Rollback { to } => ("rollback", to.clone()),
+        _ => ("release", None),
+    };
+    let absolute = |p: &PathBuf| std::path::absolute(p).unwrap_or_else(|_| p.clone());
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        command: command.into(),
+        to,
+        inventories: req.inventories.iter().map(absolute).collect(),
+        playbook: absolute(&req.playbook),
+        limit: req.limit.clone(),
+        extra_vars: req.extra_vars.clone(),
+        inventory_sha256: journal::files_sha256(&req.inventories).unwrap_or_default(),
+        playbook_sha256: journal::files_sha256(std::slice::from_ref(&req.playbook)).unwrap_or_default(),
+        started: events::now_rfc3339(),
+    };
+    execute(r, record, mode, Carried::default(), run, ssh)
+}
+
+/// `tranche resume`: the hosts of an interrupted run that did not finish, re-planned.
+pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOptions) -> i32 {
+    let Some(run_id) = run_id.or_else(|| journal::latest_unfinished(&run.state_dir)) else {
+        eprintln!("error: no unfinished run in {}", run.state_dir.display());
+        return exit_code::CONFIG;
+    };
+    let record = match RunRecord::load(&run.state_dir, &run_id) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::CONFIG;
+        }
+    };
+    let changes = record.changes();
+    if !changes.is_empty() && !force {
+        eprintln!("error: cannot resume run {run_id}: {}", changes.join(", "));
+        eprintln!("  = hint: `tranche resume {run_id} --force` resumes with the files as they are now");
+        return exit_code::CONFIG;
+    }
+    let summary = match journal::read_journal(&journal::journal_path(&run.state_dir, &run_id)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::CONFIG;
+        }
+    };
+    if summary
+        .exit_code
+        .is_some_and(|c| c != i64::from(exit_code::INTERRUPTED))
+    {
+        eprintln!(
+            "error: run {run_id} already finished (exit {}); nothing to resume",
+            summary.exit_code.unwrap_or_default()
+        );
+        return exit_code::CONFIG;
+    }
+    let req = ReleaseRequest {
+        inventories: record.inventories.clone(),
+        playbook: record.playbook.clone(),
+        limit: record.limit.clone(),
+        extra_vars: record.extra_vars.clone(),
+    };
+    let mut r = match load(&req) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let total = r.targets.len();
+    r.narrow(|h| !summary.done.contains(&h.name), !summary.any_ok);
+    eprintln!(
+        "resuming run {run_id}: {} of {total} host{} left",
+        r.targets.len(),
+        plural(total)
+    );
+    if r.targets.is_empty() {
+        eprintln!("every host of run {run_id} already finished");
+        return exit_code::SUCCESS;
+    }
+    let mode = match record.command.as_str() {
+        "rollback" => Mode::Rollback { to: record.to.clone() },
+        _ => Mode::Release,
+    };
+    execute(r, record, mode, summary.carried, run, ssh)
+}
+
+/// Run the executor with the reporters, the journal and the signal handlers.
+fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &RunOptions, ssh: &SshOptions) -> i32 {
+    let confirms =
+        [r.playbook.rollout.canary_pause, r.playbook.rollout.pause].contains(&crate::playbook::Pause::Confirm);
+    if confirms && !run.yes && !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        eprintln!("error: the playbook pauses for confirmation, but there is no terminal to ask on");
+        eprintln!("  = hint: pass --yes to answer yes, or use a duration for `rollout.canary_pause`/`rollout.pause`");
+        return exit_code::CONFIG;
+    }
+    let settings = match ssh_settings(ssh) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let Err(e) = record.save(&run.state_dir) {
+        eprintln!(
+            "error: cannot write the run record under {}: {e}",
+            run.state_dir.display()
+        );
+        return exit_code::CONFIG;
+    }
+    let journal = journal::journal_path(&run.state_dir, &record.run_id);
+    let terminal = report::Terminal::new(run.no_progress, false);
+    let reporter = match report::Reporter::new(terminal, run.events.as_deref(), Some(&journal)) {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            eprintln!("error: cannot open the event stream or the journal: {e}");
+            return exit_code::CONFIG;
+        }
+    };
+    let rt = runtime();
+    let sink = reporter.clone();
+    let mut exec = Executor::new(r, settings, record.run_id.clone(), Arc::new(move |e| sink.report(&e)));
+    exec.assume_yes = run.yes;
+    exec.mode = mode;
+    exec.carried = carried;
+    let exec = Arc::new(exec);
+    // First Ctrl-C or SIGTERM: no new host starts. Second: stop now, with the record written.
+    let on_signal = exec.clone();
+    let signal_reporter = reporter.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            count += 1;
+            if count == 1 {
+                on_signal.interrupt();
+            } else {
+                on_signal.stop_now();
+                signal_reporter.finish();
+                std::process::exit(exit_code::INTERRUPTED);
+            }
+        }
+    });
+    let outcome = rt.block_on(exec.run());
+    reporter.finish();
+    outcome.exit_code
+}
+
+/// `tranche status`: exit 0 when every host was reached and runs the same release, 1 otherwise.
+pub fn status(files: &Files, format: Format, ssh: &SshOptions) -> i32 {
+    let r = match load(&request(files)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let settings = match ssh_settings(ssh) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let s = runtime().block_on(status::query(&r, &settings, crate::executor::CONNECT_CONCURRENCY));
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&s).expect("status serialises")),
+        Format::Table => eprint!("{}", status::to_table(&s)),
+    }
+    if s.mixed || s.unreachable > 0 {
+        exit_code::HOSTS_FAILED
+    } else {
+        exit_code::SUCCESS
+    }
+}
+
+/// `tranche unlock`: break the lock on every targeted host, saying whose it was.
+pub fn unlock(files: &Files, ssh: &SshOptions) -> i32 {
+    let r = match load(&request(files)) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let settings = match ssh_settings(ssh) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let root = r.playbook.layout.root.clone();
+    let results = runtime().block_on(async {
+        let gate = Arc::new(tokio::sync::Semaphore::new(crate::executor::CONNECT_CONCURRENCY));
+        futures::future::join_all(r.targets.iter().map(|h| {
+            let gate = gate.clone();
+            let (settings, root) = (&settings, &root);
+            async move {
+                let _permit = gate.acquire().await.expect("gate");
+                let ep = crate::executor::endpoint(h, settings);
+                let res = async {
+                    let conn = ssh::Connection::open(&ep, settings).await.map_err(|e| e.to_string())?;
+                    let out = conn
+                        .exec(&crate::lock::break_lock(root), std::time::Duration::from_secs(30))
+                        .await;
+                    conn.close().await;
+                    let out = out.map_err(|e| e.to_string())?;
+                    if !out.success() {
+                        return Err(out.describe());
+                    }
+                    Ok(crate::lock::parse_state(&out.stdout))
+                }
+                .await;
+                (h.name.clone(), res)
+            }
+        }))
+        .await
+    });
+    let mut failed = 0;
+    for (host, res) in results {
+        match res {
+            Ok((_, true, Some(owner))) => eprintln!("{host}: removed the lock of {}", owner.describe()),
+            Ok((_, true, None)) => eprintln!("{host}: removed a lock without an owner file"),
+            Ok(_) => eprintln!("{host}: not locked"),
+            Err(e) => {
+                failed += 1;
+                eprintln!("{host}: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        exit_code::PREFLIGHT
+    } else {
+        exit_code::SUCCESS
+    }
+}

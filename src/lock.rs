@@ -1,0 +1,191 @@
+//! The lease of SPEC §4: preflight runs `mkdir <layout.root>/.tranche-lock` on every targeted
+//! host and writes an owner file (run id, operator, controller host, start, expiry). A second
+//! run on an overlapping set of hosts is refused with the owner's details; the lease is
+//! released at the end of the run, survives a crash until it expires, and `tranche unlock`
+//! breaks it. Only the shell lines and their parsing live here; the executor runs them.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::playbook::shell_quote;
+
+/// How long a lease lasts without renewal. Runs renew it before every batch.
+pub const LEASE_TTL: Duration = Duration::from_secs(3600);
+
+/// Who holds a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub run: String,
+    pub operator: String,
+    pub controller: String,
+    pub started: String,
+    /// Seconds since the epoch.
+    pub expires: u64,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Lease {
+    /// A lease for `run`, held by the person and machine running tranche.
+    pub fn new(run: &str, started: &str) -> Lease {
+        let operator = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        let controller = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Lease {
+            run: run.into(),
+            operator,
+            controller,
+            started: started.into(),
+            expires: now_secs() + LEASE_TTL.as_secs(),
+        }
+    }
+
+    pub fn renewed(&self) -> Lease {
+        Lease {
+            expires: now_secs() + LEASE_TTL.as_secs(),
+            ..self.clone()
+        }
+    }
+
+    pub fn is_expired(&self) -> bool {
+        self.expires <= now_secs()
+    }
+
+    /// The owner file's text: `key=value` lines.
+    pub fn to_file(&self) -> String {
+        format!(
+            "run={}\noperator={}\ncontroller={}\nstarted={}\nexpires={}\n",
+            one_line(&self.run),
+            one_line(&self.operator),
+            one_line(&self.controller),
+            one_line(&self.started),
+            self.expires
+        )
+    }
+
+    /// Read an owner file; `None` when it is missing or garbled.
+    pub fn parse(text: &str) -> Option<Lease> {
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .map(str::to_string)
+        };
+        Some(Lease {
+            run: get("run")?,
+            operator: get("operator")?,
+            controller: get("controller")?,
+            started: get("started")?,
+            expires: get("expires")?.parse().ok()?,
+        })
+    }
+
+    /// "run 20261122-... by alice on laptop since 2026-11-22T10:00:00Z, expires in 42m".
+    pub fn describe(&self) -> String {
+        let now = now_secs();
+        let left = if self.expires > now {
+            format!("expires in {}m", (self.expires - now).div_ceil(60))
+        } else {
+            "expired".into()
+        };
+        format!(
+            "run {} by {} on {} since {}, {left}",
+            self.run, self.operator, self.controller, self.started
+        )
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+fn dir(root: &str) -> String {
+    shell_quote(&format!("{root}/.tranche-lock"))
+}
+
+/// Shell lines that try to take the lock: print `lock=acquired`, or `lock=held` and the
+/// holder's owner file with each line prefixed `owner.`.
+pub fn acquire(root: &str, lease: &Lease) -> String {
+    let d = dir(root);
+    format!(
+        "if mkdir {d} 2>/dev/null; then printf '%s' {o} > {d}/owner; echo lock=acquired; \
+         else echo lock=held; sed 's/^/owner./' {d}/owner 2>/dev/null || true; fi",
+        o = shell_quote(&lease.to_file())
+    )
+}
+
+/// Shell lines that only look: `lock=free`, or `lock=held` and the owner lines.
+pub fn peek(root: &str) -> String {
+    let d = dir(root);
+    format!(
+        "if [ -d {d} ]; then echo lock=held; sed 's/^/owner./' {d}/owner 2>/dev/null || true; else echo lock=free; fi"
+    )
+}
+
+/// Take over (a lease of our own run, or an expired one) or renew.
+pub fn write(root: &str, lease: &Lease) -> String {
+    let d = dir(root);
+    format!(
+        "mkdir -p {d} && printf '%s' {o} > {d}/owner.tmp && mv -f {d}/owner.tmp {d}/owner",
+        o = shell_quote(&lease.to_file())
+    )
+}
+
+/// Release the lock if `run` holds it.
+pub fn release(root: &str, run: &str) -> String {
+    let d = dir(root);
+    format!(
+        "if grep -qx {r} {d}/owner 2>/dev/null; then rm -rf {d}; fi",
+        r = shell_quote(&format!("run={run}"))
+    )
+}
+
+/// Break the lock whoever holds it, printing the owner it had.
+pub fn break_lock(root: &str) -> String {
+    let d = dir(root);
+    format!("if [ -d {d} ]; then echo lock=held; sed 's/^/owner./' {d}/owner 2>/dev/null || true; rm -rf {d}; else echo lock=free; fi")
+}
+
+/// What `acquire`, `peek` or `break_lock` printed: whether the lock is held, and by whom.
+pub fn parse_state(stdout: &str) -> (bool, bool, Option<Lease>) {
+    let acquired = stdout.lines().any(|l| l == "lock=acquired");
+    let held = stdout.lines().any(|l| l == "lock=held");
+    let owner: String = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("owner."))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (acquired, held, Lease::parse(&owner))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_file_round_trips() {
+        let l = Lease {
+            run: "r1".into(),
+            operator: "alice".into(),
+            controller: "laptop".into(),
+            started: "2026-11-22T10:00:00.000Z".into(),
+            expires: 99,
+        };
+        assert_eq!(Lease::parse(&l.to_file()), Some(l.clone()));
+        assert!(l.is_expired());
+        assert!(l.describe().contains("run r1 by alice on laptop"));
+        assert!(Lease::parse("run=x\n").is_none());
+        let out = format!(
+            "lock=held\n{}",
+            l.to_file().lines().map(|x| format!("owner.{x}\n")).collect::<String>()
+        );
+        assert_eq!(parse_state(&out), (false, true, Some(l)));
+    }
+}
