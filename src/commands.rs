@@ -221,7 +221,26 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
         "rollback" => Mode::Rollback { to: record.to.clone() },
         _ => Mode::Release,
     };
-    execute(r, record, mode, summary.carried, run, ssh)
+    let done: Vec<crate::inventory::Host> = r
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| summary.done.contains(&h.name))
+        .cloned()
+        .collect();
+    let (root, id) = (r.playbook.layout.root.clone(), record.run_id.clone());
+    let code = execute(r, record, mode, summary.carried, run, ssh);
+    // The interrupted run still holds the locks of the hosts it had finished.
+    if code != exit_code::INTERRUPTED && !done.is_empty() {
+        if let Ok(settings) = ssh_settings(ssh) {
+            for (host, res) in runtime().block_on(on_each_host(&done, &settings, &crate::lock::release(&root, &id))) {
+                if let Err(e) = res {
+                    eprintln!("warning: {host}: could not release the lock: {e}; it expires by itself");
+                }
+            }
+        }
+    }
+    code
 }
 
 /// Run the executor with the reporters, the journal and the signal handlers.
@@ -311,6 +330,37 @@ pub fn status(files: &Files, format: Format, ssh: &SshOptions) -> i32 {
     }
 }
 
+/// Run `script` on every host (a few connections at a time); its output, or why not.
+async fn on_each_host(
+    hosts: &[crate::inventory::Host],
+    settings: &ssh::SshSettings,
+    script: &str,
+) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
+    let gate = Arc::new(tokio::sync::Semaphore::new(crate::executor::CONNECT_CONCURRENCY));
+    futures::future::join_all(hosts.iter().map(|h| {
+        let gate = gate.clone();
+        async move {
+            let _permit = gate.acquire().await.expect("gate");
+            let res = async {
+                let conn = ssh::Connection::open(&crate::executor::endpoint(h, settings), settings)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let out = conn.exec(script, std::time::Duration::from_secs(30)).await;
+                conn.close().await;
+                let out = out.map_err(|e| e.to_string())?;
+                if out.success() {
+                    Ok(out)
+                } else {
+                    Err(out.describe())
+                }
+            }
+            .await;
+            (h.name.clone(), res)
+        }
+    }))
+    .await
+}
+
 /// `tranche unlock`: break the lock on every targeted host, saying whose it was.
 pub fn unlock(files: &Files, ssh: &SshOptions) -> i32 {
     let r = match load(&request(files)) {
@@ -321,36 +371,11 @@ pub fn unlock(files: &Files, ssh: &SshOptions) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let root = r.playbook.layout.root.clone();
-    let results = runtime().block_on(async {
-        let gate = Arc::new(tokio::sync::Semaphore::new(crate::executor::CONNECT_CONCURRENCY));
-        futures::future::join_all(r.targets.iter().map(|h| {
-            let gate = gate.clone();
-            let (settings, root) = (&settings, &root);
-            async move {
-                let _permit = gate.acquire().await.expect("gate");
-                let ep = crate::executor::endpoint(h, settings);
-                let res = async {
-                    let conn = ssh::Connection::open(&ep, settings).await.map_err(|e| e.to_string())?;
-                    let out = conn
-                        .exec(&crate::lock::break_lock(root), std::time::Duration::from_secs(30))
-                        .await;
-                    conn.close().await;
-                    let out = out.map_err(|e| e.to_string())?;
-                    if !out.success() {
-                        return Err(out.describe());
-                    }
-                    Ok(crate::lock::parse_state(&out.stdout))
-                }
-                .await;
-                (h.name.clone(), res)
-            }
-        }))
-        .await
-    });
+    let script = crate::lock::break_lock(&r.playbook.layout.root);
+    let results = runtime().block_on(on_each_host(&r.targets, &settings, &script));
     let mut failed = 0;
     for (host, res) in results {
-        match res {
+        match res.map(|out| crate::lock::parse_state(&out.stdout)) {
             Ok((_, true, Some(owner))) => eprintln!("{host}: removed the lock of {}", owner.describe()),
             Ok((_, true, None)) => eprintln!("{host}: removed a lock without an owner file"),
             Ok(_) => eprintln!("{host}: not locked"),

@@ -118,6 +118,8 @@ pub struct Executor {
     lease: crate::lock::Lease,
     /// Set by the first Ctrl-C or SIGTERM: no new host starts.
     interrupted: AtomicBool,
+    /// Hosts that could not be put back into the registry, named in the summary.
+    left_out: std::sync::Mutex<Vec<String>>,
     /// The step each host is in, for the record of a run stopped at once.
     in_flight: std::sync::Mutex<BTreeMap<String, Step>>,
 }
@@ -141,6 +143,7 @@ impl Executor {
             lease,
             interrupted: AtomicBool::new(false),
             in_flight: std::sync::Mutex::new(BTreeMap::new()),
+            left_out: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -560,6 +563,12 @@ impl Executor {
                 p.rollout.on_failure.as_str()
             ),
         };
+        let left_out = self.left_out.lock().expect("left out").clone();
+        let msg = if left_out.is_empty() {
+            msg
+        } else {
+            format!("{msg}; LEFT OUT OF THE REGISTRY: {}", left_out.join(", "))
+        };
         self.finish(&outcome, started, msg);
         outcome
     }
@@ -610,6 +619,29 @@ impl Executor {
                 answer
             }
         }
+    }
+
+    /// Record (in the events and the run's summary) that a host stays out of the registry.
+    fn leave_out(&self, host: &Host, msg: String) {
+        self.left_out.lock().expect("left out").push(host.name.clone());
+        self.event(EventKind::Warning {
+            host: Some(host.name.clone()),
+            msg,
+        });
+    }
+
+    /// Last resort after a failed revert (often: the host's SSH connection is gone): if the
+    /// host still passes its health check on `prev` from here, put it back into the registry.
+    async fn restore_traffic(&self, host: &Host, st: &HostState, prev: &str) -> Result<String, String> {
+        let r = &self.release;
+        crate::health::wait_healthy(r, host, &st.conn, &self.run_id, prev, &self.http)
+            .await
+            .map_err(|e| format!("its health check on {prev} fails too ({e}); it is left out of the registry"))?;
+        self.registry
+            .register(r, host, &st.conn, &self.run_id)
+            .await
+            .map_err(|e| format!("putting it back failed ({e}); it is left out of the registry"))?;
+        Ok(format!("it still serves {prev} and is back in the registry"))
     }
 
     async fn release_lock(&self, st: &HostState) {
@@ -790,13 +822,18 @@ impl Executor {
                 st.target = v.clone();
             }
             Mode::Rollback { to: None } => {
-                let recorded = field("previous=").filter(|p| releases.contains(p) && Some(p) != current.as_ref());
-                let fallback = releases.iter().find(|v| Some(*v) != current.as_ref()).cloned();
-                match recorded.or(fallback) {
-                    Some(v) => st.target = v,
-                    None => {
-                        return fail(st, "no previous release on the host to roll back to".to_string().into()).await
+                // Only a release tranche recorded as the one before: staging runs ahead, so the
+                // newest folder on a host may be a release it never ran.
+                match (field("previous=").filter(|p| releases.contains(p)), &current) {
+                    (Some(v), _) => st.target = v,
+                    (None, Some(cur)) => {
+                        self.event(EventKind::Warning {
+                            host: Some(host.name.clone()),
+                            msg: format!("no previous release recorded; it stays on {cur} (use --to VERSION)"),
+                        });
+                        st.target = cur.clone();
                     }
+                    (None, None) => return fail(st, "no release on the host to roll back to".to_string().into()).await,
                 }
             }
             Mode::Release | Mode::Check => {}
@@ -1033,28 +1070,43 @@ impl Executor {
                     // The host was never taken out: it still serves its old release.
                     Status::Failed
                 } else if halt {
-                    self.event(EventKind::Warning {
-                        host: Some(host.name.clone()),
-                        msg: format!(
+                    self.leave_out(
+                        host,
+                        format!(
                             "left out of the registry for inspection (on_failure: halt) after {} failed",
                             step.as_str()
                         ),
-                    });
+                    );
                     Status::Failed
                 } else {
                     match &st.previous {
                         Some(prev) => match self.switch(host, st, batch, prev).await {
                             Ok(()) => Status::Reverted,
-                            Err((s2, e2)) => {
-                                self.event(EventKind::Warning { host: Some(host.name.clone()), msg: format!("could not be brought back to {prev}: {} failed: {e2}; it may be out of the registry", s2.as_str()) });
-                                Status::Failed
-                            }
+                            Err((s2, e2)) => match self.restore_traffic(host, st, prev).await {
+                                Ok(note) => {
+                                    self.event(EventKind::Warning {
+                                        host: Some(host.name.clone()),
+                                        msg: format!("revert stopped at {}: {e2}; {note}", s2.as_str()),
+                                    });
+                                    Status::Reverted
+                                }
+                                Err(e3) => {
+                                    self.leave_out(
+                                        host,
+                                        format!(
+                                            "could not be brought back to {prev}: {} failed: {e2}; {e3}",
+                                            s2.as_str()
+                                        ),
+                                    );
+                                    Status::Failed
+                                }
+                            },
                         },
                         None => {
-                            self.event(EventKind::Warning {
-                                host: Some(host.name.clone()),
-                                msg: "no previous release to go back to; it is left out of the registry".into(),
-                            });
+                            self.leave_out(
+                                host,
+                                "no previous release to go back to; it is left out of the registry".into(),
+                            );
                             Status::Failed
                         }
                     }
@@ -1191,13 +1243,13 @@ impl Executor {
                 true
             }
             Err((step, e)) => {
-                self.event(EventKind::Warning {
-                    host: Some(host.name.clone()),
-                    msg: format!(
+                self.leave_out(
+                    host,
+                    format!(
                         "rollback to {prev} failed at {}: {e}; check its registry state",
                         step.as_str()
                     ),
-                });
+                );
                 false
             }
         }

@@ -311,3 +311,80 @@ impl Drop for Recorder {
         self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+impl Fleet {
+    /// Kill host `i`'s sshd and every connection it serves (SIGKILL), as a crashed host would.
+    pub fn kill_sshd(&self, i: usize) {
+        let pid = std::fs::read_to_string(self.dir.join(format!("hosts/h{i}/sshd.pid"))).unwrap();
+        let pid = pid.trim();
+        let _ = Command::new("pkill").args(["-KILL", "-P", pid]).status();
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+    }
+
+    /// Start tranche in the background (plain output to `name.out`/`name.err` in the fleet's
+    /// folder), with this fleet's known_hosts.
+    pub fn spawn_tranche(&self, name: &str, args: &[&str]) -> std::process::Child {
+        let out = std::fs::File::create(self.dir.join(format!("{name}.out"))).unwrap();
+        let err = std::fs::File::create(self.dir.join(format!("{name}.err"))).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_tranche"))
+            .args(args)
+            .args(["--known-hosts", self.known_hosts().to_str().unwrap(), "--no-progress"])
+            .env("CI", "true")
+            .current_dir(&self.dir)
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn tranche")
+    }
+
+    pub fn stderr_of(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{name}.err"))).unwrap_or_default()
+    }
+}
+
+/// Wait (at most `secs`) until the events file has an event for which `pred` holds.
+pub fn wait_event(path: &Path, secs: u64, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    if pred(&v) {
+                        return v;
+                    }
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no such event in {} after {secs}s",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Send `sig` (e.g. "-INT") to a child process.
+pub fn signal(child: &std::process::Child, sig: &str) {
+    assert!(Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+}
+
+/// Wait (at most `secs`) for a child to exit; kill it past that.
+pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> Option<i32> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tranche did not exit within {secs}s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
