@@ -120,11 +120,7 @@ pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
         ask_passphrase: !in_ci() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
         config: config.map(Arc::new),
         connect_timeout: o.connect_timeout,
-        default_user: o
-            .user
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "root".into()),
+        default_user: o.user.clone().unwrap_or_else(crate::lock::current_user),
     })
 }
 

@@ -67,6 +67,8 @@ pub enum EventKind {
         service: String,
         version: String,
         hosts: usize,
+        /// `release`, `rollback` (to the previous release, or `--to`) or `check` (preflight only).
+        mode: String,
         plan: Value,
     },
     BatchStarted {

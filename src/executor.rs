@@ -252,9 +252,16 @@ impl Executor {
         let release = self.release.clone();
         let r: &Release = &release;
         let p = &r.playbook;
+        let (mode, version) = match &self.mode {
+            Mode::Release => ("release", p.version.clone()),
+            Mode::Rollback { to: Some(v) } => ("rollback", v.clone()),
+            Mode::Rollback { to: None } => ("rollback", "the previous release".to_string()),
+            Mode::Check => ("check", p.version.clone()),
+        };
         self.event(EventKind::RunStarted {
             service: p.service.clone(),
-            version: p.version.clone(),
+            version,
+            mode: mode.to_string(),
             hosts: r.targets.len(),
             plan: crate::report::plan::to_json(r),
         });
@@ -276,13 +283,21 @@ impl Executor {
         }))
         .await;
         let preflight_failed = states.iter().filter(|s| s.is_err()).count();
-        let lock_holders: Vec<String> = states
+        // "h03, h04 (locked by run X by alice on laptop since ...)", one entry per holder.
+        let mut holders: Vec<(String, Vec<String>)> = Vec::new();
+        for (s, h) in states.iter().zip(&r.targets) {
+            if let Err(e) = s {
+                if e.locked {
+                    match holders.iter_mut().find(|(m, _)| *m == e.msg) {
+                        Some((_, hosts)) => hosts.push(h.name.clone()),
+                        None => holders.push((e.msg.clone(), vec![h.name.clone()])),
+                    }
+                }
+            }
+        }
+        let lock_holders: Vec<String> = holders
             .iter()
-            .zip(&r.targets)
-            .filter_map(|(s, h)| match s {
-                Err(e) if e.locked => Some(format!("{}: {}", h.name, e.msg)),
-                _ => None,
-            })
+            .map(|(m, hs)| format!("{} ({m})", hs.join(", ")))
             .collect();
         if self.mode == Mode::Check {
             for s in states.iter().flatten() {
@@ -356,11 +371,12 @@ impl Executor {
                 started,
                 match delegate_error {
                     Some(e) => format!("{e}; nothing was changed"),
-                    None if !lock_holders.is_empty() => format!(
-                        "another run holds the lock of {} host(s) ({}); nothing was changed",
-                        lock_holders.len(),
-                        lock_holders.join("; ")
-                    ),
+                    None if !lock_holders.is_empty() => {
+                        format!(
+                            "another run holds the lock of {}; nothing was changed",
+                            lock_holders.join("; ")
+                        )
+                    }
                     None => format!(
                         "preflight failed on {preflight_failed} host(s), over the budget of {}; nothing was changed",
                         r.budget
@@ -1224,6 +1240,7 @@ impl Executor {
 
     /// Return a host this run changed to the release it had before.
     async fn rollback_host(&self, host: &Host, st: &HostState, batch: usize) -> bool {
+        let t = Instant::now();
         let Some(prev) = st.previous.clone() else {
             self.event(EventKind::Warning {
                 host: Some(host.name.clone()),
@@ -1233,13 +1250,7 @@ impl Executor {
         };
         match self.switch(host, st, batch, &prev).await {
             Ok(()) => {
-                self.event(EventKind::HostFinished {
-                    batch,
-                    host: host.name.clone(),
-                    status: Status::Reverted,
-                    ms: 0,
-                    msg: format!("rolled back to {prev}"),
-                });
+                self.host_done(batch, &host.name, Status::Reverted, t, format!("rolled back to {prev}"));
                 true
             }
             Err((step, e)) => {

@@ -82,6 +82,7 @@ impl Terminal {
                 service,
                 version,
                 hosts,
+                mode,
                 plan,
             } => {
                 let batches = plan["batches"].as_array().map(Vec::len).unwrap_or(0);
@@ -89,10 +90,14 @@ impl Terminal {
                     b.overall.set_length(*hosts as u64);
                     b.overall.set_prefix(format!("{service} {version}"));
                 }
-                self.line(format!(
-                    "release {service} {version} to {hosts} hosts in {batches} batches (run {})",
-                    e.run
-                ));
+                let s = crate::commands::plural(*hosts);
+                self.line(match mode.as_str() {
+                    "check" => format!("preflight check of {hosts} host{s} for {service} {version}, changing nothing"),
+                    _ => format!(
+                        "{mode} {service} to {version} on {hosts} host{s} in {batches} batches (run {})",
+                        e.run
+                    ),
+                });
             }
             EventKind::BatchStarted { batch, hosts } => {
                 if let Some(b) = &self.bars {
