@@ -105,6 +105,9 @@ pub enum EventKind {
     BatchFinished {
         batch: usize,
         ok: usize,
+        /// Hosts already on the release, or not started because the run was interrupted.
+        skipped: usize,
+        /// Failed or reverted.
         failed: usize,
         ms: u64,
     },

@@ -476,16 +476,16 @@ impl Executor {
                     }
                 }))
                 .await;
-                let failed = outcomes
-                    .iter()
-                    .filter(|(_, s)| *s != Status::Ok && *s != Status::Skipped)
-                    .count();
+                let count = |want: Status| outcomes.iter().filter(|(_, s)| *s == want).count();
+                let (ok, skipped) = (count(Status::Ok), count(Status::Skipped));
+                let failed = outcomes.len() - ok - skipped;
                 for (i, s) in outcomes {
                     results.insert(i, s);
                 }
                 self.event(EventKind::BatchFinished {
                     batch: b.number,
-                    ok: b.hosts.len() - failed,
+                    ok,
+                    skipped,
                     failed,
                     ms: bstart.elapsed().as_millis() as u64,
                 });

@@ -174,9 +174,15 @@ impl Terminal {
                     format_ms(*ms)
                 ));
             }
-            EventKind::BatchFinished { batch, ok, failed, ms } => {
+            EventKind::BatchFinished {
+                batch,
+                ok,
+                skipped,
+                failed,
+                ms,
+            } => {
                 self.line(format!(
-                    "batch {batch} done: {ok} ok, {failed} failed in {}",
+                    "batch {batch} done: {ok} ok, {skipped} unchanged, {failed} failed in {}",
                     format_ms(*ms)
                 ));
             }
