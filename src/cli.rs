@@ -126,6 +126,12 @@ pub struct RunOptions {
     /// Write every event as JSON Lines to FILE, or to stdout with `-`.
     #[arg(long, value_name = "FILE|-", env = "TRANCHE_EVENTS")]
     pub events: Option<String>,
+    /// Write a JUnit XML report (a test case per host) to FILE when the run ends.
+    #[arg(long, value_name = "FILE", env = "TRANCHE_JUNIT")]
+    pub junit: Option<PathBuf>,
+    /// Write a Markdown summary to FILE (it is also appended to $GITHUB_STEP_SUMMARY when set).
+    #[arg(long, value_name = "FILE", env = "TRANCHE_SUMMARY")]
+    pub summary: Option<PathBuf>,
     /// Plain lines instead of progress bars.
     #[arg(long, env = "TRANCHE_NO_PROGRESS")]
     pub no_progress: bool,

@@ -262,7 +262,7 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
     let journal = journal::journal_path(&run.state_dir, &record.run_id);
     let terminal = report::Terminal::new(run.no_progress, false);
     let reporter = match report::Reporter::new(terminal, run.events.as_deref(), Some(&journal)) {
-        Ok(r) => Arc::new(r),
+        Ok(r) => Arc::new(r.with_ci(run.junit.clone(), run.summary.clone())),
         Err(e) => {
             eprintln!("error: cannot open the event stream or the journal: {e}");
             return exit_code::CONFIG;

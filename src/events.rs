@@ -94,6 +94,9 @@ pub enum EventKind {
         status: Status,
         ms: u64,
         msg: String,
+        /// The last lines of the failed command's stderr.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stderr: Option<String>,
     },
     HostFinished {
         batch: usize,
@@ -227,6 +230,7 @@ mod tests {
                 status: Status::Ok,
                 ms: 1834,
                 msg: "200 after 4 tries".into(),
+                stderr: None,
             },
         );
         e.ts = "2026-11-21T10:00:00.123Z".into();

@@ -41,6 +41,27 @@ pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
     crate::ssh::config::resolve(&spec, settings)
 }
 
+/// A failed step: the message, and the tail of the command's stderr when a command failed.
+struct StepFailure {
+    msg: String,
+    stderr: Option<String>,
+}
+
+impl StepFailure {
+    fn of(prefix: &str, out: &crate::ssh::ExecOutput) -> StepFailure {
+        StepFailure {
+            msg: format!("{prefix}{}", out.describe()),
+            stderr: Some(out.stderr_tail(20)).filter(|s| !s.is_empty()),
+        }
+    }
+}
+
+impl From<String> for StepFailure {
+    fn from(msg: String) -> Self {
+        StepFailure { msg, stderr: None }
+    }
+}
+
 /// What a run does to the hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Mode {
@@ -239,6 +260,7 @@ impl Executor {
             status,
             ms: started.elapsed().as_millis() as u64,
             msg: msg.into(),
+            stderr: None,
         });
     }
 
@@ -1157,12 +1179,20 @@ impl Executor {
                     host: name.clone(),
                     step: $step,
                 });
-                let res: Result<String, String> = $body.await;
+                let res: Result<String, StepFailure> = $body.await.map_err(Into::into);
                 match res {
                     Ok(note) => self.step_done(batch, &name, $step, Status::Ok, t, note),
                     Err(e) => {
-                        self.step_done(batch, &name, $step, Status::Failed, t, e.clone());
-                        return Err(($step, e));
+                        self.event(EventKind::StepFinished {
+                            batch,
+                            host: name.clone(),
+                            step: $step,
+                            status: Status::Failed,
+                            ms: t.elapsed().as_millis() as u64,
+                            msg: e.msg.clone(),
+                            stderr: e.stderr,
+                        });
+                        return Err(($step, e.msg));
                     }
                 }
             }};
@@ -1175,7 +1205,7 @@ impl Executor {
             let cmd = r.render(cmd, host, &self.run_id, prev)?;
             match conn.exec(&cmd, p.stop.timeout).await {
                 Ok(out) if out.success() => Ok("stopped".to_string()),
-                Ok(out) => Err(out.describe()),
+                Ok(out) => Err(StepFailure::of("", &out)),
                 Err(crate::ssh::SshError::Timeout(_)) => match &p.stop.kill_command {
                     Some(k) => {
                         let k = r.render(k, host, &self.run_id, prev)?;
@@ -1183,15 +1213,12 @@ impl Executor {
                         if out.success() {
                             Ok(format!("killed after {}", crate::units::human_duration(p.stop.timeout)))
                         } else {
-                            Err(format!("kill_command failed: {}", out.describe()))
+                            Err(StepFailure::of("kill_command failed: ", &out))
                         }
                     }
-                    None => Err(format!(
-                        "did not stop within {}",
-                        crate::units::human_duration(p.stop.timeout)
-                    )),
+                    None => Err(format!("did not stop within {}", crate::units::human_duration(p.stop.timeout)).into()),
                 },
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e.to_string().into()),
             }
         });
         step!(Step::Deploy, async {
@@ -1209,7 +1236,7 @@ impl Executor {
             if out.success() {
                 Ok(format!("current -> releases/{version}"))
             } else {
-                Err(out.describe())
+                Err(StepFailure::of("", &out))
             }
         });
         step!(Step::Start, async {
@@ -1219,13 +1246,13 @@ impl Executor {
             let cmd = r.render(cmd, host, &self.run_id, prev)?;
             let out = conn.exec(&cmd, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
             if !out.success() {
-                return Err(out.describe());
+                return Err(StepFailure::of("", &out));
             }
             if let Some(after) = &p.hooks.after_start {
                 let a = r.render(after, host, &self.run_id, prev)?;
                 let out = conn.exec(&a, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
                 if !out.success() {
-                    return Err(format!("hooks.after_start failed: {}", out.describe()));
+                    return Err(StepFailure::of("hooks.after_start failed: ", &out));
                 }
             }
             Ok("started".to_string())

@@ -123,13 +123,72 @@ fn a_failing_host_past_the_budget_rolls_back_every_host_the_run_changed() {
     // h03 failed and was reverted; h04 (same batch) and h01, h02 had passed: rolled back.
     assert_eq!(rolled.len(), 4, "{rolled:?}");
 
-    // The same with a budget of 1: h03 is reverted, the run goes on, exit 1.
-    let pb = fleet.playbook("r1.yml", "2.0.0", &body.replace("max_failures: 0", "max_failures: 1"));
-    let out = fleet.tranche(&["release", "-i", inv.to_str().unwrap(), pb.to_str().unwrap()]);
+    // The same with a budget of 1: h03 is reverted, the run goes on, exit 1. The CI reports
+    // say so: JUnit (well-formed, a failure for h03 naming the step and its stderr) and the
+    // Markdown summary, also appended to $GITHUB_STEP_SUMMARY.
+    let loud = body.replace("max_failures: 0", "max_failures: 1").replace(
+        "\"test {{ host.name }} != h03\"",
+        "\"test {{ host.name }} != h03 || { echo cache warm-up failed on {{ host.name }} >&2; exit 1; }\"",
+    );
+    let pb = fleet.playbook("r1.yml", "2.0.0", &loud);
+    let (junit, summary, gh) = (fleet.dir.join("j.xml"), fleet.dir.join("s.md"), fleet.dir.join("gh.md"));
+    std::fs::write(&gh, "earlier step\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .args([
+            "release",
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--no-progress",
+        ])
+        .args(["--known-hosts", fleet.known_hosts().to_str().unwrap()])
+        .args([
+            "--junit",
+            junit.to_str().unwrap(),
+            "--summary",
+            summary.to_str().unwrap(),
+        ])
+        .env("GITHUB_STEP_SUMMARY", &gh)
+        .current_dir(&fleet.dir)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert_eq!(releases(&fleet), ["2.0.0", "2.0.0", "1.0.0", "2.0.0"], "{stderr}");
     assert!(fleet.all_up(), "{:?}", fleet.servers());
+    let parsed = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import sys, xml.dom.minidom as m; d = m.parse(sys.argv[1]); print(len(d.getElementsByTagName('testcase')), len(d.getElementsByTagName('failure')))"])
+        .arg(&junit)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout).trim(),
+        "4 1",
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testcase name=\"h03\" classname=\"batch 2\""), "{xml}");
+    assert!(
+        xml.contains(
+            "<failure type=\"start\" message=\"start: hooks.after_start failed: exit 1: cache warm-up failed on h03\">"
+        ),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("stderr (last lines):\ncache warm-up failed on h03"),
+        "{xml}"
+    );
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.starts_with("## tranche: release demo 2.0.0 completed with reverted hosts (exit 1)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| h03 | 2 | start | reverted | hooks.after_start failed: exit 1: cache warm-up failed on h03 |"),
+        "{md}"
+    );
+    assert_eq!(std::fs::read_to_string(&gh).unwrap(), format!("earlier step\n{md}"));
 
     // A version whose health check never passes, budget 1: the canary is reverted, the next
     // batch fails too, past the budget: everything this run touched is back on its release.

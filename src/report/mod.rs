@@ -2,6 +2,7 @@
 //! events; the [`Reporter`] fans each one out to the terminal (bars or plain lines), the JSON
 //! Lines stream and the journal.
 
+mod ci;
 pub mod plan;
 mod terminal;
 
@@ -11,6 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::events::Event;
+pub use ci::CiReports;
 pub use terminal::Terminal;
 
 /// Fans events out to every sink. Journal writes are flushed before the call returns, so the
@@ -19,6 +21,7 @@ pub struct Reporter {
     terminal: Terminal,
     events: Option<Mutex<Box<dyn Write + Send>>>,
     journal: Option<Mutex<BufWriter<File>>>,
+    ci: CiReports,
 }
 
 impl Reporter {
@@ -43,6 +46,7 @@ impl Reporter {
             terminal,
             events,
             journal,
+            ci: CiReports::default(),
         })
     }
 
@@ -58,10 +62,25 @@ impl Reporter {
             let _ = writeln!(w, "{line}");
             let _ = w.flush();
         }
+        if self.ci.is_active() {
+            self.ci.record(e);
+        }
         self.terminal.report(e);
+    }
+
+    /// Also write a JUnit report and a Markdown summary at the end.
+    pub fn with_ci(mut self, junit: Option<std::path::PathBuf>, summary: Option<std::path::PathBuf>) -> Self {
+        self.ci.junit = junit;
+        self.ci.summary = summary;
+        self
     }
 
     pub fn finish(&self) {
         self.terminal.finish();
+        if self.ci.is_active() {
+            for e in self.ci.write() {
+                eprintln!("warning: {e}");
+            }
+        }
     }
 }

@@ -127,6 +127,7 @@ impl Terminal {
                 status,
                 ms,
                 msg,
+                ..
             } => {
                 if let Some(b) = &self.bars {
                     if let Some(pb) = b.hosts.lock().expect("bars").get(host) {

@@ -197,6 +197,12 @@ impl ExecOutput {
         self.status == Some(0)
     }
 
+    /// The last `n` lines of stderr.
+    pub fn stderr_tail(&self, n: usize) -> String {
+        let lines: Vec<&str> = self.stderr.trim_end().lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     /// "exit 3: <last line of stderr>", for messages.
     pub fn describe(&self) -> String {
         let how = match (&self.status, &self.signal) {

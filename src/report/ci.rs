@@ -1,0 +1,300 @@
+//! Reports for CI systems, written when the run ends: JUnit XML (a test case per host; a
+//! failure names the step and carries the stderr tail) and a Markdown summary (also appended to
+//! `$GITHUB_STEP_SUMMARY` when it is set).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+
+use crate::events::{Event, EventKind, Status};
+
+/// One host as the reports see it.
+#[derive(Debug, Default, Clone)]
+struct HostReport {
+    batch: usize,
+    status: Option<Status>,
+    ms: u64,
+    msg: String,
+    /// The step that failed first, its message and stderr tail.
+    failure: Option<(String, String, Option<String>)>,
+    /// Every step line, for the test case's output.
+    log: Vec<String>,
+}
+
+fn host_entry<'a>(st: &'a mut State, name: &str) -> &'a mut HostReport {
+    if !st.hosts.contains_key(name) {
+        st.order.push(name.to_string());
+    }
+    st.hosts.entry(name.to_string()).or_default()
+}
+
+/// Collects the events of a run and writes the CI reports at the end.
+#[derive(Default)]
+pub struct CiReports {
+    pub junit: Option<PathBuf>,
+    pub summary: Option<PathBuf>,
+    state: std::sync::Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    run: String,
+    title: String,
+    started: String,
+    order: Vec<String>,
+    hosts: BTreeMap<String, HostReport>,
+    batches: Vec<(usize, usize, usize, usize, u64)>,
+    warnings: Vec<String>,
+    finish: Option<(i32, u64, String)>,
+}
+
+impl CiReports {
+    pub fn is_active(&self) -> bool {
+        self.junit.is_some() || self.summary.is_some() || std::env::var_os("GITHUB_STEP_SUMMARY").is_some()
+    }
+
+    pub fn record(&self, e: &Event) {
+        let mut st = self.state.lock().expect("ci state");
+        let st = &mut *st;
+
+        match &e.kind {
+            EventKind::RunStarted {
+                service, version, mode, ..
+            } => {
+                st.run = e.run.clone();
+                st.title = format!("{mode} {service} {version}");
+                st.started = e.ts.clone();
+            }
+            EventKind::StepFinished {
+                batch,
+                host: h,
+                step,
+                status,
+                ms,
+                msg,
+                stderr,
+            } => {
+                let r = host_entry(st, h);
+                r.batch = *batch;
+                r.log.push(format!(
+                    "{:<10} {:<7} {:>6}ms  {msg}",
+                    step.as_str(),
+                    status.as_str(),
+                    ms
+                ));
+                if *status == Status::Failed && r.failure.is_none() {
+                    r.failure = Some((step.as_str().to_string(), msg.clone(), stderr.clone()));
+                }
+            }
+            EventKind::HostFinished {
+                batch,
+                host: h,
+                status,
+                ms,
+                msg,
+            } => {
+                let r = host_entry(st, h);
+                r.batch = *batch;
+                r.status = Some(*status);
+                r.ms += ms;
+                r.msg = msg.clone();
+            }
+            EventKind::BatchFinished {
+                batch,
+                ok,
+                skipped,
+                failed,
+                ms,
+            } => st.batches.push((*batch, *ok, *skipped, *failed, *ms)),
+            EventKind::Warning { host: h, msg } => {
+                st.warnings.push(match h {
+                    Some(h) => format!("{h}: {msg}"),
+                    None => msg.clone(),
+                });
+            }
+            EventKind::RunFinished { exit_code, ms, msg, .. } => st.finish = Some((*exit_code, *ms, msg.clone())),
+            _ => {}
+        }
+    }
+
+    /// Write the reports; errors are returned for the caller to show.
+    pub fn write(&self) -> Vec<String> {
+        let st = self.state.lock().expect("ci state");
+        let mut errors = Vec::new();
+        if let Some(path) = &self.junit {
+            if let Err(e) = std::fs::write(path, junit(&st)) {
+                errors.push(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+        let md = summary(&st);
+        if let Some(path) = &self.summary {
+            if let Err(e) = std::fs::write(path, &md) {
+                errors.push(format!("cannot write {}: {e}", path.display()));
+            }
+        }
+        if let Some(gh) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+            use std::io::Write as _;
+            let res = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&gh)
+                .and_then(|mut f| f.write_all(md.as_bytes()));
+            if let Err(e) = res {
+                errors.push(format!("cannot append to $GITHUB_STEP_SUMMARY: {e}"));
+            }
+        }
+        errors
+    }
+}
+
+fn xml(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .collect::<String>()
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn junit(st: &State) -> String {
+    let hosts: Vec<(&String, &HostReport)> = st
+        .order
+        .iter()
+        .filter_map(|h| st.hosts.get(h).map(|r| (h, r)))
+        .collect();
+    let failures = hosts
+        .iter()
+        .filter(|(_, r)| matches!(r.status, Some(Status::Failed | Status::Reverted)))
+        .count();
+    let skipped = hosts
+        .iter()
+        .filter(|(_, r)| matches!(r.status, Some(Status::Skipped) | None))
+        .count();
+    let secs = st.finish.as_ref().map(|f| f.1).unwrap_or(0) as f64 / 1000.0;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"tranche\" tests=\"{}\" failures=\"{failures}\" time=\"{secs:.3}\">",
+        hosts.len()
+    );
+    let _ = writeln!(
+        out,
+        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{secs:.3}\" timestamp=\"{}\">",
+        xml(&format!("{} (run {})", st.title, st.run)),
+        hosts.len(),
+        xml(&st.started)
+    );
+    for (name, r) in hosts {
+        let _ = write!(
+            out,
+            "    <testcase name=\"{}\" classname=\"batch {}\" time=\"{:.3}\">",
+            xml(name),
+            r.batch,
+            r.ms as f64 / 1000.0
+        );
+        match (&r.status, &r.failure) {
+            (Some(Status::Failed | Status::Reverted), f) => {
+                let (step, msg, stderr) = f.clone().unwrap_or_else(|| ("run".into(), r.msg.clone(), None));
+                let body = match stderr {
+                    Some(s) => format!("{}\n\nstderr (last lines):\n{s}", r.msg),
+                    None => r.msg.clone(),
+                };
+                let _ = write!(
+                    out,
+                    "\n      <failure type=\"{}\" message=\"{}\">{}</failure>",
+                    xml(&step),
+                    xml(&format!("{step}: {msg}")),
+                    xml(&body)
+                );
+            }
+            (Some(Status::Skipped), _) => {
+                let _ = write!(out, "\n      <skipped message=\"{}\"/>", xml(&r.msg));
+            }
+            (None, _) => {
+                let _ = write!(out, "\n      <skipped message=\"not reached\"/>");
+            }
+            _ => {}
+        }
+        if !r.log.is_empty() {
+            let _ = write!(out, "\n      <system-out>{}</system-out>", xml(&r.log.join("\n")));
+        }
+        let _ = writeln!(out, "\n    </testcase>");
+    }
+    let _ = writeln!(out, "  </testsuite>\n</testsuites>");
+    out
+}
+
+fn summary(st: &State) -> String {
+    let mut out = String::new();
+    let (code, ms, msg) = st.finish.clone().unwrap_or((-1, 0, "the run did not finish".into()));
+    let verdict = match code {
+        0 => "succeeded",
+        1 => "completed with reverted hosts",
+        3 => "refused at preflight",
+        4 => "stopped: failure budget exceeded",
+        130 => "interrupted",
+        _ => "failed",
+    };
+    let _ = writeln!(out, "## tranche: {} {verdict} (exit {code})\n", st.title);
+    let _ = writeln!(out, "{msg}  \nRun `{}`, {:.1}s.\n", st.run, ms as f64 / 1000.0);
+    let count = |want: Status| st.hosts.values().filter(|r| r.status == Some(want)).count();
+    let _ = writeln!(
+        out,
+        "| ok | unchanged | reverted | failed | not reached |\n|---:|---:|---:|---:|---:|"
+    );
+    let unreached = st.hosts.values().filter(|r| r.status.is_none()).count();
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {unreached} |\n",
+        count(Status::Ok),
+        count(Status::Skipped),
+        count(Status::Reverted),
+        count(Status::Failed)
+    );
+    let failed: Vec<(&String, &HostReport)> = st
+        .order
+        .iter()
+        .filter_map(|h| st.hosts.get(h).map(|r| (h, r)))
+        .filter(|(_, r)| matches!(r.status, Some(Status::Failed | Status::Reverted)))
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Hosts that failed\n\n| host | batch | step | status | message |\n|---|---:|---|---|---|"
+        );
+        for (h, r) in failed {
+            let (step, m) = r
+                .failure
+                .as_ref()
+                .map(|f| (f.0.clone(), f.1.clone()))
+                .unwrap_or(("run".into(), r.msg.clone()));
+            let status = r.status.map(|s| s.as_str()).unwrap_or("");
+            let _ = writeln!(
+                out,
+                "| {h} | {} | {step} | {status} | {} |",
+                r.batch,
+                m.replace('|', "\\|")
+            );
+        }
+        let _ = writeln!(out);
+    }
+    if !st.batches.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Batches\n\n| batch | ok | unchanged | failed | time |\n|---:|---:|---:|---:|---:|"
+        );
+        for (b, ok, sk, f, ms) in &st.batches {
+            let _ = writeln!(out, "| {b} | {ok} | {sk} | {f} | {:.1}s |", *ms as f64 / 1000.0);
+        }
+        let _ = writeln!(out);
+    }
+    if !st.warnings.is_empty() {
+        let _ = writeln!(out, "### Warnings\n");
+        for w in &st.warnings {
+            let _ = writeln!(out, "- {}", w.replace('\n', " "));
+        }
+        let _ = writeln!(out);
+    }
+    out
+}
