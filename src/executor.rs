@@ -139,6 +139,8 @@ pub struct Executor {
     lease: crate::lock::Lease,
     /// Set by the first Ctrl-C or SIGTERM: no new host starts.
     interrupted: AtomicBool,
+    /// `rollout.max_per_zone`: one gate per zone (hosts without a zone share one).
+    zone_gates: HashMap<String, Arc<Semaphore>>,
     /// Hosts that could not be put back into the registry, named in the summary.
     left_out: std::sync::Mutex<Vec<String>>,
     /// The step each host is in, for the record of a run stopped at once.
@@ -149,6 +151,14 @@ impl Executor {
     pub fn new(release: Release, settings: SshSettings, run_id: String, emit: Emit) -> Self {
         let secrets = release.secrets();
         let lease = crate::lock::Lease::new(&run_id, &crate::events::now_rfc3339());
+        let zone_gates = match release.playbook.rollout.max_per_zone {
+            Some(n) => release
+                .targets
+                .iter()
+                .map(|h| (h.zone.clone().unwrap_or_default(), Arc::new(Semaphore::new(n))))
+                .collect(),
+            None => HashMap::new(),
+        };
         Executor {
             assume_yes: false,
             release: Arc::new(release),
@@ -165,6 +175,7 @@ impl Executor {
             interrupted: AtomicBool::new(false),
             in_flight: std::sync::Mutex::new(BTreeMap::new()),
             left_out: std::sync::Mutex::new(Vec::new()),
+            zone_gates,
         }
     }
 
@@ -540,12 +551,19 @@ impl Executor {
                 .filter(|(_, s)| **s == Status::Ok)
                 .map(|(i, _)| *i)
                 .collect();
-            let rolled = join_all(changed.iter().map(|&i| {
-                let st = states[i].as_ref().expect("changed hosts passed preflight");
-                self.rollback_host(&r.targets[i], st, batch_of[&i])
-            }))
-            .await;
-            for (&i, ok) in changed.iter().zip(rolled) {
+            // The same limits as the release: a batch at a time (the latest first), each host
+            // through the same pipeline.
+            let mut rolled = Vec::new();
+            for b in r.batches.iter().rev() {
+                let these: Vec<usize> = changed.iter().copied().filter(|i| b.hosts.contains(i)).collect();
+                let res = join_all(these.iter().map(|&i| {
+                    let st = states[i].as_ref().expect("changed hosts passed preflight");
+                    self.rollback_host(&r.targets[i], st, batch_of[&i])
+                }))
+                .await;
+                rolled.extend(these.into_iter().zip(res));
+            }
+            for (i, ok) in rolled {
                 if ok {
                     results.insert(i, Status::Reverted);
                     reverted += 1;
@@ -1087,6 +1105,18 @@ impl Executor {
             );
             return Status::Skipped;
         }
+        // At most `max_per_zone` hosts of a zone out of traffic at once, revert included.
+        let _zone = self.zone_permit(host).await;
+        if self.is_interrupted() {
+            self.host_done(
+                batch,
+                &host.name,
+                Status::Skipped,
+                t,
+                "not started: the run was interrupted",
+            );
+            return Status::Skipped;
+        }
         match self.switch(host, st, batch, &version).await {
             Ok(()) => {
                 // Remember where the host came from, for `tranche rollback`.
@@ -1266,8 +1296,14 @@ impl Executor {
     }
 
     /// Return a host this run changed to the release it had before.
+    async fn zone_permit(&self, host: &Host) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let gate = self.zone_gates.get(&host.zone.clone().unwrap_or_default())?;
+        gate.clone().acquire_owned().await.ok()
+    }
+
     async fn rollback_host(&self, host: &Host, st: &HostState, batch: usize) -> bool {
         let t = Instant::now();
+        let _zone = self.zone_permit(host).await;
         let Some(prev) = st.previous.clone() else {
             self.event(EventKind::Warning {
                 host: Some(host.name.clone()),

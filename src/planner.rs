@@ -63,6 +63,28 @@ pub fn plan(n: usize, canary: usize, sizes: &[BatchSize]) -> Vec<Batch> {
     batches
 }
 
+/// Hosts reordered round-robin over their zones (zones in order of first appearance, hosts in
+/// inventory order within a zone): `zones[i]` is host i's zone. Returns the new order.
+pub fn spread_by_zone(zones: &[Option<String>]) -> Vec<usize> {
+    let mut groups: Vec<(Option<&String>, Vec<usize>)> = Vec::new();
+    for (i, z) in zones.iter().enumerate() {
+        match groups.iter_mut().find(|(g, _)| *g == z.as_ref()) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((z.as_ref(), vec![i])),
+        }
+    }
+    let mut out = Vec::with_capacity(zones.len());
+    let longest = groups.iter().map(|(_, v)| v.len()).max().unwrap_or(0);
+    for round in 0..longest {
+        for (_, v) in &groups {
+            if let Some(&i) = v.get(round) {
+                out.push(i);
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +134,14 @@ mod tests {
     }
 
     #[test]
+    fn zone_spread_is_round_robin() {
+        let z = |s: &str| Some(s.to_string());
+        let zones = [z("a"), z("a"), z("a"), z("b"), z("b"), None, z("c")];
+        assert_eq!(spread_by_zone(&zones), [0, 3, 5, 6, 1, 4, 2]);
+        assert_eq!(spread_by_zone(&[]), Vec::<usize>::new());
+    }
+
+    #[test]
     fn budgets() {
         assert_eq!(resolve_budget(P(10), 37), 3);
         assert_eq!(resolve_budget(P(1), 37), 0);
@@ -123,6 +153,20 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn spread_is_a_permutation_keeping_zone_order(zones in proptest::collection::vec(proptest::option::of(0u8..4), 0..60)) {
+            let zones: Vec<Option<String>> = zones.into_iter().map(|z| z.map(|z| z.to_string())).collect();
+            let order = spread_by_zone(&zones);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            prop_assert_eq!(sorted, (0..zones.len()).collect::<Vec<_>>());
+            // Within a zone, inventory order is kept.
+            for z in zones.iter().collect::<std::collections::HashSet<_>>() {
+                let seq: Vec<usize> = order.iter().copied().filter(|&i| zones[i] == *z).collect();
+                prop_assert!(seq.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
+
         #[test]
         fn every_host_once_in_order_and_within_size(n in 0usize..400, canary in 0usize..10, batch in proptest::collection::vec(size_strategy(), 0..5)) {
             let got = plan(n, canary, &batch);

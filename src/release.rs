@@ -137,6 +137,14 @@ impl Release {
         if !diags.is_empty() {
             return Err(diags);
         }
+        let mut targets = targets;
+        if r.spread_zones {
+            let zones: Vec<Option<String>> = targets.iter().map(|h| h.zone.clone()).collect();
+            targets = planner::spread_by_zone(&zones)
+                .into_iter()
+                .map(|i| targets[i].clone())
+                .collect();
+        }
         let batches = planner::plan(n, r.canary, &r.batch);
         let budget = planner::resolve_budget(r.max_failures, n);
         Ok(Release {

@@ -140,3 +140,40 @@ fn plan_table_snapshot() {
     assert_eq!(out.status.code(), Some(0));
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn plan_spreads_over_zones() {
+    let out = tranche()
+        .args(["plan", "-i", "inventories/prod.yml", "playbooks/zones.yml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
+    let out = tranche()
+        .args([
+            "plan",
+            "-i",
+            "inventories/prod.yml",
+            "playbooks/zones.yml",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let zones: Vec<&str> = v["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| {
+            b["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["zone"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(zones, ["dc1", "dc2", "dc1", "dc2", "dc1", "dc2", "dc1"]);
+    assert_eq!(v["spread"], "zone");
+    assert_eq!(v["max_per_zone"], 1);
+}

@@ -472,10 +472,33 @@ impl Decoder<'_> {
                 "max_failures",
                 "on_failure",
                 "stage",
+                "spread",
+                "max_per_zone",
             ],
         )?;
         let mut r = default_rollout();
         let mut ok = true;
+        if let Some(n) = m.get("spread") {
+            match n.scalar() {
+                Some("zone") => r.spread_zones = true,
+                Some("none") => r.spread_zones = false,
+                _ => {
+                    let v = n.scalar().unwrap_or("?").to_string();
+                    self.error_hint(
+                        n,
+                        format!("`rollout.spread` must be zone or none, not \"{v}\""),
+                        "`spread: zone` orders the hosts round-robin over their zones before batching",
+                    );
+                    ok = false;
+                }
+            }
+        }
+        if let Some(n) = m.get("max_per_zone") {
+            match self.int(n, "rollout.max_per_zone", 1, 100_000) {
+                Some(v) => r.max_per_zone = Some(v as usize),
+                None => ok = false,
+            }
+        }
         if let Some(n) = m.get("canary") {
             match self.int(n, "rollout.canary", 0, 100_000) {
                 Some(c) => r.canary = c as usize,
@@ -854,6 +877,8 @@ fn default_rollout() -> Rollout {
         on_failure: OnFailure::Rollback,
         stage_concurrency: 10,
         stage_bandwidth: 0,
+        spread_zones: false,
+        max_per_zone: None,
     }
 }
 

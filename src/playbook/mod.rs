@@ -127,6 +127,10 @@ pub struct Rollout {
     pub stage_concurrency: usize,
     /// Bytes per second per transfer; 0: no cap.
     pub stage_bandwidth: u64,
+    /// `spread: zone`: order the hosts round-robin over their zones before batching.
+    pub spread_zones: bool,
+    /// At most this many hosts of one zone out of traffic at once.
+    pub max_per_zone: Option<usize>,
 }
 
 /// How a host is taken out of traffic and put back.

@@ -49,6 +49,8 @@ pub fn to_json(r: &Release) -> Value {
         },
         "pauses": {"canary": pause_json(p.rollout.canary_pause), "between_batches": pause_json(p.rollout.pause)},
         "registry": p.registry.kind(),
+        "spread": if p.rollout.spread_zones { "zone" } else { "none" },
+        "max_per_zone": p.rollout.max_per_zone,
     })
 }
 
@@ -183,6 +185,28 @@ pub fn to_table(r: &Release) -> String {
         p.layout.keep
     );
     let _ = writeln!(out, "  registry  {}", p.registry.kind());
+    if p.rollout.spread_zones || p.rollout.max_per_zone.is_some() {
+        let mut zones: Vec<String> = Vec::new();
+        for h in &r.targets {
+            let z = h.zone.clone().unwrap_or_else(|| "-".into());
+            if !zones.contains(&z) {
+                zones.push(z);
+            }
+        }
+        let spread = if p.rollout.spread_zones {
+            format!("round-robin over {}", zones.join(", "))
+        } else {
+            "inventory order".into()
+        };
+        let cap = match p.rollout.max_per_zone {
+            Some(n) => format!(
+                "; at most {n} host{} of a zone out at once",
+                if n == 1 { "" } else { "s" }
+            ),
+            None => String::new(),
+        };
+        let _ = writeln!(out, "  zones     {spread}{cap}");
+    }
     let _ = writeln!(
         out,
         "  pauses    after canary: {}; between batches: {}",
