@@ -71,6 +71,13 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshOptions,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: `tranche man > tranche.1`.
+    Man,
     /// Check the inventory and the playbook, listing every problem at once.
     Validate {
         #[command(flatten)]

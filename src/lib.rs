@@ -64,5 +64,20 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         } => commands::resume(run_id, force, &run, &ssh),
         Command::Status { files, format, ssh } => commands::status(&files, format, &ssh),
         Command::Unlock { files, ssh } => commands::unlock(&files, &ssh),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "tranche", &mut std::io::stdout());
+            exit_code::SUCCESS
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                Ok(()) => exit_code::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    exit_code::CONFIG
+                }
+            }
+        }
     }
 }

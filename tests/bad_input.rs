@@ -177,3 +177,27 @@ fn plan_spreads_over_zones() {
     assert_eq!(v["spread"], "zone");
     assert_eq!(v["max_per_zone"], 1);
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli() {
+    let out = tranche().args(["completions", "bash"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let script = String::from_utf8_lossy(&out.stdout).to_string();
+    for word in ["release", "rollback", "resume", "--accept-new-host-keys", "--junit"] {
+        assert!(script.contains(word), "completion lacks {word}");
+    }
+    let path = std::env::temp_dir().join(format!("tranche-completion-{}.bash", std::process::id()));
+    std::fs::write(&path, &script).unwrap();
+    let syntax = Command::new("bash").arg("-n").arg(&path).output().unwrap();
+    std::fs::remove_file(&path).ok();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    for shell in ["zsh", "fish"] {
+        let out = tranche().args(["completions", shell]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("rollback"));
+    }
+    let man = tranche().arg("man").output().unwrap();
+    assert_eq!(man.status.code(), Some(0));
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.contains(".TH tranche 1") && page.contains("rollback"), "{page}");
+}
