@@ -224,12 +224,21 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
         .filter(|h| summary.done.contains(&h.name))
         .cloned()
         .collect();
-    let (root, id) = (r.playbook.layout.root.clone(), record.run_id.clone());
+    let (root, id, playbook) = (
+        r.playbook.layout.root.clone(),
+        record.run_id.clone(),
+        r.playbook.clone(),
+    );
     let code = execute(r, record, mode, summary.carried, run, ssh);
     // The interrupted run still holds the locks of the hosts it had finished.
     if code != exit_code::INTERRUPTED && !done.is_empty() {
         if let Ok(settings) = ssh_settings(ssh) {
-            for (host, res) in runtime().block_on(on_each_host(&done, &settings, &crate::lock::release(&root, &id))) {
+            for (host, res) in runtime().block_on(on_each_host(
+                &playbook,
+                &done,
+                &settings,
+                &crate::lock::release(&root, &id),
+            )) {
                 if let Err(e) = res {
                     eprintln!("warning: {host}: could not release the lock: {e}; it expires by itself");
                 }
@@ -328,6 +337,7 @@ pub fn status(files: &Files, format: Format, ssh: &SshOptions) -> i32 {
 
 /// Run `script` on every host (a few connections at a time); its output, or why not.
 async fn on_each_host(
+    p: &crate::playbook::Playbook,
     hosts: &[crate::inventory::Host],
     settings: &ssh::SshSettings,
     script: &str,
@@ -338,9 +348,10 @@ async fn on_each_host(
         async move {
             let _permit = gate.acquire().await.expect("gate");
             let res = async {
-                let conn = ssh::Connection::open(&crate::executor::endpoint(h, settings), settings)
+                let mut conn = ssh::Connection::open(&crate::executor::endpoint(h, settings), settings)
                     .await
                     .map_err(|e| e.to_string())?;
+                conn.become_root = crate::executor::wants_become(p, h);
                 let out = conn.exec(script, std::time::Duration::from_secs(30)).await;
                 conn.close().await;
                 let out = out.map_err(|e| e.to_string())?;
@@ -368,7 +379,7 @@ pub fn unlock(files: &Files, ssh: &SshOptions) -> i32 {
         Err(code) => return code,
     };
     let script = crate::lock::break_lock(&r.playbook.layout.root);
-    let results = runtime().block_on(on_each_host(&r.targets, &settings, &script));
+    let results = runtime().block_on(on_each_host(&r.playbook, &r.targets, &settings, &script));
     let mut failed = 0;
     for (host, res) in results {
         match res.map(|out| crate::lock::parse_state(&out.stdout)) {

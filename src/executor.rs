@@ -98,6 +98,17 @@ impl From<String> for PreflightError {
     }
 }
 
+/// Whether commands on `host` run through `sudo -n`: the playbook's `become`, or the host's
+/// `become`/`ansible_become`.
+pub fn wants_become(p: &crate::playbook::Playbook, host: &Host) -> bool {
+    p.become_root
+        || ["become", "ansible_become"].iter().any(|k| {
+            host.vars
+                .get(*k)
+                .is_some_and(|v| v == &serde_json::json!(true) || v == "true" || v == "yes")
+        })
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -767,6 +778,19 @@ impl Executor {
                 Some(h) => format!("{e} (hint: {h})"),
                 None => e.to_string(),
             })?;
+        let mut conn = conn;
+        conn.become_root = wants_become(&r.playbook, host);
+        if conn.become_root {
+            let out = conn.exec("true", STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+            if !out.success() {
+                let why = out.stderr.trim().lines().last().unwrap_or("").to_string();
+                return Err(format!(
+                    "become: `sudo -n` does not work for {} ({why}); it needs passwordless sudo",
+                    conn.endpoint.user
+                )
+                .into());
+            }
+        }
         if let Some(algo) = &conn.learned_key {
             self.event(EventKind::Warning {
                 host: Some(host.name.clone()),
@@ -785,7 +809,11 @@ impl Executor {
             (String::new(), crate::lock::peek(root_path))
         } else {
             (
-                format!("mkdir -p {root}/releases {root}/.tranche-stage || exit 10; "),
+                // Under sudo, the login user keeps writing the uploads (SFTP runs as that user).
+                format!(
+                    "mkdir -p {root}/releases {root}/.tranche-stage || exit 10; \
+                     if [ -n \"${{SUDO_USER:-}}\" ]; then chown \"$SUDO_USER\" {root}/.tranche-stage; fi; "
+                ),
                 crate::lock::acquire(root_path, &self.lease),
             )
         };

@@ -11,6 +11,7 @@ use crate::yaml::{self, Node};
 
 const TOP_KEYS: &[&str] = &[
     "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start", "health", "hooks",
+    "become",
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
@@ -323,6 +324,16 @@ impl Decoder<'_> {
             Some(n) => self.hooks(n),
             None => Some(Hooks::default()),
         };
+        let become_root = match top.get("become") {
+            Some(n) => match n.to_json() {
+                serde_json::Value::Bool(b) => b,
+                _ => {
+                    self.error(n, format!("`become` must be true or false, not {}", n.type_name()));
+                    false
+                }
+            },
+            None => false,
+        };
         let templates = std::mem::take(&mut self.templates).build();
         if top.get("start").is_some() && start.is_none() || top.get("health").is_some() && health.is_none() {
             return None;
@@ -344,6 +355,7 @@ impl Decoder<'_> {
             templates,
             extra_vars: extra_vars.to_vec(),
             positions: std::mem::take(&mut self.positions),
+            become_root,
         })
     }
 

@@ -28,6 +28,9 @@ pub struct Playbook {
     pub start: Option<Template>,
     pub health: Option<Health>,
     pub hooks: Hooks,
+    /// `become: true`: every command on the hosts runs through `sudo -n` (hosts may also set
+    /// `become` or `ansible_become`).
+    pub become_root: bool,
     pub templates: Templates,
     /// `-e KEY=VALUE` variables, reachable at the top level of templates.
     pub extra_vars: Vec<(String, String)>,

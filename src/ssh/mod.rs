@@ -230,6 +230,8 @@ pub struct Connection {
     pub endpoint: Endpoint,
     /// Set when this connection recorded a new host key (trust on first use).
     pub learned_key: Option<String>,
+    /// Run every command through `sudo -n` (the playbook's or the host's `become`).
+    pub become_root: bool,
 }
 
 fn client_config() -> client::Config {
@@ -318,6 +320,7 @@ impl Connection {
             sessions: Semaphore::new(MAX_SESSIONS),
             endpoint: ep.clone(),
             learned_key,
+            become_root: false,
         })
     }
 
@@ -328,7 +331,8 @@ impl Connection {
             .acquire()
             .await
             .map_err(|_| SshError::Protocol("connection closed".into()))?;
-        match tokio::time::timeout(timeout, self.exec_inner(command, None)).await {
+        let command = self.wrap(command);
+        match tokio::time::timeout(timeout, self.exec_inner(&command, None)).await {
             Ok(r) => r,
             Err(_) => Err(SshError::Timeout(timeout)),
         }
@@ -352,9 +356,19 @@ impl Connection {
             path: local.to_path_buf(),
             bandwidth,
         };
-        match tokio::time::timeout(timeout, self.exec_inner(command, Some(input))).await {
+        let command = self.wrap(command);
+        match tokio::time::timeout(timeout, self.exec_inner(&command, Some(input))).await {
             Ok(r) => r,
             Err(_) => Err(SshError::Timeout(timeout)),
+        }
+    }
+
+    /// `command` as it is sent: through `sudo -n sh -c` when the connection becomes root.
+    fn wrap(&self, command: &str) -> String {
+        if self.become_root {
+            format!("sudo -n -- sh -c {}", crate::playbook::shell_quote(command))
+        } else {
+            command.to_string()
         }
     }
 

@@ -4,13 +4,14 @@
 #   services.sh install
 #   services.sh up etcd         --dir DIR --port P        (client 127.0.0.1:P, peer 127.0.0.1:P+1)
 #   services.sh up alertmanager --dir DIR --port P
-#   services.sh up prometheus   --dir DIR --port P --scrape HOST:PORT[,HOST:PORT...]
+#   services.sh up prometheus   --dir DIR --port P --scrape HOST:PORT[,HOST:PORT...] [--wait-scrape]
 #   services.sh up metrics      --dir DIR --port P        (tests/services/metrics.py; touch DIR/errors)
 #   services.sh down            --dir DIR
 #
 # Each server runs in the background, detached (own session, stdin from /dev/null, output to
 # DIR/NAME.log), with its pid in DIR/NAME.pid. `up` returns once the server answers over HTTP
 # and prints one line: NAME URL pid PID ready in SECONDSs. `down` stops every DIR/*.pid.
+# Prometheus scrapes its targets first ~5s after it is ready; --wait-scrape waits for that too.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -19,7 +20,7 @@ deadline_secs=${SERVICES_TIMEOUT:-30}
 die() { echo "services.sh: $*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 
@@ -199,7 +200,7 @@ EOF
 }
 
 up_prometheus() {
-  local dir=$1 port=$2 scrape=$3 bin
+  local dir=$1 port=$2 scrape=$3 wait_scrape=$4 bin
   bin=$(command -v prometheus) || die "prometheus not found: run services.sh install"
   [ -n "$scrape" ] || die "up prometheus needs --scrape HOST:PORT[,HOST:PORT...]"
   check_port "$port"
@@ -229,6 +230,17 @@ EOF
     --web.listen-address "127.0.0.1:$port" \
     --log.level warn
   wait_http prometheus "$dir" "http://127.0.0.1:$port/-/ready"
+  if [ -n "$wait_scrape" ]; then
+    # Prometheus 2.x hands discovered targets to the scrapers at most every 5s, so the first
+    # scrape comes ~5s after ready. Wait until every target has been scraped once (up or down).
+    local end=$(($(date +%s) + deadline_secs)) body
+    while :; do
+      body=$(curl -fsS --max-time 1 "http://127.0.0.1:$port/api/v1/targets?state=active" 2>/dev/null || true)
+      if [[ "$body" == *'"health":'* && "$body" != *'"health":"unknown"'* ]]; then break; fi
+      [ "$(date +%s)" -lt "$end" ] || die "prometheus did not scrape its targets within ${deadline_secs}s"
+      sleep 0.1
+    done
+  fi
   ready prometheus "$dir" "$port" "$t0"
 }
 
@@ -245,13 +257,14 @@ up_metrics() {
 
 cmd_up() {
   [ $# -ge 1 ] || usage
-  local what=$1 dir="" port="" scrape=""
+  local what=$1 dir="" port="" scrape="" wait_scrape=""
   shift
   while [ $# -gt 0 ]; do
     case $1 in
       --dir) dir=${2:?--dir needs a value}; shift 2 ;;
       --port) port=${2:?--port needs a value}; shift 2 ;;
       --scrape) scrape=${2:?--scrape needs a value}; shift 2 ;;
+      --wait-scrape) wait_scrape=1; shift ;;
       *) usage ;;
     esac
   done
@@ -261,7 +274,7 @@ cmd_up() {
   case $what in
     etcd) up_etcd "$dir" "$port" ;;
     alertmanager) up_alertmanager "$dir" "$port" ;;
-    prometheus) up_prometheus "$dir" "$port" "$scrape" ;;
+    prometheus) up_prometheus "$dir" "$port" "$scrape" "$wait_scrape" ;;
     metrics) up_metrics "$dir" "$port" ;;
     *) die "unknown service: $what (etcd, alertmanager, prometheus, metrics)" ;;
   esac
