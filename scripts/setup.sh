@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Install what the local fleet needs (OpenSSH server, HAProxy, curl), once. Needs root.
+# Install what the local fleet needs (OpenSSH server, HAProxy, curl, sudo), once. Needs root.
 set -euo pipefail
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v sudo >/dev/null 2>&1 || need+=(sudo)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  # Keep the package's own sshd from starting on 0.0.0.0:22: the fleet's hosts use port 22.
+  # Keep the packages' own daemons from starting (the fleet's hosts use port 22 themselves);
+  # put back whatever policy-rc.d was there before.
+  saved=""
+  if [ -e /usr/sbin/policy-rc.d ]; then saved=$(mktemp); cp -p /usr/sbin/policy-rc.d "$saved"; fi
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  apt-get install -y -qq "${need[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
+  status=0
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || status=$?
+  if [ -n "$saved" ]; then mv "$saved" /usr/sbin/policy-rc.d; else rm -f /usr/sbin/policy-rc.d; fi
+  [ "$status" = 0 ] || { echo "setup: apt-get install ${need[*]} failed" >&2; exit "$status"; }
 fi
 mkdir -p /run/sshd

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: unit, snapshot and property tests, and the end-to-end tests against a
-# real local fleet (sshd per host, HAProxy). Installs what the fleet needs first.
+# real local fleet (sshd per host, HAProxy) and real etcd, Alertmanager and Prometheus servers.
+# Installs what they need first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash tests/services/services.sh install
 cargo test --all-targets "$@"

@@ -388,3 +388,29 @@ pub fn wait_exit(child: &mut std::process::Child, secs: u64) -> Option<i32> {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Make sure a local user exists (the fleet's sshd takes the same authorized_keys file for
+/// every user); with `sudo`, it may run anything through `sudo -n`.
+pub fn ensure_user(name: &str, sudo: bool) {
+    if !Command::new("id").arg(name).output().unwrap().status.success() {
+        let out = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", name])
+            .output()
+            .unwrap();
+        // Another test may have created it meanwhile.
+        assert!(
+            out.status.success() || Command::new("id").arg(name).output().unwrap().status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Not locked (`!`), or sshd without PAM refuses the account; `*`: no password either.
+    let _ = Command::new("usermod").args(["-p", "*", name]).status();
+    let rule = PathBuf::from(format!("/etc/sudoers.d/{name}"));
+    if sudo {
+        std::fs::write(&rule, format!("{name} ALL=(ALL) NOPASSWD: ALL\n")).unwrap();
+        let _ = Command::new("chmod").args(["0440", rule.to_str().unwrap()]).status();
+    } else {
+        let _ = std::fs::remove_file(&rule);
+    }
+}
