@@ -601,7 +601,7 @@ impl Decoder<'_> {
                 self.error_hint(
                     node,
                     "missing required key `kind` in `registry`",
-                    "kind is one of: none, command, http, haproxy",
+                    "kind is one of: none, command, http, haproxy, consul, nacos, eureka, dubbo, etcd",
                 );
             } else {
                 self.error(node, format!("`registry` must be a mapping, not {}", node.type_name()));
@@ -653,8 +653,14 @@ impl Decoder<'_> {
                     deregister: dereg?,
                     register: reg?,
                     drain: drain?,
+                    preset: "http",
                 })
             }
+            "consul" => self.preset(node, "consul"),
+            "nacos" => self.preset(node, "nacos"),
+            "eureka" => self.preset(node, "eureka"),
+            "dubbo" => self.preset(node, "dubbo"),
+            "etcd" => self.preset(node, "etcd"),
             "haproxy" => {
                 let m = self.map(node, "registry", &["kind", "address", "backend", "server", "drain"])?;
                 let address = self.required(&m, "address", "registry").and_then(|n| {
@@ -691,15 +697,172 @@ impl Decoder<'_> {
                 })
             }
             other => {
-                let kinds = ["none", "command", "http", "haproxy"];
+                let kinds = [
+                    "none", "command", "http", "haproxy", "consul", "nacos", "eureka", "dubbo", "etcd",
+                ];
                 let hint = match did_you_mean(other, &kinds) {
                     Some(x) => format!("did you mean `{x}`?"),
-                    None => "kind is one of: none, command, http, haproxy".into(),
+                    None => "kind is one of: none, command, http, haproxy, consul, nacos, eureka, dubbo, etcd".into(),
                 };
                 self.error_hint(kind_node, format!("unknown registry kind \"{other}\""), hint);
                 None
             }
         }
+    }
+
+    /// The registry presets: HTTP calls built from a few settings (documented in the README,
+    /// with the API call each one makes).
+    fn preset(&mut self, node: &Node, kind: &'static str) -> Option<Registry> {
+        const COMMON: [&str; 4] = ["kind", "address", "token", "drain"];
+        let extra: &[&str] = match kind {
+            "consul" => &["service_id"],
+            "nacos" => &["service_name", "ip", "port", "namespace", "group", "cluster"],
+            "eureka" => &["app", "instance_id"],
+            "dubbo" => &["service"],
+            _ => &["key", "value"],
+        };
+        let allowed: Vec<&str> = COMMON.iter().chain(extra).copied().collect();
+        let m = self.map(node, "registry", &allowed)?;
+        // A setting's template source, or its default; URL parts are URL-encoded when rendered.
+        let get = |d: &mut Self, key: &str, default: Option<&str>| -> Option<String> {
+            match m.get(key) {
+                Some(n) => d.string(n, &format!("registry.{key}")),
+                None => match default {
+                    Some(v) => Some(v.to_string()),
+                    None => {
+                        d.required(&m, key, "registry");
+                        None
+                    }
+                },
+            }
+        };
+        let enc = |src: &str| format!("{{% filter urlencode %}}{src}{{% endfilter %}}");
+        let default_address = match kind {
+            "consul" => Some("http://{{ host.address }}:8500"),
+            "dubbo" => Some("http://{{ host.address }}:22222"),
+            "nacos" | "eureka" | "etcd" => None,
+            _ => None,
+        };
+        let address = get(self, "address", default_address)?;
+        let address = address.trim_end_matches('/').to_string();
+        let token = m.get("token").and_then(|n| self.string(n, "registry.token"));
+        let drain = match m.get("drain") {
+            Some(n) => self.duration(n, "registry.drain")?,
+            None => Duration::ZERO,
+        };
+        // (method, url, body) for deregister and register, as template sources.
+        let (out, back): ((&str, String, Option<String>), (&str, String, Option<String>)) = match kind {
+            "consul" => {
+                let id = enc(&get(self, "service_id", Some("{{ service }}"))?);
+                let url = format!("{address}/v1/agent/service/maintenance/{id}");
+                (
+                    (
+                        "PUT",
+                        format!("{url}?enable=true&reason=tranche%20release%20{{{{ version | urlencode }}}}"),
+                        None,
+                    ),
+                    ("PUT", format!("{url}?enable=false"), None),
+                )
+            }
+            "nacos" => {
+                let mut q = format!(
+                    "serviceName={}&ip={}&port={}",
+                    enc(&get(self, "service_name", Some("{{ service }}"))?),
+                    enc(&get(self, "ip", Some("{{ host.address }}"))?),
+                    enc(&get(self, "port", None)?)
+                );
+                for (key, param) in [
+                    ("namespace", "namespaceId"),
+                    ("group", "groupName"),
+                    ("cluster", "clusterName"),
+                ] {
+                    if m.get(key).is_some() {
+                        q.push_str(&format!("&{param}={}", enc(&get(self, key, None)?)));
+                    }
+                }
+                let url = format!("{address}/nacos/v1/ns/instance?{q}");
+                (
+                    ("PUT", format!("{url}&enabled=false"), None),
+                    ("PUT", format!("{url}&enabled=true"), None),
+                )
+            }
+            "eureka" => {
+                let app = enc(&get(self, "app", Some("{{ service | upper }}"))?);
+                let id = enc(&get(self, "instance_id", None)?);
+                let url = format!("{address}/apps/{app}/{id}/status");
+                (
+                    ("PUT", format!("{url}?value=OUT_OF_SERVICE"), None),
+                    ("DELETE", format!("{url}?value=UP"), None),
+                )
+            }
+            "dubbo" => {
+                let svc = match m.get("service") {
+                    Some(_) => format!("?service={}", enc(&get(self, "service", None)?)),
+                    None => String::new(),
+                };
+                (
+                    ("GET", format!("{address}/offline{svc}"), None),
+                    ("GET", format!("{address}/online{svc}"), None),
+                )
+            }
+            _ => {
+                let key = get(self, "key", None)?;
+                let value = get(self, "value", None)?;
+                let k = format!("{{% filter b64encode %}}{key}{{% endfilter %}}");
+                let v = format!("{{% filter b64encode %}}{value}{{% endfilter %}}");
+                (
+                    (
+                        "POST",
+                        format!("{address}/v3/kv/deleterange"),
+                        Some(format!("{{\"key\": \"{k}\"}}")),
+                    ),
+                    (
+                        "POST",
+                        format!("{address}/v3/kv/put"),
+                        Some(format!("{{\"key\": \"{k}\", \"value\": \"{v}\"}}")),
+                    ),
+                )
+            }
+        };
+        let header = match (kind, &token) {
+            (_, None) => None,
+            ("consul", Some(t)) => Some(("X-Consul-Token".to_string(), t.clone())),
+            (_, Some(t)) => Some(("Authorization".to_string(), format!("Bearer {t}"))),
+        };
+        let pos = node.pos;
+        let call = |d: &mut Self, (method, url, body): (&str, String, Option<String>)| -> Option<HttpCall> {
+            let compile = |d: &mut Self, src: &str| match d.templates.add(d.file, pos, src, false) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    d.diags.push(e);
+                    None
+                }
+            };
+            let url = compile(d, &url)?;
+            let body = match body {
+                Some(b) => Some(compile(d, &b)?),
+                None => None,
+            };
+            let headers = match &header {
+                Some((name, value)) => vec![(name.clone(), compile(d, value)?)],
+                None => vec![],
+            };
+            Some(HttpCall {
+                method: method.to_string(),
+                url,
+                headers,
+                body,
+                expect_status: vec![],
+            })
+        };
+        let deregister = call(self, out)?;
+        let register = call(self, back)?;
+        Some(Registry::Http {
+            deregister,
+            register,
+            drain,
+            preset: kind,
+        })
     }
 
     fn http_call(&mut self, node: &Node, what: &str) -> Option<HttpCall> {

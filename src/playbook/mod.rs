@@ -151,6 +151,8 @@ pub enum Registry {
         deregister: HttpCall,
         register: HttpCall,
         drain: Duration,
+        /// `http`, or the preset the calls were built from: consul, nacos, eureka, dubbo, etcd.
+        preset: &'static str,
     },
     Haproxy {
         address: String,
@@ -165,7 +167,7 @@ impl Registry {
         match self {
             Registry::None => "none",
             Registry::Command { .. } => "command",
-            Registry::Http { .. } => "http",
+            Registry::Http { preset, .. } => preset,
             Registry::Haproxy { .. } => "haproxy",
         }
     }

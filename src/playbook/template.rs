@@ -64,6 +64,11 @@ impl Default for TemplateBuilder {
                 minijinja::escape_formatter(out, state, value)
             }
         });
+        // `b64encode`: for APIs that take base64 (etcd's JSON gateway).
+        env.add_filter("b64encode", |s: String| {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
+        });
         TemplateBuilder { env, count: 0 }
     }
 }

@@ -414,3 +414,56 @@ pub fn ensure_user(name: &str, sudo: bool) {
         let _ = std::fs::remove_file(&rule);
     }
 }
+
+/// A real server from tests/services/services.sh (etcd, alertmanager, prometheus, metrics),
+/// stopped on drop.
+pub struct Service {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl Service {
+    pub fn up(what: &str, port: u16, extra: &[&str]) -> Service {
+        let dir = std::env::temp_dir().join(format!("tranche-{what}-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = Command::new("bash")
+            .arg(root().join("tests/services/services.sh"))
+            .args(["up", what, "--dir", dir.to_str().unwrap(), "--port", &port.to_string()])
+            .args(extra)
+            .output()
+            .expect("run services.sh");
+        assert!(
+            out.status.success(),
+            "{what} did not start:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Service { dir, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(root().join("tests/services/services.sh"))
+            .args(["down", "--dir", self.dir.to_str().unwrap()])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A small HTTP client for the tests: (status, body).
+pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", method, url]);
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "-d", b]);
+    }
+    let out = c.output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
