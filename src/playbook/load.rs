@@ -40,6 +40,9 @@ pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playb
     }
 }
 
+/// A preset's HTTP call as template sources: method, URL, body.
+type CallSource = (&'static str, String, Option<String>);
+
 struct Decoder<'a> {
     file: &'a Path,
     diags: Diagnostics,
@@ -751,7 +754,7 @@ impl Decoder<'_> {
             None => Duration::ZERO,
         };
         // (method, url, body) for deregister and register, as template sources.
-        let (out, back): ((&str, String, Option<String>), (&str, String, Option<String>)) = match kind {
+        let (out, back): (CallSource, CallSource) = match kind {
             "consul" => {
                 let id = enc(&get(self, "service_id", Some("{{ service }}"))?);
                 let url = format!("{address}/v1/agent/service/maintenance/{id}");
@@ -830,7 +833,7 @@ impl Decoder<'_> {
             (_, Some(t)) => Some(("Authorization".to_string(), format!("Bearer {t}"))),
         };
         let pos = node.pos;
-        let call = |d: &mut Self, (method, url, body): (&str, String, Option<String>)| -> Option<HttpCall> {
+        let call = |d: &mut Self, (method, url, body): CallSource| -> Option<HttpCall> {
             let compile = |d: &mut Self, src: &str| match d.templates.add(d.file, pos, src, false) {
                 Ok(t) => Some(t),
                 Err(e) => {
