@@ -114,6 +114,13 @@ pub enum EventKind {
         failed: usize,
         ms: u64,
     },
+    /// The metric gate after a batch (`rollout.gate`).
+    GateChecked {
+        batch: usize,
+        status: Status,
+        ms: u64,
+        msg: String,
+    },
     Paused {
         batch: usize,
         reason: String,
@@ -155,6 +162,7 @@ impl EventKind {
             | EventKind::Warning { msg, .. }
             | EventKind::RunFinished { msg, .. } => scrub(msg),
             EventKind::Paused { reason, .. } => scrub(reason),
+            EventKind::GateChecked { msg, .. } => scrub(msg),
             _ => {}
         }
     }

@@ -399,6 +399,11 @@ impl Executor {
             },
             _ => None,
         };
+        // The monitoring the run relies on must answer before any host changes.
+        let delegate_error = match delegate_error {
+            Some(e) => Some(e),
+            None => self.check_monitoring().await.err(),
+        };
         if preflight_failed > r.budget || delegate_error.is_some() || !lock_holders.is_empty() {
             for s in states.into_iter().flatten() {
                 self.release_lock(&s).await;
@@ -469,6 +474,7 @@ impl Executor {
         // 3. Batches.
         let mut results: HashMap<usize, Status> = HashMap::new();
         let mut over_budget = false;
+        let mut gate_breached: Option<usize> = None;
         let mut declined = false;
         let mut renewed = Instant::now();
         let batches_fut = async {
@@ -536,6 +542,13 @@ impl Executor {
                 if self.failed.load(Ordering::SeqCst) > r.budget {
                     over_budget = true;
                     halted.store(true, std::sync::atomic::Ordering::SeqCst);
+                } else if let Some(g) = &p.rollout.gate {
+                    // The metric gate: the batch's hosts serve traffic now; watch the metric.
+                    if ok > 0 && !self.gate_passes(b.number, g).await {
+                        over_budget = true;
+                        gate_breached = Some(b.number);
+                        halted.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
                 }
             }
         };
@@ -556,10 +569,20 @@ impl Executor {
 
         // 4. Over budget: apply on_failure to hosts this run changed.
         let mut reverted = results.values().filter(|s| **s == Status::Reverted).count();
-        if over_budget && p.rollout.on_failure == OnFailure::Rollback {
+        let gate_batch: Vec<usize> = gate_breached
+            .map(|n| r.batches[n - 1].hosts.clone())
+            .unwrap_or_default();
+        let undo = over_budget
+            && (p.rollout.on_failure == OnFailure::Rollback
+                || (p.rollout.on_failure == OnFailure::RevertFailed && !gate_batch.is_empty()));
+        if undo {
+            // rollback: every host this run moved; revert-failed after a gate breach: the hosts of
+            // the batch that breached it.
             let changed: Vec<usize> = results
                 .iter()
-                .filter(|(_, s)| **s == Status::Ok)
+                .filter(|(i, s)| {
+                    **s == Status::Ok && (p.rollout.on_failure == OnFailure::Rollback || gate_batch.contains(i))
+                })
                 .map(|(i, _)| *i)
                 .collect();
             // The same limits as the release: a batch at a time (the latest first), each host
@@ -709,6 +732,149 @@ impl Executor {
             .await
             .map_err(|e| format!("putting it back failed ({e}); it is left out of the registry"))?;
         Ok(format!("it still serves {prev} and is back in the registry"))
+    }
+
+    /// Before anything changes: the gate's query answers, and Alertmanager answers.
+    async fn check_monitoring(&self) -> Result<(), String> {
+        let r = &self.release;
+        if let (Some(g), Some(first)) = (&r.playbook.rollout.gate, r.targets.first()) {
+            let query = r.render(&g.query, first, &self.run_id, None)?;
+            let v = crate::monitor::gate_value(&self.http, g, &query)
+                .await
+                .map_err(|e| format!("the metric gate cannot be evaluated: {e}"))?;
+            if v > g.max {
+                return Err(format!(
+                    "the metric gate is already breached before the release: `{query}` is {v}, over {}",
+                    g.max
+                ));
+            }
+        }
+        if let Some(sil) = &r.playbook.silence {
+            let url = format!("{}/api/v2/status", sil.alertmanager);
+            let ok = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await
+                .map(|r| r.status().is_success());
+            match ok {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(format!(
+                        "Alertmanager at {} does not answer GET /api/v2/status with 200",
+                        sil.alertmanager
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "Alertmanager at {}: {}",
+                        sil.alertmanager,
+                        crate::registry::error_chain(&e)
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Watch the metric gate after batch `batch`; false on a breach (or an error).
+    async fn gate_passes(&self, batch: usize, g: &crate::playbook::Gate) -> bool {
+        let r = &self.release;
+        let t = Instant::now();
+        let query = match r.targets.first().map(|h| r.render(&g.query, h, &self.run_id, None)) {
+            Some(Ok(q)) => q,
+            Some(Err(e)) => {
+                self.event(EventKind::GateChecked {
+                    batch,
+                    status: Status::Failed,
+                    ms: 0,
+                    msg: e,
+                });
+                return false;
+            }
+            None => return true,
+        };
+        let res = crate::monitor::watch_gate(&self.http, g, &query).await;
+        let ms = t.elapsed().as_millis() as u64;
+        match res {
+            Ok(msg) => {
+                self.event(EventKind::GateChecked {
+                    batch,
+                    status: Status::Ok,
+                    ms,
+                    msg,
+                });
+                true
+            }
+            Err(msg) => {
+                self.event(EventKind::GateChecked {
+                    batch,
+                    status: Status::Failed,
+                    ms,
+                    msg,
+                });
+                false
+            }
+        }
+    }
+
+    /// Silence the host's alerts before it leaves the registry (lifecycle step 3).
+    async fn silence(&self, host: &Host, batch: usize) -> Result<Option<String>, String> {
+        let Some(sil) = &self.release.playbook.silence else {
+            return Ok(None);
+        };
+        let t = Instant::now();
+        self.event(EventKind::StepStarted {
+            batch,
+            host: host.name.clone(),
+            step: Step::Silence,
+        });
+        match crate::monitor::create_silence(&self.http, &self.release, sil, host, &self.run_id).await {
+            Ok(id) => {
+                self.step_done(batch, &host.name, Step::Silence, Status::Ok, t, format!("silence {id}"));
+                Ok(Some(id))
+            }
+            Err(e) => {
+                self.step_done(batch, &host.name, Step::Silence, Status::Failed, t, e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Expire the silence once the host is back (lifecycle step 10); a failure is a warning:
+    /// the silence ends by itself.
+    async fn unsilence(&self, host: &Host, batch: usize, id: Option<String>) {
+        let (Some(sil), Some(id)) = (&self.release.playbook.silence, id) else {
+            return;
+        };
+        let t = Instant::now();
+        self.event(EventKind::StepStarted {
+            batch,
+            host: host.name.clone(),
+            step: Step::Unsilence,
+        });
+        match crate::monitor::expire_silence(&self.http, sil, &id).await {
+            Ok(()) => self.step_done(
+                batch,
+                &host.name,
+                Step::Unsilence,
+                Status::Ok,
+                t,
+                format!("silence {id} expired"),
+            ),
+            Err(e) => self.step_done(
+                batch,
+                &host.name,
+                Step::Unsilence,
+                Status::Failed,
+                t,
+                format!(
+                    "{e}; it ends by itself in {}",
+                    crate::units::human_duration(sil.duration)
+                ),
+            ),
+        }
     }
 
     async fn release_lock(&self, st: &HostState) {
@@ -1145,7 +1311,22 @@ impl Executor {
             );
             return Status::Skipped;
         }
-        match self.switch(host, st, batch, &version).await {
+        let silence_id = match self.silence(host, batch).await {
+            Ok(id) => id,
+            Err(e) => {
+                // Nothing was changed: the host is still registered on its old release.
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                self.host_done(
+                    batch,
+                    &host.name,
+                    Status::Failed,
+                    t,
+                    format!("silence failed: {e}; the host was not changed"),
+                );
+                return Status::Failed;
+            }
+        };
+        let (status, msg) = match self.switch(host, st, batch, &version).await {
             Ok(()) => {
                 // Remember where the host came from, for `tranche rollback`.
                 if let Some(prev) = st.previous.as_deref().filter(|p| *p != version) {
@@ -1156,8 +1337,7 @@ impl Executor {
                     );
                     let _ = st.conn.exec(&cmd, STEP_TIMEOUT).await;
                 }
-                self.host_done(batch, &host.name, Status::Ok, t, format!("on {version}"));
-                Status::Ok
+                (Status::Ok, format!("on {version}"))
             }
             Err((step, e)) => {
                 let failed_now = self.failed.fetch_add(1, Ordering::SeqCst) + 1;
@@ -1216,10 +1396,12 @@ impl Executor {
                     ),
                     _ => format!("{} failed: {e}", step.as_str()),
                 };
-                self.host_done(batch, &host.name, status, t, msg);
-                status
+                (status, msg)
             }
-        }
+        };
+        self.unsilence(host, batch, silence_id).await;
+        self.host_done(batch, &host.name, status, t, msg);
+        status
     }
 
     /// Deregister, stop, point `current` at `version`, start, wait healthy, register.
@@ -1339,7 +1521,11 @@ impl Executor {
             });
             return false;
         };
-        match self.switch(host, st, batch, &prev).await {
+        // A silence that cannot be made does not stop a rollback: the host must go back.
+        let silence_id = self.silence(host, batch).await.unwrap_or(None);
+        let result = self.switch(host, st, batch, &prev).await;
+        self.unsilence(host, batch, silence_id).await;
+        match result {
             Ok(()) => {
                 self.host_done(batch, &host.name, Status::Reverted, t, format!("rolled back to {prev}"));
                 true

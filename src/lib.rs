@@ -15,6 +15,7 @@ pub mod health;
 pub mod inventory;
 pub mod journal;
 pub mod lock;
+pub mod monitor;
 pub mod planner;
 pub mod playbook;
 pub mod registry;

@@ -283,6 +283,12 @@ pub fn all_templates(p: &Playbook) -> Vec<&Template> {
         t.extend(h.expect_body.iter());
     }
     t.extend(p.hooks.precheck.iter().chain(p.hooks.after_start.iter()));
+    if let Some(g) = &p.rollout.gate {
+        t.push(&g.query);
+    }
+    if let Some(sil) = &p.silence {
+        t.extend(sil.matchers.iter().map(|(_, v, _)| v));
+    }
     t
 }
 

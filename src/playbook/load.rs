@@ -11,7 +11,7 @@ use crate::yaml::{self, Node};
 
 const TOP_KEYS: &[&str] = &[
     "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start", "health", "hooks",
-    "become",
+    "become", "silence",
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
@@ -327,6 +327,10 @@ impl Decoder<'_> {
             Some(n) => self.hooks(n),
             None => Some(Hooks::default()),
         };
+        let silence = top.get("silence").and_then(|n| self.silence(n));
+        if top.get("silence").is_some() && silence.is_none() {
+            return None;
+        }
         let become_root = match top.get("become") {
             Some(n) => match n.to_json() {
                 serde_json::Value::Bool(b) => b,
@@ -359,6 +363,7 @@ impl Decoder<'_> {
             extra_vars: extra_vars.to_vec(),
             positions: std::mem::take(&mut self.positions),
             become_root,
+            silence,
         })
     }
 
@@ -488,6 +493,7 @@ impl Decoder<'_> {
                 "on_failure",
                 "stage",
                 "spread",
+                "gate",
                 "max_per_zone",
             ],
         )?;
@@ -506,6 +512,12 @@ impl Decoder<'_> {
                     );
                     ok = false;
                 }
+            }
+        }
+        if let Some(n) = m.get("gate") {
+            match self.gate(n) {
+                Some(g) => r.gate = Some(g),
+                None => ok = false,
             }
         }
         if let Some(n) = m.get("max_per_zone") {
@@ -868,6 +880,92 @@ impl Decoder<'_> {
         })
     }
 
+    fn url(&mut self, node: &Node, what: &str) -> Option<String> {
+        let u = self.string(node, what)?;
+        if u.starts_with("http://") || u.starts_with("https://") {
+            Some(u.trim_end_matches('/').to_string())
+        } else {
+            self.error(
+                node,
+                format!("`{what}` must be an http:// or https:// URL, not \"{u}\""),
+            );
+            None
+        }
+    }
+
+    fn gate(&mut self, node: &Node) -> Option<Gate> {
+        let m = self.map(node, "rollout.gate", &["prometheus", "query", "max", "for"])?;
+        let prometheus = self
+            .required(&m, "prometheus", "rollout.gate")
+            .and_then(|n| self.url(n, "rollout.gate.prometheus"));
+        let query = self
+            .required(&m, "query", "rollout.gate")
+            .and_then(|n| self.template(n, "rollout.gate.query", false));
+        let max = self
+            .required(&m, "max", "rollout.gate")
+            .and_then(|n| match n.to_json().as_f64() {
+                Some(v) if v.is_finite() => Some(v),
+                _ => {
+                    self.error(n, format!("`rollout.gate.max` must be a number, not {}", describe(n)));
+                    None
+                }
+            });
+        let hold = match m.get("for") {
+            Some(n) => self.duration(n, "rollout.gate.for"),
+            None => Some(Duration::ZERO),
+        };
+        Some(Gate {
+            prometheus: prometheus?,
+            query: query?,
+            max: max?,
+            hold: hold?,
+        })
+    }
+
+    fn silence(&mut self, node: &Node) -> Option<Silence> {
+        let m = self.map(node, "silence", &["alertmanager", "matchers", "duration"])?;
+        let alertmanager = self
+            .required(&m, "alertmanager", "silence")
+            .and_then(|n| self.url(n, "silence.alertmanager"));
+        let mut matchers = Vec::new();
+        if let Some(n) = self.required(&m, "matchers", "silence") {
+            match n.as_map() {
+                Some(entries) if !entries.is_empty() => {
+                    for (k, v) in entries {
+                        let name = k.scalar().unwrap_or_default().to_string();
+                        let raw = v.scalar().unwrap_or_default();
+                        let (regex, src) = match raw.strip_prefix("=~") {
+                            Some(rest) => (true, rest.to_string()),
+                            None => (false, raw.to_string()),
+                        };
+                        if src.is_empty() {
+                            self.error(v, format!("`silence.matchers.{name}` must not be empty"));
+                            continue;
+                        }
+                        match self.templates.add(self.file, v.pos, &src, false) {
+                            Ok(t) => matchers.push((name, t, regex)),
+                            Err(d) => self.diags.push(d),
+                        }
+                    }
+                }
+                _ => self.error_hint(
+                    n,
+                    "`silence.matchers` must be a mapping of label names to values",
+                    "e.g. `matchers: {instance: \"{{ host.name }}\"}`; `=~` starts a regex",
+                ),
+            }
+        }
+        let duration = match m.get("duration") {
+            Some(n) => self.duration(n, "silence.duration")?,
+            None => Duration::from_secs(1800),
+        };
+        Some(Silence {
+            alertmanager: alertmanager?,
+            matchers,
+            duration,
+        })
+    }
+
     fn http_call(&mut self, node: &Node, what: &str) -> Option<HttpCall> {
         if node.scalar().is_some() {
             let url = self.template(node, what, false)?;
@@ -1057,6 +1155,7 @@ fn default_rollout() -> Rollout {
         stage_bandwidth: 0,
         spread_zones: false,
         max_per_zone: None,
+        gate: None,
     }
 }
 

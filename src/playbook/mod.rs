@@ -31,6 +31,8 @@ pub struct Playbook {
     /// `become: true`: every command on the hosts runs through `sudo -n` (hosts may also set
     /// `become` or `ansible_become`).
     pub become_root: bool,
+    /// Alert silences around each host's time out of traffic.
+    pub silence: Option<Silence>,
     pub templates: Templates,
     /// `-e KEY=VALUE` variables, reachable at the top level of templates.
     pub extra_vars: Vec<(String, String)>,
@@ -134,6 +136,27 @@ pub struct Rollout {
     pub spread_zones: bool,
     /// At most this many hosts of one zone out of traffic at once.
     pub max_per_zone: Option<usize>,
+    /// A metric that must stay under a limit after each batch.
+    pub gate: Option<Gate>,
+}
+
+/// `rollout.gate`: after each batch, `query` (PromQL) must stay at or under `max` for `hold`.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    pub prometheus: String,
+    pub query: Template,
+    pub max: f64,
+    pub hold: Duration,
+}
+
+/// `silence`: an Alertmanager silence for the host while it is out of traffic.
+#[derive(Debug, Clone)]
+pub struct Silence {
+    pub alertmanager: String,
+    /// Label name, value template, and whether the value is a regex (written `=~...`).
+    pub matchers: Vec<(String, Template, bool)>,
+    /// How long a silence lasts if tranche cannot expire it.
+    pub duration: Duration,
 }
 
 /// How a host is taken out of traffic and put back.

@@ -194,6 +194,9 @@ impl Terminal {
                 self.line(format!("{} {who}{msg}", self.paint("warning:", "1;33")));
             }
             EventKind::HostStarted { .. } => {}
+            EventKind::GateChecked { batch, status, msg, .. } => {
+                self.line(format!("gate after batch {batch}: {} {msg}", self.status(*status)));
+            }
             EventKind::RunFinished {
                 ok,
                 failed,
