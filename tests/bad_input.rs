@@ -142,6 +142,17 @@ fn plan_table_snapshot() {
 }
 
 #[test]
+fn plan_shows_gate_silence_and_registry_preset() {
+    let out = tranche()
+        .args(["plan", "-i", "inventories/prod.yml", "playbooks/guarded.yml"])
+        .env("CONSUL_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn plan_spreads_over_zones() {
     let out = tranche()
         .args(["plan", "-i", "inventories/prod.yml", "playbooks/zones.yml"])

@@ -51,6 +51,9 @@ pub fn to_json(r: &Release) -> Value {
         "registry": p.registry.kind(),
         "spread": if p.rollout.spread_zones { "zone" } else { "none" },
         "max_per_zone": p.rollout.max_per_zone,
+        "gate": p.rollout.gate.as_ref().map(|g| json!({"prometheus": g.prometheus, "query": g.query.source, "max": g.max, "for_ms": g.hold.as_millis() as u64})),
+        "silence": p.silence.as_ref().map(|s| json!({"alertmanager": s.alertmanager, "matchers": s.matchers.iter().map(|(n, v, re)| json!({"name": n, "value": v.source, "regex": re})).collect::<Vec<_>>()})),
+        "become": p.become_root,
     })
 }
 
@@ -206,6 +209,24 @@ pub fn to_table(r: &Release) -> String {
             None => String::new(),
         };
         let _ = writeln!(out, "  zones     {spread}{cap}");
+    }
+    if let Some(g) = &p.rollout.gate {
+        let _ = writeln!(
+            out,
+            "  gate      after each batch: {} <= {} for {} ({})",
+            g.query.source,
+            g.max,
+            human_duration(g.hold),
+            g.prometheus
+        );
+    }
+    if let Some(sil) = &p.silence {
+        let m: Vec<String> = sil
+            .matchers
+            .iter()
+            .map(|(n, v, re)| format!("{n}{}{}", if *re { "=~" } else { "=" }, v.source))
+            .collect();
+        let _ = writeln!(out, "  silence   {} while out ({})", m.join(", "), sil.alertmanager);
     }
     let _ = writeln!(
         out,

@@ -118,13 +118,14 @@ start_host() { # index addr
 build_artifacts() {
   local a="$DIR/artifacts" v st
   rm -rf "$a" && mkdir -p "$a"
-  for v in "${VERSIONS[@]}" bad; do
+  for v in "${VERSIONS[@]}" bad flaky; do
     st="$a/.stage-$v"
     mkdir -p "$st/bin"
     install -m 0755 "$HERE/service/server.py" "$HERE/service/start" "$HERE/service/stop" "$st/bin/"
     echo "$v" >"$st/VERSION"
     local files=(bin VERSION)
     if [ "$v" = bad ]; then : >"$st/UNHEALTHY"; files+=(UNHEALTHY); fi
+    if [ "$v" = flaky ]; then : >"$st/ERRORS"; files+=(ERRORS); fi
     # reproducible: same bytes, same sha256 on every run
     tar --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner \
       -C "$st" -cf - "${files[@]}" | gzip -9n >"$a/demo-$v.tar.gz"

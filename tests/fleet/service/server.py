@@ -35,6 +35,9 @@ def read_version():
 
 VERSION = read_version()
 HEALTHY = not os.path.exists(os.path.join(HERE, "UNHEALTHY"))
+# A release with a file ERRORS is healthy but fails its users: "/" answers 500, and every
+# scrape of /metrics finds one more error (so a metric gate sees errors without traffic).
+FLAKY = os.path.exists(os.path.join(HERE, "ERRORS"))
 
 _lock = threading.Lock()
 _requests = 0
@@ -68,7 +71,7 @@ class Handler(BaseHTTPRequestHandler):
         self.do_GET()
 
     def do_GET(self):
-        global _requests, _inflight
+        global _requests, _inflight, _errors
         with _lock:
             _requests += 1
             _inflight += 1
@@ -80,9 +83,14 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     self._send(500, "unhealthy\n")
             elif url.path == "/":
-                self._send(200, "hello from %s\n" % VERSION)
+                if FLAKY:
+                    self._send(500, "oops from %s\n" % VERSION)
+                else:
+                    self._send(200, "hello from %s\n" % VERSION)
             elif url.path == "/metrics":
                 with _lock:
+                    if FLAKY:
+                        _errors += 1
                     r, e, i = _requests, _errors, _inflight
                 self._send(
                     200,
