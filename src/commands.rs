@@ -119,6 +119,7 @@ pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
         use_agent: true,
         ask_passphrase: !in_ci() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
         config: config.map(Arc::new),
+        bastions: ssh::Bastions::default(),
         connect_timeout: o.connect_timeout,
         default_user: o.user.clone().unwrap_or_else(crate::lock::current_user),
     })

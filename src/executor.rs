@@ -613,6 +613,7 @@ impl Executor {
             st.conn.close().await;
         }
         self.registry.close().await;
+        self.settings.bastions.close().await;
         let ok = results.values().filter(|s| **s == Status::Ok).count();
         let skipped = results.values().filter(|s| **s == Status::Skipped).count();
         let failed = self.failed.load(Ordering::SeqCst);

@@ -90,6 +90,7 @@ mod tests {
             use_agent: false,
             ask_passphrase: false,
             config: Some(std::sync::Arc::new(cfg)),
+            bastions: Default::default(),
             connect_timeout: Duration::from_secs(1),
             default_user: "me".into(),
         }

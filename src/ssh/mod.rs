@@ -32,6 +32,8 @@ pub struct SshSettings {
     pub ask_passphrase: bool,
     /// The OpenSSH client config applied under the inventory's variables.
     pub config: Option<std::sync::Arc<ssh2_config::SshConfig>>,
+    /// Bastion connections of this run.
+    pub bastions: Bastions,
     pub connect_timeout: Duration,
     pub default_user: String,
 }
@@ -273,12 +275,6 @@ impl Connection {
     }
 
     async fn open_inner(ep: &Endpoint, settings: &SshSettings, addr: &str) -> Result<Connection, SshError> {
-        if let Some(jump) = &ep.jump {
-            return Err(SshError::Protocol(format!(
-                "{} is reached through the bastion {jump}, and bastions are not supported yet",
-                ep.name
-            )));
-        }
         let verdict = Arc::new(Mutex::new(None));
         let handler = Client {
             host: ep.address.clone(),
@@ -288,7 +284,24 @@ impl Connection {
             verdict: verdict.clone(),
         };
         let config = Arc::new(client_config());
-        let mut handle = match client::connect(config, (ep.address.as_str(), ep.port), handler).await {
+        // Through a bastion: a direct-tcpip channel of the bastion's one connection carries the
+        // target's own SSH session; its host key is checked under the target's name.
+        let connected = match &ep.jump {
+            Some(jump) => {
+                let bastion = bastion(jump, settings, &ep.identities).await?;
+                let channel = bastion
+                    .handle
+                    .channel_open_direct_tcpip(ep.address.clone(), u32::from(ep.port), "127.0.0.1", 0)
+                    .await
+                    .map_err(|e| SshError::Connect {
+                        addr: addr.to_string(),
+                        reason: format!("through the bastion {}: {}", bastion.endpoint.name, connect_reason(&e)),
+                    })?;
+                client::connect_stream(config, channel.into_stream(), handler).await
+            }
+            None => client::connect(config, (ep.address.as_str(), ep.port), handler).await,
+        };
+        let mut handle = match connected {
             Ok(h) => h,
             Err(e) => {
                 let known_hosts = settings.known_hosts.display().to_string();
@@ -521,6 +534,99 @@ async fn send_file(mut sink: impl tokio::io::AsyncWrite + Unpin, input: Input) -
     sink.flush().await?;
     sink.shutdown().await.ok();
     Ok(())
+}
+
+/// One connection per bastion, shared by every host behind it.
+#[derive(Default, Clone)]
+pub struct Bastions(Arc<tokio::sync::Mutex<std::collections::HashMap<String, BastionCell>>>);
+
+type BastionCell = Arc<tokio::sync::OnceCell<Arc<Connection>>>;
+
+impl std::fmt::Debug for Bastions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bastions")
+    }
+}
+
+impl Bastions {
+    /// Close every bastion connection (at the end of a run).
+    pub async fn close(&self) {
+        for (_, cell) in self.0.lock().await.drain() {
+            if let Some(c) = cell.get() {
+                c.close().await;
+            }
+        }
+    }
+}
+
+/// The connection to the last bastion of a `jump` chain (`[user@]host[:port]`, comma-separated,
+/// as ProxyJump), itself reached through the earlier ones. Each is resolved through the SSH
+/// config like any host.
+fn bastion<'a>(
+    chain: &'a str,
+    settings: &'a SshSettings,
+    identities: &'a [PathBuf],
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Arc<Connection>, SshError>> + Send + 'a>> {
+    Box::pin(async move {
+        // One cell per chain: the first caller connects, the others wait for it.
+        let cell = settings
+            .bastions
+            .0
+            .lock()
+            .await
+            .entry(chain.to_string())
+            .or_default()
+            .clone();
+        let conn = cell
+            .get_or_try_init(|| connect_bastion(chain, settings, identities))
+            .await?;
+        Ok(conn.clone())
+    })
+}
+
+/// A bastion is resolved like any host; the identities of the host behind it are tried after
+/// its own (one key for the bastion and its hosts is the common case).
+async fn connect_bastion(
+    chain: &str,
+    settings: &SshSettings,
+    identities: &[PathBuf],
+) -> Result<Arc<Connection>, SshError> {
+    let (before, last) = match chain.rsplit_once(',') {
+        Some((b, l)) => (Some(b.trim().to_string()), l.trim()),
+        None => (None, chain.trim()),
+    };
+    let (user, rest) = match last.split_once('@') {
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, last),
+    };
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
+        _ => (rest.to_string(), None),
+    };
+    let spec = config::HostSpec {
+        name: host.clone(),
+        address: None,
+        port,
+        user,
+        identity: None,
+        jump: None,
+    };
+    let mut ep = config::resolve(&spec, settings);
+    for id in identities {
+        if !ep.identities.contains(id) {
+            ep.identities.push(id.clone());
+        }
+    }
+    // The chain given wins over the bastion's own ProxyJump.
+    ep.jump = before.or(ep.jump.filter(|j| j != chain));
+    let conn = Connection::open(&ep, settings).await.map_err(|e| match e {
+        SshError::Connect { addr, reason } => SshError::Connect {
+            addr,
+            reason: format!("bastion {host}: {reason}"),
+        },
+        other => other,
+    })?;
+    Ok(Arc::new(conn))
 }
 
 /// Decrypted keys, loaded once per process and shared by every connection.
