@@ -648,11 +648,14 @@ impl Executor {
                 "{failed} host(s) failed within the budget of {} and were reverted",
                 r.budget
             ),
-            _ => format!(
-                "{failed} host(s) failed, over the budget of {}; on_failure: {}",
-                r.budget,
-                p.rollout.on_failure.as_str()
-            ),
+            _ => match gate_breached {
+                Some(b) => format!("the metric gate failed after batch {b}; on_failure: {}", p.rollout.on_failure.as_str()),
+                None => format!(
+                    "{failed} host(s) failed, over the budget of {}; on_failure: {}",
+                    r.budget,
+                    p.rollout.on_failure.as_str()
+                ),
+            },
         };
         let left_out = self.left_out.lock().expect("left out").clone();
         let msg = if left_out.is_empty() {
