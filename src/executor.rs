@@ -649,7 +649,10 @@ impl Executor {
                 r.budget
             ),
             _ => match gate_breached {
-                Some(b) => format!("the metric gate failed after batch {b}; on_failure: {}", p.rollout.on_failure.as_str()),
+                Some(b) => format!(
+                    "the metric gate failed after batch {b}; on_failure: {}",
+                    p.rollout.on_failure.as_str()
+                ),
                 None => format!(
                     "{failed} host(s) failed, over the budget of {}; on_failure: {}",
                     r.budget,
