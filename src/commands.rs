@@ -120,6 +120,7 @@ pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
         ask_passphrase: !in_ci() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
         config: config.map(Arc::new),
         bastions: ssh::Bastions::default(),
+        max_connecting: o.max_connecting,
         connect_timeout: o.connect_timeout,
         default_user: o.user.clone().unwrap_or_else(crate::lock::current_user),
     })
@@ -324,7 +325,7 @@ pub fn status(files: &Files, format: Format, ssh: &SshOptions) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let s = runtime().block_on(status::query(&r, &settings, crate::executor::CONNECT_CONCURRENCY));
+    let s = runtime().block_on(status::query(&r, &settings, settings.max_connecting));
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&s).expect("status serialises")),
         Format::Table => eprint!("{}", status::to_table(&s)),
@@ -343,7 +344,7 @@ async fn on_each_host(
     settings: &ssh::SshSettings,
     script: &str,
 ) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
-    let gate = Arc::new(tokio::sync::Semaphore::new(crate::executor::CONNECT_CONCURRENCY));
+    let gate = Arc::new(tokio::sync::Semaphore::new(settings.max_connecting.max(1)));
     futures::future::join_all(hosts.iter().map(|h| {
         let gate = gate.clone();
         async move {

@@ -18,8 +18,9 @@ use crate::registry::RegistryClient;
 use crate::release::Release;
 use crate::ssh::{Connection, Endpoint, SshSettings};
 
-/// Connections being set up at once (sshd's MaxStartups refuses bursts past 10 by default).
-pub const CONNECT_CONCURRENCY: usize = 8;
+/// Connections being set up at once by default (`--max-connecting`). sshd's MaxStartups starts
+/// refusing unauthenticated connections past 10 per sshd; spread over hosts, 32 is safe.
+pub const CONNECT_CONCURRENCY: usize = 32;
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -316,13 +317,18 @@ impl Executor {
             .collect();
 
         // 1. Preflight, every host, before anything changes.
-        let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+        let gate = Arc::new(Semaphore::new(self.settings.max_connecting.max(1)));
         let states: Vec<Result<HostState, PreflightError>> = join_all(r.targets.iter().enumerate().map(|(i, h)| {
             let gate = gate.clone();
             let batch = batch_of[&i];
             async move {
                 let _permit = gate.acquire().await.expect("gate");
-                self.preflight(h, batch).await
+                let st = self.preflight(h, batch).await;
+                // A check keeps no connection: open files stay bounded by --max-connecting.
+                if let (Mode::Check, Ok(st)) = (&self.mode, &st) {
+                    st.conn.close().await;
+                }
+                st
             }
         }))
         .await;
@@ -507,10 +513,18 @@ impl Executor {
                     batch: b.number,
                     hosts: names,
                 });
+                // rollout.window: the batch after the canary holds every other host; at most the
+                // window's width are in their pipeline at once, the next starting as one ends.
+                let window = r.window.filter(|_| !b.canary).map(|w| Arc::new(Semaphore::new(w)));
                 let outcomes = join_all(b.hosts.iter().map(|&i| {
                     let mut rx = stage_done[i].clone();
                     let st = states[i].as_ref();
+                    let window = window.clone();
                     async move {
+                        let _slot = match window {
+                            Some(w) => w.acquire_owned().await.ok(),
+                            None => None,
+                        };
                         let host = &r.targets[i];
                         let Some(st) = st else {
                             self.event(EventKind::HostFinished {
@@ -1308,6 +1322,18 @@ impl Executor {
         }
         // At most `max_per_zone` hosts of a zone out of traffic at once, revert included.
         let _zone = self.zone_permit(host).await;
+        // As soon as failures exceed the budget, no new host starts (with a window, hosts of the
+        // same batch are still waiting).
+        if self.failed.load(Ordering::SeqCst) > r.budget {
+            self.host_done(
+                batch,
+                &host.name,
+                Status::Skipped,
+                t,
+                "not started: the failure budget was exceeded",
+            );
+            return Status::Skipped;
+        }
         if self.is_interrupted() {
             self.host_done(
                 batch,

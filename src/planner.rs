@@ -63,6 +63,27 @@ pub fn plan(n: usize, canary: usize, sizes: &[BatchSize]) -> Vec<Batch> {
     batches
 }
 
+/// The batches, and with `window` the hosts after the canary merged into one batch in which at
+/// most the largest planned batch size are out at once (returned as the second value).
+pub fn plan_with_window(n: usize, canary: usize, sizes: &[BatchSize], window: bool) -> (Vec<Batch>, Option<usize>) {
+    let batches = plan(n, canary, sizes);
+    if !window {
+        return (batches, None);
+    }
+    let (head, rest): (Vec<Batch>, Vec<Batch>) = batches.into_iter().partition(|b| b.canary);
+    let width = rest.iter().map(|b| b.hosts.len()).max();
+    let mut out = head;
+    if !rest.is_empty() {
+        let hosts = rest.into_iter().flat_map(|b| b.hosts).collect();
+        out.push(Batch {
+            number: out.len() + 1,
+            canary: false,
+            hosts,
+        });
+    }
+    (out, width)
+}
+
 /// Hosts reordered round-robin over their zones (zones in order of first appearance, hosts in
 /// inventory order within a zone): `zones[i]` is host i's zone. Returns the new order.
 pub fn spread_by_zone(zones: &[Option<String>]) -> Vec<usize> {
@@ -131,6 +152,18 @@ mod tests {
                 usize::from(*canary > 0 && *n > 0)
             );
         }
+    }
+
+    #[test]
+    fn window_merges_the_batches_after_the_canary() {
+        let (b, w) = plan_with_window(37, 1, &[C(5), P(25)], true);
+        assert_eq!(sizes(&b), [1, 36]);
+        assert_eq!(w, Some(9));
+        assert!(b[0].canary && !b[1].canary && b[1].number == 2);
+        let (b, w) = plan_with_window(10, 0, &[C(3)], true);
+        assert_eq!((sizes(&b), w), (vec![10], Some(3)));
+        let (b, w) = plan_with_window(10, 0, &[C(3)], false);
+        assert_eq!((sizes(&b), w), (vec![3, 3, 3, 1], None));
     }
 
     #[test]

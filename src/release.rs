@@ -35,6 +35,9 @@ pub struct Release {
     pub sha256: String,
     /// The pushed file's size; `None` for a pulled artifact.
     pub artifact_size: Option<u64>,
+    /// `rollout.window`: the hosts after the canary form one batch in which at most this many
+    /// are out at once.
+    pub window: Option<usize>,
 }
 
 impl Release {
@@ -145,9 +148,10 @@ impl Release {
                 .map(|i| targets[i].clone())
                 .collect();
         }
-        let batches = planner::plan(n, r.canary, &r.batch);
+        let (batches, window) = planner::plan_with_window(n, r.canary, &r.batch, r.window);
         let budget = planner::resolve_budget(r.max_failures, n);
         Ok(Release {
+            window,
             inventory,
             playbook,
             targets,
@@ -164,7 +168,7 @@ impl Release {
         self.targets.retain(|h| keep(h));
         let r = &self.playbook.rollout;
         let c = if canary { r.canary.min(self.targets.len()) } else { 0 };
-        self.batches = planner::plan(self.targets.len(), c, &r.batch);
+        (self.batches, self.window) = planner::plan_with_window(self.targets.len(), c, &r.batch, r.window);
     }
 
     /// The values of the controller's environment variables that templates use (`env.NAME`):

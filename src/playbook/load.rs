@@ -494,6 +494,7 @@ impl Decoder<'_> {
                 "stage",
                 "spread",
                 "gate",
+                "window",
                 "max_per_zone",
             ],
         )?;
@@ -510,6 +511,15 @@ impl Decoder<'_> {
                         format!("`rollout.spread` must be zone or none, not \"{v}\""),
                         "`spread: zone` orders the hosts round-robin over their zones before batching",
                     );
+                    ok = false;
+                }
+            }
+        }
+        if let Some(n) = m.get("window") {
+            match n.to_json() {
+                serde_json::Value::Bool(b) => r.window = b,
+                _ => {
+                    self.error_hint(n, format!("`rollout.window` must be true or false, not {}", n.type_name()), "window: true starts the next host as soon as one finishes, never more than a batch out at once");
                     ok = false;
                 }
             }
@@ -1156,6 +1166,7 @@ fn default_rollout() -> Rollout {
         spread_zones: false,
         max_per_zone: None,
         gate: None,
+        window: false,
     }
 }
 

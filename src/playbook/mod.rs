@@ -138,6 +138,9 @@ pub struct Rollout {
     pub max_per_zone: Option<usize>,
     /// A metric that must stay under a limit after each batch.
     pub gate: Option<Gate>,
+    /// After the canary, start the next host as soon as one finishes (never more than the
+    /// batch size out at once) instead of waiting for the slowest host of each batch.
+    pub window: bool,
 }
 
 /// `rollout.gate`: after each batch, `query` (PromQL) must stay at or under `max` for `hold`.

@@ -51,6 +51,7 @@ pub fn to_json(r: &Release) -> Value {
         "registry": p.registry.kind(),
         "spread": if p.rollout.spread_zones { "zone" } else { "none" },
         "max_per_zone": p.rollout.max_per_zone,
+        "window": r.window,
         "gate": p.rollout.gate.as_ref().map(|g| json!({"prometheus": g.prometheus, "query": g.query.source, "max": g.max, "for_ms": g.hold.as_millis() as u64})),
         "silence": p.silence.as_ref().map(|s| json!({"alertmanager": s.alertmanager, "matchers": s.matchers.iter().map(|(n, v, re)| json!({"name": n, "value": v.source, "regex": re})).collect::<Vec<_>>()})),
         "become": p.become_root,
@@ -209,6 +210,12 @@ pub fn to_table(r: &Release) -> String {
             None => String::new(),
         };
         let _ = writeln!(out, "  zones     {spread}{cap}");
+    }
+    if let Some(w) = r.window {
+        let _ = writeln!(
+            out,
+            "  window    after the canary, up to {w} hosts out at once; the next starts as soon as one ends"
+        );
     }
     if let Some(g) = &p.rollout.gate {
         let _ = writeln!(

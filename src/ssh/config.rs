@@ -91,6 +91,7 @@ mod tests {
             ask_passphrase: false,
             config: Some(std::sync::Arc::new(cfg)),
             bastions: Default::default(),
+            max_connecting: 8,
             connect_timeout: Duration::from_secs(1),
             default_user: "me".into(),
         }

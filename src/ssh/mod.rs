@@ -34,6 +34,8 @@ pub struct SshSettings {
     pub config: Option<std::sync::Arc<ssh2_config::SshConfig>>,
     /// Bastion connections of this run.
     pub bastions: Bastions,
+    /// Connections being set up at once.
+    pub max_connecting: usize,
     pub connect_timeout: Duration,
     pub default_user: String,
 }
@@ -265,7 +267,22 @@ impl Connection {
     /// Connect, verify the host key and authenticate, all within the connect timeout.
     pub async fn open(ep: &Endpoint, settings: &SshSettings) -> Result<Connection, SshError> {
         let addr = format!("{}:{}", ep.address, ep.port);
-        match tokio::time::timeout(settings.connect_timeout, Self::open_inner(ep, settings, &addr)).await {
+        // sshd's MaxStartups drops connections past its limit before the banner: try again
+        // with backoff, within the same deadline.
+        let attempts = async {
+            let mut delay = Duration::from_millis(100);
+            for _ in 0..4 {
+                match Self::open_inner(ep, settings, &addr).await {
+                    Err(SshError::Connect { reason, .. }) if is_transient(&reason) => {
+                        tokio::time::sleep(delay + Duration::from_millis(rand::random::<u64>() % 100)).await;
+                        delay *= 2;
+                    }
+                    other => return other,
+                }
+            }
+            Self::open_inner(ep, settings, &addr).await
+        };
+        match tokio::time::timeout(settings.connect_timeout, attempts).await {
             Ok(r) => r,
             Err(_) => Err(SshError::ConnectTimeout {
                 addr,
@@ -730,6 +747,20 @@ fn push_capped(buf: &mut Vec<u8>, data: &[u8]) {
         let cut = buf.len() - OUTPUT_CAP;
         buf.drain(..cut);
     }
+}
+
+/// A connection dropped during the handshake (sshd busy), not a host that is down.
+fn is_transient(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    [
+        "reset by peer",
+        "connection closed",
+        "end of file",
+        "disconnected",
+        "broken pipe",
+    ]
+    .iter()
+    .any(|w| r.contains(w))
 }
 
 fn connect_reason(e: &russh::Error) -> String {
