@@ -234,6 +234,18 @@ impl Executor {
         });
     }
 
+    /// Why no new host may start now, if so: the run was interrupted, or (with a window or zone
+    /// gates, hosts of a batch still wait) failures already exceed the budget.
+    fn no_new_host(&self) -> Option<&'static str> {
+        if self.is_interrupted() {
+            Some("the run was interrupted")
+        } else if self.failed.load(Ordering::SeqCst) > self.release.budget {
+            Some("the failure budget was exceeded")
+        } else {
+            None
+        }
+    }
+
     fn is_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
     }
@@ -1310,38 +1322,10 @@ impl Executor {
             self.host_done(batch, &host.name, Status::Skipped, t, format!("already on {version}"));
             return Status::Skipped;
         }
-        if self.is_interrupted() {
-            self.host_done(
-                batch,
-                &host.name,
-                Status::Skipped,
-                t,
-                "not started: the run was interrupted",
-            );
-            return Status::Skipped;
-        }
         // At most `max_per_zone` hosts of a zone out of traffic at once, revert included.
         let _zone = self.zone_permit(host).await;
-        // As soon as failures exceed the budget, no new host starts (with a window, hosts of the
-        // same batch are still waiting).
-        if self.failed.load(Ordering::SeqCst) > r.budget {
-            self.host_done(
-                batch,
-                &host.name,
-                Status::Skipped,
-                t,
-                "not started: the failure budget was exceeded",
-            );
-            return Status::Skipped;
-        }
-        if self.is_interrupted() {
-            self.host_done(
-                batch,
-                &host.name,
-                Status::Skipped,
-                t,
-                "not started: the run was interrupted",
-            );
+        if let Some(why) = self.no_new_host() {
+            self.host_done(batch, &host.name, Status::Skipped, t, format!("not started: {why}"));
             return Status::Skipped;
         }
         let silence_id = match self.silence(host, batch).await {
