@@ -494,15 +494,10 @@ impl Executor {
         let mut over_budget = false;
         let mut gate_breached: Option<usize> = None;
         let mut declined = false;
-        let mut renewed = Instant::now();
         let batches_fut = async {
             for b in &r.batches {
                 if over_budget || self.is_interrupted() {
                     break;
-                }
-                if renewed.elapsed() > Duration::from_secs(600) {
-                    self.renew_locks(&states).await;
-                    renewed = Instant::now();
                 }
                 if b.number > 1 {
                     let pause = if b.number == 2 && r.batches[0].canary {
@@ -578,12 +573,18 @@ impl Executor {
                 }
             }
         };
-        // Staging runs on while the batches go; a batch waits for its own hosts only. An
-        // interruption stops staging too.
+        // Staging runs on while the batches go; a batch waits for its own hosts only. Beside
+        // them: an interruption stops staging too, and the locks are renewed every ten minutes,
+        // however long a batch (or a window) takes.
         let watch_interrupt = async {
+            let mut renewed = Instant::now();
             loop {
                 if self.is_interrupted() {
                     halted.store(true, Ordering::SeqCst);
+                }
+                if renewed.elapsed() > Duration::from_secs(600) {
+                    self.renew_locks(&states).await;
+                    renewed = Instant::now();
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
