@@ -63,6 +63,36 @@ impl From<String> for StepFailure {
     }
 }
 
+/// How many bytes of `local` the host already has in `part` (an upload cut earlier): its size,
+/// when that prefix has the same sha256 as the local file's; 0 otherwise.
+async fn resumable(conn: &Connection, local: &std::path::Path, part: &str, size: u64) -> u64 {
+    let q = shell_quote(part);
+    let cmd = format!("n=$(stat -c %s {q} 2>/dev/null || echo 0); echo $n; if [ \"$n\" -gt 0 ]; then head -c \"$n\" {q} | sha256sum | cut -d' ' -f1; fi");
+    let Ok(out) = conn.exec(&cmd, STEP_TIMEOUT).await else {
+        return 0;
+    };
+    let mut lines = out.stdout.lines();
+    let n: u64 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let remote = lines.next().unwrap_or("").trim().to_string();
+    if n == 0 || n >= size {
+        return 0;
+    }
+    let path = local.to_path_buf();
+    let local_hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+        use sha2::Digest;
+        use std::io::Read;
+        let mut f = std::fs::File::open(path)?.take(n);
+        let mut h = sha2::Sha256::new();
+        std::io::copy(&mut f, &mut h)?;
+        Ok(hex::encode(h.finalize()))
+    })
+    .await;
+    match local_hash {
+        Ok(Ok(h)) if h == remote => n,
+        _ => 0,
+    }
+}
+
 /// What a run does to the hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Mode {
@@ -1205,8 +1235,13 @@ impl Executor {
             let via = match &p.artifact.source {
                 ArtifactSource::Path(local) => {
                     let bw = p.rollout.stage_bandwidth;
-                    match conn.upload_sftp(local, &part, bw, UPLOAD_TIMEOUT).await {
-                        Ok(()) => "sftp",
+                    let size = r.artifact_size.unwrap_or(0);
+                    // An upload cut earlier goes on from where it stopped, if what is there is
+                    // the start of this artifact.
+                    let offset = resumable(conn, local, &part, size).await;
+                    let resumed = if offset > 0 { format!(", resumed at {}", crate::units::human_size(offset)) } else { String::new() };
+                    match conn.upload_sftp(local, &part, offset, bw, UPLOAD_TIMEOUT).await {
+                        Ok(()) => format!("sftp{resumed}"),
                         Err(crate::ssh::SshError::NoSftp(why)) => {
                             self.event(EventKind::Warning {
                                 host: Some(host.name.clone()),
@@ -1219,7 +1254,7 @@ impl Executor {
                             if !out.success() {
                                 return Err(format!("uploading: {}", out.describe()));
                             }
-                            "exec"
+                            "exec".to_string()
                         }
                         Err(e) => return Err(format!("uploading: {e}")),
                     }
@@ -1237,7 +1272,7 @@ impl Executor {
                     if !out.success() {
                         return Err(format!("downloading {url}: {}", out.describe()));
                     }
-                    "pull"
+                    "pull".to_string()
                 }
             };
             let check = format!(

@@ -35,6 +35,18 @@ fn stop_timeout_kill_health_kinds_pruning_and_keys() {
                 .success());
         }
     }
+    // Uploads cut earlier: h01 holds the first 1000 bytes of the artifact (resumed from there),
+    // h02 holds 1000 wrong bytes (sent again whole).
+    let artifact = std::fs::read(fleet.artifact("2.0.0")).unwrap();
+    let part = |h: usize| {
+        fleet
+            .srv(h)
+            .join(format!("demo/.tranche-stage/{}.part", fleet.sha256("2.0.0")))
+    };
+    std::fs::create_dir_all(part(1).parent().unwrap()).unwrap();
+    std::fs::create_dir_all(part(2).parent().unwrap()).unwrap();
+    std::fs::write(part(1), &artifact[..1000]).unwrap();
+    std::fs::write(part(2), vec![b'x'; 1000]).unwrap();
     // A stop command that hangs: after 1s the kill_command stops the service. Health over tcp.
     let body = "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nlayout:\n  root: /srv/demo\n  keep: 2\nrollout:\n  canary: 0\n  batch: 2\n\
                 stop:\n  command: sleep 30\n  timeout: 1s\n  kill_command: /srv/demo/current/bin/stop\n\
@@ -51,6 +63,16 @@ fn stop_timeout_kill_health_kinds_pruning_and_keys() {
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let evs = events(&ev);
+    let h01_stage = step_msg(&evs, "h01", "stage");
+    assert!(
+        h01_stage.contains("over sftp, resumed at 1000 B, sha256 verified"),
+        "{h01_stage}"
+    );
+    let h02_stage = step_msg(&evs, "h02", "stage");
+    assert!(
+        h02_stage.starts_with("ok") && !h02_stage.contains("resumed"),
+        "{h02_stage}"
+    );
     assert!(
         step_msg(&evs, "h01", "stop").starts_with("ok killed after 1.0s"),
         "{}",

@@ -385,6 +385,7 @@ impl Connection {
         let input = Input {
             path: local.to_path_buf(),
             bandwidth,
+            offset: 0,
         };
         let command = self.wrap(command);
         match tokio::time::timeout(timeout, self.exec_inner(&command, Some(input))).await {
@@ -456,6 +457,7 @@ impl Connection {
         &self,
         local: &Path,
         remote: &str,
+        offset: u64,
         bandwidth: u64,
         timeout: Duration,
     ) -> Result<(), SshError> {
@@ -494,15 +496,28 @@ impl Connection {
             let sftp = russh_sftp::client::SftpSession::new_with_config(channel.into_stream(), cfg)
                 .await
                 .map_err(|e| SshError::NoSftp(e.to_string()))?;
-            let file = sftp
-                .create(remote)
-                .await
-                .map_err(|e| SshError::Protocol(format!("creating {remote}: {e}")))?;
+            // From `offset` on, the file already holds the right bytes (a resumed upload).
+            let file = if offset > 0 {
+                use tokio::io::AsyncSeekExt;
+                let mut f = sftp
+                    .open_with_flags(remote, russh_sftp::protocol::OpenFlags::WRITE)
+                    .await
+                    .map_err(|e| SshError::Protocol(format!("opening {remote}: {e}")))?;
+                f.seek(std::io::SeekFrom::Start(offset))
+                    .await
+                    .map_err(|e| SshError::Protocol(format!("seeking {remote}: {e}")))?;
+                f
+            } else {
+                sftp.create(remote)
+                    .await
+                    .map_err(|e| SshError::Protocol(format!("creating {remote}: {e}")))?
+            };
             send_file(
                 file,
                 Input {
                     path: local.to_path_buf(),
                     bandwidth,
+                    offset,
                 },
             )
             .await
@@ -524,11 +539,17 @@ impl Connection {
 struct Input {
     path: PathBuf,
     bandwidth: u64,
+    /// Bytes of the file to skip (already on the other side).
+    offset: u64,
 }
 
 async fn send_file(mut sink: impl tokio::io::AsyncWrite + Unpin, input: Input) -> std::io::Result<()> {
     use tokio::io::AsyncWriteExt;
     let mut f = tokio::fs::File::open(&input.path).await?;
+    if input.offset > 0 {
+        use tokio::io::AsyncSeekExt;
+        f.seek(std::io::SeekFrom::Start(input.offset)).await?;
+    }
     let mut buf = vec![0u8; 256 * 1024];
     let start = tokio::time::Instant::now();
     let mut sent: u64 = 0;
