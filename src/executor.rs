@@ -447,10 +447,14 @@ impl Executor {
             },
             _ => None,
         };
-        // The monitoring the run relies on must answer before any host changes.
+        // The load balancer host of an `ssh://` HAProxy address, and the monitoring the run
+        // relies on, must answer before any host changes.
         let delegate_error = match delegate_error {
             Some(e) => Some(e),
-            None => self.check_monitoring().await.err(),
+            None => match self.connect_lb().await {
+                Err(e) => Some(e),
+                Ok(()) => self.check_monitoring().await.err(),
+            },
         };
         if preflight_failed > r.budget || delegate_error.is_some() || !lock_holders.is_empty() {
             for s in states.into_iter().flatten() {
@@ -796,6 +800,49 @@ impl Executor {
             .await
             .map_err(|e| format!("putting it back failed ({e}); it is left out of the registry"))?;
         Ok(format!("it still serves {prev} and is back in the registry"))
+    }
+
+    /// HAProxy's runtime API must answer before anything changes. With
+    /// `registry.address: ssh://[user@]lb-host[:port]/path/to/haproxy.sock`, connect to the load
+    /// balancer host first (an inventory host by that name, or any host the SSH config resolves).
+    async fn connect_lb(&self) -> Result<(), String> {
+        let r = &self.release;
+        let crate::playbook::Registry::Haproxy { address, .. } = &r.playbook.registry else {
+            return Ok(());
+        };
+        let Some((target, _)) = crate::registry::ssh_address(address) else {
+            return self.registry.check_haproxy(address).await;
+        };
+        let ep = match r.inventory.host(target) {
+            Some(h) => self.endpoint(h),
+            None => {
+                let (user, rest) = match target.split_once('@') {
+                    Some((u, r)) => (Some(u.to_string()), r),
+                    None => (None, target),
+                };
+                let (name, port) = match rest.rsplit_once(':') {
+                    Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
+                    _ => (rest.to_string(), None),
+                };
+                let spec = crate::ssh::config::HostSpec {
+                    name,
+                    address: None,
+                    port,
+                    user,
+                    identity: None,
+                    jump: None,
+                };
+                crate::ssh::config::resolve(&spec, &self.settings)
+            }
+        };
+        let mut conn = Connection::open(&ep, &self.settings)
+            .await
+            .map_err(|e| format!("the load balancer host {target}: {e}"))?;
+        if let Some(h) = r.inventory.host(target) {
+            conn.become_root = wants_become(&r.playbook, h);
+        }
+        self.registry.set_lb(conn);
+        self.registry.check_haproxy(address).await
     }
 
     /// Before anything changes: the gate's query answers, and Alertmanager answers.

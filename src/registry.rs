@@ -2,6 +2,7 @@
 //! delegate), `http` (templated calls), and `haproxy` (runtime API: drain, wait for sessions,
 //! maintenance; ready, wait until UP).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,6 +23,8 @@ pub struct RegistryClient {
     http: reqwest::Client,
     /// Calls to one delegate host are serialised.
     delegate: Mutex<Option<Connection>>,
+    /// The load balancer host of an `ssh://` HAProxy address.
+    lb: std::sync::OnceLock<Arc<Connection>>,
 }
 
 impl RegistryClient {
@@ -32,7 +35,30 @@ impl RegistryClient {
                 .build()
                 .expect("http client"),
             delegate: Mutex::new(delegate),
+            lb: std::sync::OnceLock::new(),
         }
+    }
+
+    /// HAProxy's runtime API answers `show info`.
+    pub async fn check_haproxy(&self, address: &str) -> Result<(), String> {
+        let api = HaproxyApi {
+            address: address.to_string(),
+            via: self.lb.get().cloned(),
+        };
+        let info = api.command("show info").await?;
+        if info.contains("Name:") {
+            Ok(())
+        } else {
+            Err(format!(
+                "HAProxy runtime API at {address} does not answer `show info`: {}",
+                info.trim()
+            ))
+        }
+    }
+
+    /// The load balancer host of an `ssh://` HAProxy address.
+    pub fn set_lb(&self, conn: Connection) {
+        let _ = self.lb.set(Arc::new(conn));
     }
 
     /// Run `command` registry calls on this host instead of the released one.
@@ -42,6 +68,9 @@ impl RegistryClient {
 
     pub async fn close(&self) {
         if let Some(c) = self.delegate.lock().await.take() {
+            c.close().await;
+        }
+        if let Some(c) = self.lb.get() {
             c.close().await;
         }
     }
@@ -68,7 +97,7 @@ impl RegistryClient {
                 Ok(note)
             }
             Registry::Haproxy { drain, .. } => {
-                let (api, b, s) = haproxy_target(r, host, run_id)?;
+                let (api, b, s) = haproxy_target(r, host, run_id, self.lb.get().cloned())?;
                 api.command(&format!("set server {b}/{s} state drain"))
                     .await
                     .and_then(expect_empty)?;
@@ -101,7 +130,7 @@ impl RegistryClient {
             }
             Registry::Http { register, .. } => self.call(r, host, run_id, register).await,
             Registry::Haproxy { .. } => {
-                let (api, b, s) = haproxy_target(r, host, run_id)?;
+                let (api, b, s) = haproxy_target(r, host, run_id, self.lb.get().cloned())?;
                 api.command(&format!("set server {b}/{s} state ready"))
                     .await
                     .and_then(expect_empty)?;
@@ -183,7 +212,12 @@ impl RegistryClient {
 }
 
 /// The runtime API and the `backend`/`server` names of `host` in an HAProxy registry.
-fn haproxy_target(r: &Release, host: &Host, run_id: &str) -> Result<(HaproxyApi, String, String), String> {
+fn haproxy_target(
+    r: &Release,
+    host: &Host,
+    run_id: &str,
+    via: Option<Arc<Connection>>,
+) -> Result<(HaproxyApi, String, String), String> {
     let Registry::Haproxy {
         address,
         backend,
@@ -198,6 +232,7 @@ fn haproxy_target(r: &Release, host: &Host, run_id: &str) -> Result<(HaproxyApi,
     Ok((
         HaproxyApi {
             address: address.clone(),
+            via,
         },
         b,
         s,
@@ -243,13 +278,39 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// HAProxy's runtime API over TCP (`host:port`) or a Unix socket (`/path`).
+/// HAProxy's runtime API over TCP (`host:port`), a local Unix socket (`/path`), or a Unix
+/// socket on another machine reached over SSH (`ssh://lb-host/path`, through `via`).
 pub struct HaproxyApi {
     pub address: String,
+    pub via: Option<Arc<Connection>>,
+}
+
+/// The host and socket path of an `ssh://[user@]host[:port]/path` address.
+pub fn ssh_address(address: &str) -> Option<(&str, &str)> {
+    let rest = address.strip_prefix("ssh://")?;
+    let slash = rest.find('/')?;
+    Some((&rest[..slash], &rest[slash..]))
 }
 
 impl HaproxyApi {
     pub async fn command(&self, cmd: &str) -> Result<String, String> {
+        if let (Some(conn), Some((_, path))) = (&self.via, ssh_address(&self.address)) {
+            // socat, else OpenBSD nc, else Python: whichever the load balancer host has.
+            let (p, c) = (crate::playbook::shell_quote(path), crate::playbook::shell_quote(cmd));
+            let script = format!(
+                "if command -v socat >/dev/null; then printf '%s\\n' {c} | socat - UNIX-CONNECT:{p}; \
+                 elif command -v python3 >/dev/null; then python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b\"\\n\"); sys.stdout.write(s.makefile().read())' {p} {c}; \
+                 else printf '%s\\n' {c} | nc -U -N {p}; fi"
+            );
+            let out = conn
+                .exec(&script, Duration::from_secs(10))
+                .await
+                .map_err(|e| format!("HAProxy runtime API at {}: {e}", self.address))?;
+            if !out.success() {
+                return Err(format!("HAProxy runtime API at {}: {}", self.address, out.describe()));
+            }
+            return Ok(out.stdout);
+        }
         let fut = async {
             let mut answer = String::new();
             if self.address.starts_with('/') {

@@ -132,3 +132,78 @@ fn http_registry_sends_the_templated_calls_and_a_500_stops_the_run_untouched() {
     }
     assert!(fleet.all_up(), "{:?}", fleet.servers());
 }
+
+#[test]
+fn haproxy_runtime_api_on_another_host_over_ssh() {
+    let fleet = Fleet::up(24, 3);
+    fleet.install("1.0.0");
+    // h01 plays the load balancer host: HAProxy's admin socket is reached through it.
+    let sock = fleet.dir.join("haproxy.sock");
+    let registry = |path: &str| {
+        format!("registry:\n  kind: haproxy\n  address: \"ssh://h01{path}\"\n  backend: demo\n  drain: 5s\n")
+    };
+    let body = "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 1\n";
+    let pb = fleet.playbook_with(
+        "ssh.yml",
+        "2.0.0",
+        "fleet:!h01",
+        body,
+        &registry(sock.to_str().unwrap()),
+    );
+    let ev = fleet.dir.join("ev.jsonl");
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "--events",
+        ev.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let drained = events(&ev)
+        .iter()
+        .filter(|e| e["step"] == "deregister" && e["msg"] == "drained, in maintenance")
+        .count();
+    assert_eq!(drained, 2);
+    assert_eq!(
+        (fleet.current(2).as_deref(), fleet.current(3).as_deref()),
+        (Some("2.0.0"), Some("2.0.0"))
+    );
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+
+    // A socket that is not there: refused before any host changes.
+    let pb = fleet.playbook_with(
+        "nosock.yml",
+        "1.0.0",
+        "fleet:!h01",
+        &body.replace("2.0.0", "1.0.0"),
+        &registry("/nowhere/haproxy.sock"),
+    );
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("HAProxy runtime API at ssh://h01/nowhere/haproxy.sock"),
+        "{stderr}"
+    );
+    assert_eq!(fleet.current(2).as_deref(), Some("2.0.0"));
+
+    // An API that does not answer at all: the same.
+    let tcp = "registry:\n  kind: haproxy\n  address: 127.0.0.1:1\n  backend: demo\n";
+    let pb = fleet.playbook_with("dead.yml", "1.0.0", "fleet:!h01", &body.replace("2.0.0", "1.0.0"), tcp);
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("HAProxy runtime API at 127.0.0.1:1"), "{stderr}");
+    assert_eq!(fleet.current(2).as_deref(), Some("2.0.0"));
+}
