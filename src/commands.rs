@@ -283,6 +283,10 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
     let sink = reporter.clone();
     let mut exec = Executor::new(r, settings, record.run_id.clone(), Arc::new(move |e| sink.report(&e)));
     exec.assume_yes = run.yes;
+    let asker = reporter.clone();
+    exec.confirm = Some(Arc::new(move |batch| {
+        asker.ask(&format!("continue with batch {batch}?"))
+    }));
     exec.mode = mode;
     exec.carried = carried;
     let exec = Arc::new(exec);

@@ -26,6 +26,9 @@ const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
 pub type Emit = Arc<dyn Fn(Event) + Send + Sync>;
 
+/// The question of a `confirm` pause, answered by whoever runs the executor (the terminal).
+pub type Confirm = Arc<dyn Fn(usize) -> bool + Send + Sync>;
+
 /// The SSH endpoint of an inventory host: its own variables, then the SSH config, then defaults.
 pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
     let explicit_address = ["address", "ansible_host", "ansible_ssh_host"]
@@ -178,6 +181,8 @@ pub struct Executor {
     secrets: Vec<String>,
     pub mode: Mode,
     pub carried: Carried,
+    /// Asks the operator whether to go on with batch N (a `confirm` pause); none: the answer is no.
+    pub confirm: Option<Confirm>,
     lease: crate::lock::Lease,
     /// Set by the first Ctrl-C or SIGTERM: no new host starts.
     interrupted: AtomicBool,
@@ -213,6 +218,7 @@ impl Executor {
             secrets,
             mode: Mode::Release,
             carried: Carried::default(),
+            confirm: None,
             lease,
             interrupted: AtomicBool::new(false),
             in_flight: std::sync::Mutex::new(BTreeMap::new()),
@@ -758,14 +764,11 @@ impl Executor {
                     batch,
                     reason: format!("confirm before batch {batch}"),
                 });
-                let answer = tokio::task::spawn_blocking(|| {
-                    eprint!("continue with the next batch? [y/N] ");
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line).ok();
-                    matches!(line.trim(), "y" | "Y" | "yes")
-                })
-                .await
-                .unwrap_or(false);
+                let ask = self.confirm.clone();
+                let answer = match ask {
+                    Some(ask) => tokio::task::spawn_blocking(move || ask(batch)).await.unwrap_or(false),
+                    None => false,
+                };
                 if answer {
                     self.event(EventKind::Resumed { batch });
                 } else {

@@ -215,3 +215,63 @@ fn ssh_config_agent_sftp_fallback_status_and_yes() {
     );
     assert!(stderr.contains("1.0.0  <- differs"), "{stderr}");
 }
+
+/// Run tranche on a pseudo-terminal (util-linux `script`), typing `input`.
+fn on_a_terminal(fleet: &Fleet, args: &[&str], input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut cmdline = format!("{}", env!("CARGO_BIN_EXE_tranche"));
+    for a in args {
+        cmdline.push(' ');
+        cmdline.push_str(&format!("'{a}'"));
+    }
+    let mut child = Command::new("script")
+        .args(["-qefc", &cmdline, "/dev/null"])
+        .current_dir(&fleet.dir)
+        .env_remove("CI")
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+#[test]
+fn confirm_asks_on_a_terminal() {
+    let fleet = Fleet::up(25, 3);
+    fleet.install("1.0.0");
+    let pb = fleet.playbook(
+        "c.yml",
+        "2.0.0",
+        "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  canary_pause: confirm\n  batch: 2\n",
+    );
+    let inv = fleet.inventory();
+    let kh = fleet.known_hosts();
+    let args = [
+        "release",
+        "-i",
+        inv.to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "--known-hosts",
+        kh.to_str().unwrap(),
+        "--no-progress",
+    ];
+    // "n": the canary stays on 2.0.0, nothing else moves, exit 130.
+    let (code, screen) = on_a_terminal(&fleet, &args, "n\n");
+    assert!(screen.contains("continue with batch 2? [y/N]"), "{screen}");
+    assert_eq!(code, Some(130), "{screen}");
+    assert_eq!(
+        (fleet.current(1).as_deref(), fleet.current(2).as_deref()),
+        (Some("2.0.0"), Some("1.0.0"))
+    );
+    // "y": the rest follows.
+    let (code, screen) = on_a_terminal(&fleet, &args, "y\n");
+    assert_eq!(code, Some(0), "{screen}");
+    for i in 1..=3 {
+        assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"));
+    }
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+}

@@ -75,6 +75,11 @@ impl Reporter {
         self
     }
 
+    /// Ask the operator a yes/no question on the terminal.
+    pub fn ask(&self, question: &str) -> bool {
+        self.terminal.ask(question)
+    }
+
     pub fn finish(&self) {
         self.terminal.finish();
         if self.ci.is_active() {

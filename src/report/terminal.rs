@@ -224,6 +224,22 @@ impl Terminal {
         }
     }
 
+    /// Ask a yes/no question on the terminal, with the bars out of the way.
+    pub fn ask(&self, question: &str) -> bool {
+        let ask = || {
+            use std::io::Write;
+            eprint!("{question} [y/N] ");
+            let _ = std::io::stderr().flush();
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).ok();
+            matches!(line.trim(), "y" | "Y" | "yes")
+        };
+        match &self.bars {
+            Some(b) => b.multi.suspend(ask),
+            None => ask(),
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(b) = &self.bars {
             let _ = b.multi.clear();
