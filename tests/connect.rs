@@ -219,7 +219,7 @@ fn ssh_config_agent_sftp_fallback_status_and_yes() {
 /// Run tranche on a pseudo-terminal (util-linux `script`), typing `input`.
 fn on_a_terminal(fleet: &Fleet, args: &[&str], input: &str) -> (Option<i32>, String) {
     use std::io::Write;
-    let mut cmdline = format!("{}", env!("CARGO_BIN_EXE_tranche"));
+    let mut cmdline = env!("CARGO_BIN_EXE_tranche").to_string();
     for a in args {
         cmdline.push(' ');
         cmdline.push_str(&format!("'{a}'"));
