@@ -321,12 +321,8 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
 
 /// `tranche status`: exit 0 when every host was reached and runs the same release, 1 otherwise.
 pub fn status(files: &Files, format: Format, ssh: &SshOptions) -> i32 {
-    let r = match load(&request(files)) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let settings = match ssh_settings(ssh) {
-        Ok(s) => s,
+    let (r, settings) = match load(&request(files)).and_then(|r| Ok((r, ssh_settings(ssh)?))) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let s = runtime().block_on(status::query(&r, &settings, settings.max_connecting));
@@ -376,12 +372,8 @@ async fn on_each_host(
 
 /// `tranche unlock`: break the lock on every targeted host, saying whose it was.
 pub fn unlock(files: &Files, ssh: &SshOptions) -> i32 {
-    let r = match load(&request(files)) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let settings = match ssh_settings(ssh) {
-        Ok(s) => s,
+    let (r, settings) = match load(&request(files)).and_then(|r| Ok((r, ssh_settings(ssh)?))) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let script = crate::lock::break_lock(&r.playbook.layout.root);
