@@ -66,20 +66,18 @@ impl From<String> for StepFailure {
     }
 }
 
-/// How many bytes of `local` the host already has in `part` (an upload cut earlier): its size,
-/// when that prefix has the same sha256 as the local file's; 0 otherwise.
-async fn resumable(conn: &Connection, local: &std::path::Path, part: &str, size: u64) -> u64 {
-    let q = shell_quote(part);
-    let cmd = format!("n=$(stat -c %s {q} 2>/dev/null || echo 0); echo $n; if [ \"$n\" -gt 0 ]; then head -c \"$n\" {q} | sha256sum | cut -d' ' -f1; fi");
-    let Ok(out) = conn.exec(&cmd, STEP_TIMEOUT).await else {
-        return 0;
-    };
-    let mut lines = out.stdout.lines();
-    let n: u64 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
-    let remote = lines.next().unwrap_or("").trim().to_string();
+/// How many bytes of `local` the host already has in `part` (an upload cut earlier, `n` bytes
+/// long at preflight): `n`, when those bytes have the same sha256 as the start of the local
+/// file; 0 otherwise.
+async fn resumable(conn: &Connection, local: &std::path::Path, part: &str, n: u64, size: u64) -> u64 {
     if n == 0 || n >= size {
         return 0;
     }
+    let cmd = format!("{SHA256_FN} h {}", shell_quote(part));
+    let Ok(out) = conn.exec(&cmd, STEP_TIMEOUT).await else {
+        return 0;
+    };
+    let remote = out.stdout.split_whitespace().next().unwrap_or("").to_string();
     let path = local.to_path_buf();
     let local_hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
         use sha2::Digest;
@@ -91,10 +89,16 @@ async fn resumable(conn: &Connection, local: &std::path::Path, part: &str, size:
     })
     .await;
     match local_hash {
-        Ok(Ok(h)) if h == remote => n,
+        Ok(Ok(h)) if out.success() && h == remote => n,
         _ => 0,
     }
 }
+
+/// A shell function `h FILE` printing the file's sha256 (then more fields): `openssl dgst`
+/// where the host has it (it uses the CPU's SHA instructions: about 6 times less CPU than
+/// coreutils' `sha256sum` on the benchmark machine), `sha256sum` otherwise.
+const SHA256_FN: &str =
+    "h() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r \"$1\"; else sha256sum \"$1\"; fi; };";
 
 /// What a run does to the hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -160,6 +164,10 @@ struct HostState {
     previous: Option<String>,
     /// The checksum recorded in `releases/<version>` when it is already there.
     staged_sha: Option<String>,
+    /// The size of an upload or download of this artifact that was cut earlier (0: none).
+    part: u64,
+    /// What `.tranche-previous` said at preflight (the release before the current one).
+    recorded_previous: Option<String>,
     /// The release this run moves the host to.
     target: String,
     /// This run holds the host's lock.
@@ -513,6 +521,7 @@ impl Executor {
             let host = &r.targets[i];
             let batch = batch_of[&i];
             let staged = st.staged_sha.clone();
+            let part = st.part;
             let target = st.target.clone();
             let conn = &st.conn;
             stage_tasks.push(async move {
@@ -521,7 +530,7 @@ impl Executor {
                     if halted.load(std::sync::atomic::Ordering::SeqCst) {
                         Err("the run stopped before this host was staged".to_string())
                     } else {
-                        self.stage(host, conn, batch, staged.as_deref(), &target).await
+                        self.stage(host, conn, batch, staged.as_deref(), part, &target).await
                     }
                 };
                 let _ = tx.send(Some(res));
@@ -1089,22 +1098,23 @@ impl Executor {
             (String::new(), crate::lock::peek(root_path))
         } else {
             (
-                // Under sudo, the login user keeps writing the uploads (SFTP runs as that user).
-                format!(
-                    "mkdir -p {root}/releases {root}/.tranche-stage || exit 10; \
-                     if [ -n \"${{SUDO_USER:-}}\" ]; then chown \"$SUDO_USER\" {root}/.tranche-stage; fi; "
-                ),
+                format!("mkdir -p {root}/releases {root}/.tranche-stage || exit 10; "),
                 crate::lock::acquire(root_path, &self.lease),
             )
         };
+        let part = shell_quote(&r.part_path());
+        // Shell builtins only, but for `df` (and `wc` when a cut upload is there): every program
+        // a host starts costs about as much as the SSH session itself (see bench/README.md).
+        // `current` is found with `cd -P` and `pwd -P`, last, so that nothing runs after the `cd`.
         let script = format!(
-            "{prepare}p={root}; while [ ! -d \"$p\" ]; do p=$(dirname \"$p\"); done; \
-             test -w \"$p\" || {{ echo \"$p is not writable by $(id -un)\" >&2; exit 10; }}; \
-             cur=$(readlink {root}/current 2>/dev/null || true); echo \"current=${{cur##*/}}\"; \
-             if [ -f {rel}/.tranche-sha256 ]; then echo \"staged=$(cat {rel}/.tranche-sha256)\"; fi; \
-             echo \"previous=$(cat {root}/.tranche-previous 2>/dev/null || true)\"; \
-             echo \"releases=$(ls -1t {root}/releases 2>/dev/null | grep -v '[.]tmp$' | tr '\\n' ' ')\"; \
-             df -Pk \"$p\" | awk 'NR==2 {{print \"avail=\" $4}}'; {lock}"
+            "{prepare}p={root}; while [ ! -d \"$p\" ]; do p=${{p%/*}}; p=${{p:-/}}; done; \
+             test -w \"$p\" || {{ echo \"$p is not writable by ${{USER:-$(id -un)}}\" >&2; exit 10; }}; \
+             if [ -f {rel}/.tranche-sha256 ]; then read -r s < {rel}/.tranche-sha256 || true; echo \"staged=$s\"; fi; \
+             v=; {{ read -r v < {root}/.tranche-previous; }} 2>/dev/null; echo \"previous=$v\"; \
+             for d in {root}/releases/*/; do [ -d \"$d\" ] && echo \"release=$d\"; done; \
+             if [ -s {part} ]; then echo \"part=$(wc -c < {part})\"; fi; \
+             {lock}; df -Pk \"$p\"; \
+             if cd -P {root}/current 2>/dev/null; then printf 'current='; pwd -P; fi"
         );
         let out = conn.exec(&script, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
         if !out.success() {
@@ -1118,10 +1128,24 @@ impl Executor {
                 .filter(|v| !v.is_empty())
                 .map(str::to_string)
         };
-        let current = field("current=");
-        let releases: Vec<String> = field("releases=")
-            .map(|l| l.split_whitespace().map(str::to_string).collect())
-            .unwrap_or_default();
+        let base = |path: &str| path.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
+        let current = field("current=").map(|c| base(&c)).filter(|c| !c.is_empty());
+        let mut releases: Vec<String> = out
+            .stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("release="))
+            .map(base)
+            .filter(|r| !r.is_empty() && !r.ends_with(".tmp"))
+            .collect();
+        releases.sort();
+        // `df -Pk`: the header, then one line whose fourth field is the free space in KiB.
+        let avail = out
+            .stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("Filesystem"))
+            .nth(1)
+            .and_then(|l| l.split_whitespace().nth(3))
+            .and_then(|a| a.parse::<u64>().ok());
         // A resumed run knows what the host had before the interrupted run touched it.
         let previous = self.carried.previous.get(&host.name).cloned().or(current.clone());
         let (acquired, held, owner) = crate::lock::parse_state(&out.stdout);
@@ -1129,6 +1153,8 @@ impl Executor {
             conn,
             previous,
             staged_sha: field("staged="),
+            part: field("part=").and_then(|n| n.parse().ok()).unwrap_or(0),
+            recorded_previous: field("previous="),
             target: r.playbook.version.clone(),
             locked: acquired,
         };
@@ -1188,7 +1214,7 @@ impl Executor {
             Mode::Rollback { to: None } => {
                 // Only a release tranche recorded as the one before: staging runs ahead, so the
                 // newest folder on a host may be a release it never ran.
-                match (field("previous=").filter(|p| releases.contains(p)), &current) {
+                match (st.recorded_previous.clone().filter(|p| releases.contains(p)), &current) {
                     (Some(v), _) => st.target = v,
                     (None, Some(cur)) => {
                         self.event(EventKind::Warning {
@@ -1202,11 +1228,7 @@ impl Executor {
             }
             Mode::Release | Mode::Check => {}
         }
-        if let (Mode::Release | Mode::Check, Some(size), Some(avail)) = (
-            &self.mode,
-            r.artifact_size,
-            field("avail=").and_then(|a| a.parse::<u64>().ok()),
-        ) {
+        if let (Mode::Release | Mode::Check, Some(size), Some(avail)) = (&self.mode, r.artifact_size, avail) {
             // The archive and its unpacked copy.
             if st.staged_sha.is_none() && avail * 1024 < size * 3 {
                 let msg = format!(
@@ -1239,6 +1261,7 @@ impl Executor {
         conn: &Connection,
         batch: usize,
         staged_sha: Option<&str>,
+        part_size: u64,
         target: &str,
     ) -> Result<(), String> {
         let t = Instant::now();
@@ -1273,70 +1296,64 @@ impl Executor {
             return Ok(());
         }
         let root = &p.layout.root;
-        let part = format!("{root}/.tranche-stage/{}.part", r.sha256);
+        let part = r.part_path();
         let rel = r.release_dir(&p.version);
         let (q_part, q_rel, q_sha) = (shell_quote(&part), shell_quote(&rel), shell_quote(&r.sha256));
         // A release folder another tool left (no checksum marker) is replaced, unless it is live.
         let (q_root, q_link) = (shell_quote(root), shell_quote(&format!("releases/{}", p.version)));
+        // After the transfer, in the same shell: check the sha256, unpack into `<rel>.tmp`, mark
+        // it with the checksum and rename it into place. One channel and one shell per host.
+        let check = format!(
+            "{SHA256_FN} got=$(h {q_part}); got=${{got%% *}}; \
+             if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
+             rm -rf {q_rel}.tmp; mkdir -p {q_rel}.tmp; tar -xzf {q_part} -C {q_rel}.tmp; echo {q_sha} > {q_rel}.tmp/.tranche-sha256; \
+             if [ -e {q_rel} ] && [ \"$(readlink {q_root}/current)\" = {q_link} ]; then \
+               if diff -rq -x .tranche-sha256 {q_rel}.tmp {q_rel} >/dev/null 2>&1; then \
+                 mv {q_rel}.tmp/.tranche-sha256 {q_rel}/; rm -rf {q_rel}.tmp {q_part}; exit 0; fi; \
+               echo {q_rel} 'is the current release, was not put there by tranche and differs from the artifact; release under another version' >&2; exit 12; \
+             fi; \
+             rm -rf {q_rel}; mv -T {q_rel}.tmp {q_rel}; rm -f {q_part}",
+            r.sha256
+        );
         let result = async {
             if staged_sha.is_some() {
                 return Err(format!("{rel} already exists with another sha256 ({}); remove it or release under a new version", staged_sha.unwrap_or_default()));
             }
-            let via = match &p.artifact.source {
+            let bw = p.rollout.stage_bandwidth;
+            let (via, out) = match &p.artifact.source {
                 ArtifactSource::Path(local) => {
-                    let bw = p.rollout.stage_bandwidth;
+                    // Pushed through the channel's stdin into `cat`: no SFTP server to start,
+                    // and the checks run in the same shell. An upload cut earlier goes on from
+                    // where it stopped, if what is there is the start of this artifact.
                     let size = r.artifact_size.unwrap_or(0);
-                    // An upload cut earlier goes on from where it stopped, if what is there is
-                    // the start of this artifact.
-                    let offset = resumable(conn, local, &part, size).await;
-                    let resumed = if offset > 0 { format!(", resumed at {}", crate::units::human_size(offset)) } else { String::new() };
-                    match conn.upload_sftp(local, &part, offset, bw, UPLOAD_TIMEOUT).await {
-                        Ok(()) => format!("sftp{resumed}"),
-                        Err(crate::ssh::SshError::NoSftp(why)) => {
-                            self.event(EventKind::Warning {
-                                host: Some(host.name.clone()),
-                                msg: format!("no SFTP ({why}); uploading through `cat`"),
-                            });
-                            let out = conn
-                                .exec_with_input(&format!("cat > {q_part}"), local, bw, UPLOAD_TIMEOUT)
-                                .await
-                                .map_err(|e| format!("uploading: {e}"))?;
-                            if !out.success() {
-                                return Err(format!("uploading: {}", out.describe()));
-                            }
-                            "exec".to_string()
-                        }
-                        Err(e) => return Err(format!("uploading: {e}")),
-                    }
+                    let offset = resumable(conn, local, &part, part_size, size).await;
+                    let write = if offset > 0 {
+                        format!("[ \"$(wc -c < {q_part})\" -eq {offset} ] || {{ echo 'the partial upload changed' >&2; exit 13; }}; cat >> {q_part}")
+                    } else {
+                        format!("cat > {q_part}")
+                    };
+                    let out = conn
+                        .exec_with_input(&format!("set -e; {write}; {check}"), local, offset, bw, UPLOAD_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("uploading: {e}"))?;
+                    let via = match offset {
+                        0 => "ssh".to_string(),
+                        n => format!("ssh, resumed at {}", crate::units::human_size(n)),
+                    };
+                    (via, out)
                 }
                 ArtifactSource::Url(u) => {
                     let url = shell_quote(&r.render(u, host, &self.run_id, None)?);
-                    let rate = p.rollout.stage_bandwidth;
-                    let (curl_rate, wget_rate) = if rate > 0 { (format!(" --limit-rate {rate}"), format!(" --limit-rate={rate}")) } else { (String::new(), String::new()) };
+                    let (curl_rate, wget_rate) = if bw > 0 { (format!(" --limit-rate {bw}"), format!(" --limit-rate={bw}")) } else { (String::new(), String::new()) };
                     let cmd = format!(
-                        "if command -v curl >/dev/null; then curl -fsSL --retry 3{curl_rate} -o {q_part} {url}; \
-                         elif command -v wget >/dev/null; then wget -q{wget_rate} -O {q_part} {url}; \
-                         else echo 'neither curl nor wget is installed' >&2; exit 127; fi"
+                        "if command -v curl >/dev/null; then curl -fsSL --retry 3{curl_rate} -o {q_part} {url} || {{ echo \"downloading {url} failed\" >&2; exit 14; }}; \
+                         elif command -v wget >/dev/null; then wget -q{wget_rate} -O {q_part} {url} || {{ echo \"downloading {url} failed\" >&2; exit 14; }}; \
+                         else echo 'neither curl nor wget is installed' >&2; exit 127; fi; set -e; {check}"
                     );
                     let out = conn.exec(&cmd, UPLOAD_TIMEOUT).await.map_err(|e| format!("downloading: {e}"))?;
-                    if !out.success() {
-                        return Err(format!("downloading {url}: {}", out.describe()));
-                    }
-                    "pull".to_string()
+                    ("pull".to_string(), out)
                 }
             };
-            let check = format!(
-                "set -e; got=$(sha256sum {q_part} | cut -d' ' -f1); if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
-                 rm -rf {q_rel}.tmp; mkdir -p {q_rel}.tmp; tar -xzf {q_part} -C {q_rel}.tmp; echo {q_sha} > {q_rel}.tmp/.tranche-sha256; \
-                 if [ -e {q_rel} ] && [ \"$(readlink {q_root}/current)\" = {q_link} ]; then \
-                   if diff -rq -x .tranche-sha256 {q_rel}.tmp {q_rel} >/dev/null 2>&1; then \
-                     mv {q_rel}.tmp/.tranche-sha256 {q_rel}/; rm -rf {q_rel}.tmp {q_part}; exit 0; fi; \
-                   echo {q_rel} 'is the current release, was not put there by tranche and differs from the artifact; release under another version' >&2; exit 12; \
-                 fi; \
-                 rm -rf {q_rel}; mv -T {q_rel}.tmp {q_rel}; rm -f {q_part}",
-                r.sha256
-            );
-            let out = conn.exec(&check, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
             if !out.success() {
                 return Err(out.describe());
             }
@@ -1430,18 +1447,7 @@ impl Executor {
             }
         };
         let (status, msg) = match self.switch(host, st, batch, &version).await {
-            Ok(()) => {
-                // Remember where the host came from, for `tranche rollback`.
-                if let Some(prev) = st.previous.as_deref().filter(|p| *p != version) {
-                    let cmd = format!(
-                        "echo {} > {}/.tranche-previous",
-                        shell_quote(prev),
-                        shell_quote(&r.playbook.layout.root)
-                    );
-                    let _ = st.conn.exec(&cmd, STEP_TIMEOUT).await;
-                }
-                (Status::Ok, format!("on {version}"))
-            }
+            Ok(()) => (Status::Ok, format!("on {version}")),
             Err((step, e)) => {
                 let failed_now = self.failed.fetch_add(1, Ordering::SeqCst) + 1;
                 let halt = r.playbook.rollout.on_failure == OnFailure::Halt && failed_now > r.budget;
@@ -1569,8 +1575,16 @@ impl Executor {
             let rel = shell_quote(&format!("releases/{version}"));
             let keep = p.layout.keep.max(1) as usize;
             let keep_prev = shell_quote(prev.unwrap_or(""));
+            // Where the host came from, for `tranche rollback`: the release it leaves, or, when
+            // it goes back to that release (a revert), what was recorded before.
+            let came_from = match prev {
+                Some(p) if p != version => Some(p),
+                _ => st.recorded_previous.as_deref(),
+            };
+            let came_from = shell_quote(came_from.unwrap_or(""));
             let cmd = format!(
                 "cd {root} && test -d {rel} && ln -sfn {rel} .current.tmp && mv -T .current.tmp current && \
+                 echo {came_from} > .tranche-previous && \
                  ls -1t releases | while read -r d; do case \"$d\" in *.tmp) continue;; esac; n=$((n+1)); \
                  if [ $n -gt {keep} ] && [ \"$d\" != {v} ] && [ \"$d\" != {keep_prev} ]; then rm -rf \"releases/$d\"; fi; done",
                 v = shell_quote(version)

@@ -201,6 +201,12 @@ impl Release {
         format!("{}/releases/{version}", self.playbook.layout.root)
     }
 
+    /// Where an upload or a download is written before it is checked: named after the checksum,
+    /// so that a cut transfer of the same artifact can go on from where it stopped.
+    pub fn part_path(&self) -> String {
+        format!("{}/.tranche-stage/{}.part", self.playbook.layout.root, self.sha256)
+    }
+
     /// The variables templates see for `host`.
     pub fn context(&self, host: &Host, run_id: &str, previous_version: Option<&str>) -> Value {
         template_context(&self.playbook, host, run_id, previous_version)

@@ -77,8 +77,6 @@ pub enum SshError {
     Protocol(String),
     #[error("timed out after {}", crate::units::human_duration(*.0))]
     Timeout(Duration),
-    #[error("the SFTP subsystem is not available: {0}")]
-    NoSftp(String),
 }
 
 impl SshError {
@@ -368,12 +366,13 @@ impl Connection {
         }
     }
 
-    /// Run `command` with the file at `local` as its stdin (the upload path: `cat > x.part`),
-    /// at most `bandwidth` bytes per second (0: no cap).
+    /// Run `command` with the file at `local`, from byte `offset` on, as its stdin (the upload
+    /// path: `cat > x.part`), at most `bandwidth` bytes per second (0: no cap).
     pub async fn exec_with_input(
         &self,
         command: &str,
         local: &Path,
+        offset: u64,
         bandwidth: u64,
         timeout: Duration,
     ) -> Result<ExecOutput, SshError> {
@@ -385,7 +384,7 @@ impl Connection {
         let input = Input {
             path: local.to_path_buf(),
             bandwidth,
-            offset: 0,
+            offset,
         };
         let command = self.wrap(command);
         match tokio::time::timeout(timeout, self.exec_inner(&command, Some(input))).await {
@@ -448,87 +447,6 @@ impl Connection {
         out.stdout = String::from_utf8_lossy(&stdout).into_owned();
         out.stderr = String::from_utf8_lossy(&stderr).into_owned();
         Ok(out)
-    }
-
-    /// Upload `local` to `remote` over SFTP with many writes in flight, at most `bandwidth`
-    /// bytes per second (0: no cap). `NoSftp` when the server offers no SFTP subsystem, so the
-    /// caller can fall back to [`Connection::exec_with_input`].
-    pub async fn upload_sftp(
-        &self,
-        local: &Path,
-        remote: &str,
-        offset: u64,
-        bandwidth: u64,
-        timeout: Duration,
-    ) -> Result<(), SshError> {
-        let _permit = self
-            .sessions
-            .acquire()
-            .await
-            .map_err(|_| SshError::Protocol("connection closed".into()))?;
-        let fut = async {
-            let mut channel = self.handle.channel_open_session().await?;
-            channel
-                .request_subsystem(true, "sftp")
-                .await
-                .map_err(|e| SshError::NoSftp(e.to_string()))?;
-            // Wait for the server's answer: OpenSSH refuses an unconfigured subsystem.
-            let answer = tokio::time::timeout(Duration::from_secs(10), async {
-                loop {
-                    match channel.wait().await {
-                        Some(ChannelMsg::Success) => return Ok(()),
-                        Some(ChannelMsg::Failure) => return Err("the server refused the subsystem".to_string()),
-                        Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
-                            return Err("the channel closed".to_string())
-                        }
-                        Some(_) => {}
-                    }
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Err("no answer to the subsystem request".to_string()));
-            answer.map_err(SshError::NoSftp)?;
-            let cfg = russh_sftp::client::Config {
-                max_concurrent_writes: 64,
-                request_timeout_secs: 60,
-                ..Default::default()
-            };
-            let sftp = russh_sftp::client::SftpSession::new_with_config(channel.into_stream(), cfg)
-                .await
-                .map_err(|e| SshError::NoSftp(e.to_string()))?;
-            // From `offset` on, the file already holds the right bytes (a resumed upload).
-            let file = if offset > 0 {
-                use tokio::io::AsyncSeekExt;
-                let mut f = sftp
-                    .open_with_flags(remote, russh_sftp::protocol::OpenFlags::WRITE)
-                    .await
-                    .map_err(|e| SshError::Protocol(format!("opening {remote}: {e}")))?;
-                f.seek(std::io::SeekFrom::Start(offset))
-                    .await
-                    .map_err(|e| SshError::Protocol(format!("seeking {remote}: {e}")))?;
-                f
-            } else {
-                sftp.create(remote)
-                    .await
-                    .map_err(|e| SshError::Protocol(format!("creating {remote}: {e}")))?
-            };
-            send_file(
-                file,
-                Input {
-                    path: local.to_path_buf(),
-                    bandwidth,
-                    offset,
-                },
-            )
-            .await
-            .map_err(|e| SshError::Protocol(format!("writing {remote}: {e}")))?;
-            let _ = sftp.close().await;
-            Ok(())
-        };
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(SshError::Timeout(timeout)),
-        }
     }
 
     pub async fn close(&self) {
