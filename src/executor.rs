@@ -1306,13 +1306,13 @@ impl Executor {
         let check = format!(
             "{SHA256_FN} got=$(h {q_part}); got=${{got%% *}}; \
              if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
-             rm -rf {q_rel}.tmp; mkdir -p {q_rel}.tmp; tar -xzf {q_part} -C {q_rel}.tmp; echo {q_sha} > {q_rel}.tmp/.tranche-sha256; \
+             if [ -e {q_rel}.tmp ]; then rm -rf {q_rel}.tmp; fi; mkdir -p {q_rel}.tmp; tar -xzf {q_part} -C {q_rel}.tmp; echo {q_sha} > {q_rel}.tmp/.tranche-sha256; \
              if [ -e {q_rel} ] && [ \"$(readlink {q_root}/current)\" = {q_link} ]; then \
                if diff -rq -x .tranche-sha256 {q_rel}.tmp {q_rel} >/dev/null 2>&1; then \
                  mv {q_rel}.tmp/.tranche-sha256 {q_rel}/; rm -rf {q_rel}.tmp {q_part}; exit 0; fi; \
                echo {q_rel} 'is the current release, was not put there by tranche and differs from the artifact; release under another version' >&2; exit 12; \
              fi; \
-             rm -rf {q_rel}; mv -T {q_rel}.tmp {q_rel}; rm -f {q_part}",
+             if [ -e {q_rel} ]; then rm -rf {q_rel}; fi; mv -T {q_rel}.tmp {q_rel}; rm -f {q_part}",
             r.sha256
         );
         let result = async {
