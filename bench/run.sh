@@ -375,7 +375,7 @@ CFG
     - name: stage - check sha256 and unpack
       ansible.builtin.shell: |
         set -e
-        echo "$sha  /srv/demo/demo-2.0.0.tar.gz" | sha256sum -c --quiet
+        got=\$(openssl dgst -sha256 -r /srv/demo/demo-2.0.0.tar.gz); [ "\${got%% *}" = "$sha" ]
         rm -rf {{ release }}.tmp && mkdir -p {{ release }}.tmp
         tar -xzf /srv/demo/demo-2.0.0.tar.gz -C {{ release }}.tmp
         mv -T {{ release }}.tmp {{ release }}
@@ -582,12 +582,12 @@ rc=0; for p in "\${pids[@]}"; do wait \$p || rc=1; done; exit \$rc
 SH
   cat >"$W/scp_verify_unpack.sh" <<SH
 #!/bin/bash
-# the same work as tranche's stage with OpenSSH: scp, sha256sum, tar -x, on the $N hosts at once
+# the same work as tranche's stage with OpenSSH: scp, sha256 (openssl, as tranche), tar -x, on the $N hosts at once
 sha=\$(sha256sum $art | cut -d' ' -f1)
 pids=()
 for i in \$(seq 1 $N); do
   ( scp -q -F $D/ssh_config $art $STAGE_NET.\$i:/srv/x \
-    && ssh -F $D/ssh_config $STAGE_NET.\$i "echo '\$sha  /srv/x' | sha256sum -c --quiet && mkdir -p /srv/xu && tar -xzf /srv/x -C /srv/xu" ) &
+    && ssh -F $D/ssh_config $STAGE_NET.\$i "set -e; got=\\\$(openssl dgst -sha256 -r /srv/x); [ \\\${got%% *} = \$sha ]; mkdir -p /srv/xu; tar -xzf /srv/x -C /srv/xu" ) &
   pids+=(\$!)
 done
 rc=0; for p in "\${pids[@]}"; do wait \$p || rc=1; done; exit \$rc
@@ -601,7 +601,7 @@ SH
     --no-progress "${TRANCHE_MC[@]}")
   meta cmd.$c.tranche "cd \$WORK/stage && CI=true $(cmdline "${tcmd[@]}") --events EVENTS.jsonl   # stage = first stage step_started .. last stage step_finished"
   meta cmd.$c.scp "for i in \$(seq 1 $N); do scp -q -F \$FLEET/ssh_config $art $STAGE_NET.\$i:/srv/x & done; wait   # $LOGS/scp_all.sh"
-  meta cmd.$c.scp+verify+unpack "scp, then ssh HOST 'sha256sum -c && tar -xzf /srv/x -C /srv/xu', the $N hosts at once   # $LOGS/scp_verify_unpack.sh"
+  meta cmd.$c.scp+verify+unpack "scp, then ssh HOST 'openssl dgst -sha256 (compared) && tar -xzf /srv/x -C /srv/xu', the $N hosts at once   # $LOGS/scp_verify_unpack.sh"
 
   clean_hosts() {
     rm -rf "$D"/hosts/h*/srv/demo/releases/2.0.0 "$D"/hosts/h*/srv/demo/releases/2.0.0.tmp \
@@ -656,7 +656,7 @@ SH
     log "  scp+sha256sum+tar: rc $T_RC, ${T_WALL_MS} ms"
     clean_hosts
   done
-  note $c "tranche's stage phase includes sha256sum and unpacking on each host (all $N hosts share this machine's 2 cores); plain scp only writes the file. The scp+verify+unpack row does the same work as tranche's stage."
+  note $c "tranche's stage phase includes the sha256 check (openssl) and unpacking on each host (all $N hosts share this machine's 2 cores); plain scp only writes the file. The scp+verify+unpack row does the same work as tranche's stage."
   fleet_down "$D"
   rm -f "$art"
 }

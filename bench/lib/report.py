@@ -171,7 +171,7 @@ if any(k[0] == c for k in RAW) or any(k.startswith(f"unavailable.{c}") for k in 
     sv = med(c, "scp+verify+unpack", "wall_ms")
     if sv:
         svr = mb / (sv / 1000)
-        rows.append([c, f"scp + sha256sum + tar -x on each host, in parallel ({status(c, 'scp+verify+unpack')})",
+        rows.append([c, f"scp + sha256 check (openssl) + tar -x on each host, in parallel ({status(c, 'scp+verify+unpack')})",
                      f"{fmt_s(sv)}, {svr:.0f} MB/s aggregate", f"tranche / this = {fmt(tr / svr if tr else None)}×", "(context: same work as tranche's stage)", ""])
     summary.append(("3 stage", f"tranche {fmt(tr, '.0f')} MB/s, scp {fmt(sr, '.0f')} MB/s",
                     f"tranche/scp {fmt(ratio)}x (target >= 0.9x: {verdict(None if ratio is None else ratio >= 0.9, (c, 'tranche'), (c, 'scp'))})"))
