@@ -27,6 +27,9 @@ pub enum Command {
         /// Also connect to every host and run preflight, changing nothing.
         #[arg(long)]
         check: bool,
+        /// With --check: write the preflight's events as JSON Lines to FILE, or to stdout with `-`.
+        #[arg(long, value_name = "FILE|-", requires = "check")]
+        events: Option<String>,
         #[command(flatten)]
         ssh: SshOptions,
     },

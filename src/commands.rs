@@ -62,7 +62,11 @@ pub fn validate(files: &Files) -> i32 {
     }
 }
 
-pub fn plan(files: &Files, format: Format, check: bool, ssh: &SshOptions) -> i32 {
+pub fn plan(files: &Files, format: Format, check: bool, events_to: Option<&str>, ssh: &SshOptions) -> i32 {
+    if format == Format::Json && events_to == Some("-") {
+        eprintln!("error: --format json and --events - would both write to stdout; give --events a file");
+        return exit_code::CONFIG;
+    }
     let r = match load(&request(files)) {
         Ok(r) => r,
         Err(code) => return code,
@@ -84,10 +88,10 @@ pub fn plan(files: &Files, format: Format, check: bool, ssh: &SshOptions) -> i32
     // Preflight alone: plain lines, no journal, nothing changed on the hosts.
     eprintln!();
     let terminal = report::Terminal::new(true, false);
-    let reporter = match report::Reporter::new(terminal, None, None) {
+    let reporter = match report::Reporter::new(terminal, events_to, None) {
         Ok(r) => Arc::new(r),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: --events {}: {e}", events_to.unwrap_or(""));
             return exit_code::CONFIG;
         }
     };

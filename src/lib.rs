@@ -53,8 +53,9 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             files,
             format,
             check,
+            events,
             ssh,
-        } => commands::plan(&files, format, check, &ssh),
+        } => commands::plan(&files, format, check, events.as_deref(), &ssh),
         Command::Release { files, run, ssh } => commands::release(&files, Mode::Release, &run, &ssh),
         Command::Rollback { files, to, run, ssh } => commands::release(&files, Mode::Rollback { to }, &run, &ssh),
         Command::Resume {

@@ -390,7 +390,8 @@ fn two_runs_at_once_on_overlapping_hosts_and_unlock() {
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert_eq!(second.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains(&format!("locked by run {run_id} by ")), "{stderr}");
-    // plan --check reports the lock too, and takes none.
+    // plan --check reports the lock too, and takes none; --events has it host by host.
+    let check_ev = fleet.dir.join("check.jsonl");
     let check = fleet.tranche_raw(&[
         "plan",
         "-i",
@@ -399,10 +400,22 @@ fn two_runs_at_once_on_overlapping_hosts_and_unlock() {
         "--check",
         "--known-hosts",
         fleet.known_hosts().to_str().unwrap(),
+        "--events",
+        check_ev.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&check.stderr);
     assert_eq!(check.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("locked by run"), "{stderr}");
+    let evs = events(&check_ev);
+    let mut locked: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["type"] == "step_finished" && e["step"] == "preflight")
+        .filter(|e| e["status"] == "failed" && e["msg"].as_str().unwrap().contains(&format!("locked by run {run_id}")))
+        .map(|e| e["host"].as_str().unwrap())
+        .collect();
+    locked.sort();
+    assert_eq!(locked, ["h01", "h02", "h03"], "{evs:?}");
+    assert_eq!(evs.last().unwrap()["exit_code"], 3);
     assert_eq!(wait_exit(&mut first, 120), Some(0), "{}", fleet.stderr_of("first"));
     assert_eq!(releases(&fleet), ["2.0.0"; 3]);
     assert!(fleet.all_up(), "{:?}", fleet.servers());
@@ -415,6 +428,8 @@ fn two_runs_at_once_on_overlapping_hosts_and_unlock() {
         "--check",
         "--known-hosts",
         fleet.known_hosts().to_str().unwrap(),
+        "--events",
+        "-",
     ]);
     assert_eq!(
         check.status.code(),
@@ -423,6 +438,12 @@ fn two_runs_at_once_on_overlapping_hosts_and_unlock() {
         String::from_utf8_lossy(&check.stderr)
     );
     assert!(!fleet.srv(1).join("demo/.tranche-lock").exists());
+    let ok: Vec<serde_json::Value> = String::from_utf8_lossy(&check.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["type"] == "step_finished" && e["step"] == "preflight" && e["status"] == "ok")
+        .collect();
+    assert_eq!(ok.len(), 3, "{ok:?}");
 
     // A lock left by a dead run (not expired) blocks; `tranche unlock` breaks it.
     let lock = fleet.srv(2).join("demo/.tranche-lock");
