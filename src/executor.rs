@@ -1322,25 +1322,51 @@ impl Executor {
             let bw = p.rollout.stage_bandwidth;
             let (via, out) = match &p.artifact.source {
                 ArtifactSource::Path(local) => {
-                    // Pushed through the channel's stdin into `cat`: no SFTP server to start,
-                    // and the checks run in the same shell. An upload cut earlier goes on from
-                    // where it stopped, if what is there is the start of this artifact.
+                    // An upload cut earlier goes on from where it stopped, if what is there is
+                    // the start of this artifact.
                     let size = r.artifact_size.unwrap_or(0);
                     let offset = resumable(conn, local, &part, part_size, size).await;
-                    let write = if offset > 0 {
-                        format!("[ \"$(wc -c < {q_part})\" -eq {offset} ] || {{ echo 'the partial upload changed' >&2; exit 13; }}; cat >> {q_part}")
+                    let resumed = match offset {
+                        0 => String::new(),
+                        n => format!(", resumed at {}", crate::units::human_size(n)),
+                    };
+                    // SFTP, whose acknowledged writes keep few bytes in flight (cheaper for
+                    // sshd, see `upload_sftp`), then the check in one exec. Under `become`, or
+                    // without an SFTP server, through the stdin of `sudo`/`sh` into `cat`, with
+                    // the check in the same shell.
+                    let sftp = if conn.become_root {
+                        None
                     } else {
-                        format!("cat > {q_part}")
+                        match conn.upload_sftp(local, &part, offset, bw, UPLOAD_TIMEOUT).await {
+                            Ok(()) => Some(()),
+                            Err(crate::ssh::SshError::NoSftp(why)) => {
+                                self.event(EventKind::Warning {
+                                    host: Some(host.name.clone()),
+                                    msg: format!("no SFTP ({why}); uploading through `cat`"),
+                                });
+                                None
+                            }
+                            Err(e) => return Err(format!("uploading: {e}")),
+                        }
                     };
-                    let out = conn
-                        .exec_with_input(&format!("set -e; {write}; {check}"), local, offset, bw, UPLOAD_TIMEOUT)
-                        .await
-                        .map_err(|e| format!("uploading: {e}"))?;
-                    let via = match offset {
-                        0 => "ssh".to_string(),
-                        n => format!("ssh, resumed at {}", crate::units::human_size(n)),
-                    };
-                    (via, out)
+                    match sftp {
+                        Some(()) => {
+                            let out = conn.exec(&format!("set -e; {check}"), STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+                            (format!("sftp{resumed}"), out)
+                        }
+                        None => {
+                            let write = if offset > 0 {
+                                format!("[ \"$(wc -c < {q_part})\" -eq {offset} ] || {{ echo 'the partial upload changed' >&2; exit 13; }}; cat >> {q_part}")
+                            } else {
+                                format!("cat > {q_part}")
+                            };
+                            let out = conn
+                                .exec_with_input(&format!("set -e; {write}; {check}"), local, offset, bw, UPLOAD_TIMEOUT)
+                                .await
+                                .map_err(|e| format!("uploading: {e}"))?;
+                            (format!("exec{resumed}"), out)
+                        }
+                    }
                 }
                 ArtifactSource::Url(u) => {
                     let url = shell_quote(&r.render(u, host, &self.run_id, None)?);

@@ -1,5 +1,5 @@
 //! How tranche reaches hosts, against the real local fleet: the OpenSSH client config,
-//! ssh-agent, uploads to a host without an SFTP subsystem, `tranche status`, and `--yes` for confirm pauses.
+//! ssh-agent, SFTP and its exec fallback, `tranche status`, and `--yes` for confirm pauses.
 
 mod common;
 
@@ -38,7 +38,7 @@ fn tranche(fleet: &Fleet, args: &[&str], agent: Option<&std::path::Path>) -> std
 }
 
 #[test]
-fn ssh_config_agent_no_sftp_status_and_yes() {
+fn ssh_config_agent_sftp_fallback_status_and_yes() {
     let fleet = Fleet::up(5, 3);
     fleet.install("1.0.0");
     let inv = bare_inventory(&fleet);
@@ -133,7 +133,13 @@ fn ssh_config_agent_no_sftp_status_and_yes() {
     assert_eq!(v["releases"][0]["release"], "1.0.0");
     assert_eq!(v["releases"][0]["hosts"], 3);
 
-    // Host 2 offers no SFTP subsystem: uploads go through the exec channel, so it makes no odds.
+    // Host 2 offers no SFTP subsystem: its upload falls back to exec `cat`, the others use SFTP.
+    // It also holds the first 1000 bytes of a cut upload: `cat` appends the rest.
+    let part = fleet
+        .srv(2)
+        .join(format!("demo/.tranche-stage/{}.part", fleet.sha256("2.0.0")));
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, &std::fs::read(fleet.artifact("2.0.0")).unwrap()[..1000]).unwrap();
     let cfg2 = fleet.dir.join("hosts/h2/sshd_config");
     let text = std::fs::read_to_string(&cfg2).unwrap();
     std::fs::write(
@@ -179,10 +185,15 @@ fn ssh_config_agent_no_sftp_status_and_yes() {
             .map(|e| e["msg"].as_str().unwrap().to_string())
             .unwrap()
     };
-    for h in ["h01", "h02"] {
-        assert!(stage_msg(h).contains("over ssh, sha256 verified"), "{}", stage_msg(h));
-    }
-    assert!(!evs.iter().any(|e| e["type"] == "warning"), "no warning expected");
+    assert!(stage_msg("h01").contains("over sftp"), "{}", stage_msg("h01"));
+    assert!(
+        stage_msg("h02").contains("over exec, resumed at 1000 B, sha256 verified"),
+        "{}",
+        stage_msg("h02")
+    );
+    assert!(evs
+        .iter()
+        .any(|e| e["type"] == "warning" && e["host"] == "h02" && e["msg"].as_str().unwrap().contains("no SFTP")));
     let paused: Vec<&serde_json::Value> = evs.iter().filter(|e| e["type"] == "paused").collect();
     assert_eq!(paused.len(), 1);
     assert_eq!(paused[0]["batch"], 2);

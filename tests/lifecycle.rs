@@ -65,7 +65,7 @@ fn stop_timeout_kill_health_kinds_pruning_and_keys() {
     let evs = events(&ev);
     let h01_stage = step_msg(&evs, "h01", "stage");
     assert!(
-        h01_stage.contains("over ssh, resumed at 1000 B, sha256 verified"),
+        h01_stage.contains("over sftp, resumed at 1000 B, sha256 verified"),
         "{h01_stage}"
     );
     let h02_stage = step_msg(&evs, "h02", "stage");
