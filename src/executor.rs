@@ -73,7 +73,7 @@ async fn resumable(conn: &Connection, local: &std::path::Path, part: &str, n: u6
     if n == 0 || n >= size {
         return 0;
     }
-    let cmd = format!("{SHA256_FN} h {}", shell_quote(part));
+    let cmd = format!("{NICE} {SHA256_FN} h {}", shell_quote(part));
     let Ok(out) = conn.exec(&cmd, STEP_TIMEOUT).await else {
         return 0;
     };
@@ -94,11 +94,15 @@ async fn resumable(conn: &Connection, local: &std::path::Path, part: &str, n: u6
     }
 }
 
+/// Sets `$n` to a prefix that runs a program at a lower CPU priority (`nice -n 10`) where the
+/// host has `nice`. Staging runs while the host still serves traffic: its hashing, unpacking and
+/// downloading yield the CPU to the service (and, on a busy host, to the batch in flight).
+const NICE: &str = "n=; if command -v nice >/dev/null 2>&1; then n='nice -n 10'; fi;";
+
 /// A shell function `h FILE` printing the file's sha256 (then more fields): `openssl dgst`
 /// where the host has it (it uses the CPU's SHA instructions: about 6 times less CPU than
-/// coreutils' `sha256sum` on the benchmark machine), `sha256sum` otherwise.
-const SHA256_FN: &str =
-    "h() { if command -v openssl >/dev/null 2>&1; then openssl dgst -sha256 -r \"$1\"; else sha256sum \"$1\"; fi; };";
+/// coreutils' `sha256sum` on the benchmark machine), `sha256sum` otherwise; niced (`NICE`).
+const SHA256_FN: &str = "h() { if command -v openssl >/dev/null 2>&1; then $n openssl dgst -sha256 -r \"$1\"; else $n sha256sum \"$1\"; fi; };";
 
 /// What a run does to the hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1304,9 +1308,9 @@ impl Executor {
         // After the transfer, in the same shell: check the sha256, unpack into `<rel>.tmp`, mark
         // it with the checksum and rename it into place. One channel and one shell per host.
         let check = format!(
-            "{SHA256_FN} got=$(h {q_part}); got=${{got%% *}}; \
+            "{NICE} {SHA256_FN} got=$(h {q_part}); got=${{got%% *}}; \
              if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
-             if [ -e {q_rel}.tmp ]; then rm -rf {q_rel}.tmp; fi; mkdir -p {q_rel}.tmp; tar -xzf {q_part} -C {q_rel}.tmp; echo {q_sha} > {q_rel}.tmp/.tranche-sha256; \
+             if [ -e {q_rel}.tmp ]; then rm -rf {q_rel}.tmp; fi; mkdir -p {q_rel}.tmp; $n tar -xzf {q_part} -C {q_rel}.tmp; echo {q_sha} > {q_rel}.tmp/.tranche-sha256; \
              if [ -e {q_rel} ] && [ \"$(readlink {q_root}/current)\" = {q_link} ]; then \
                if diff -rq -x .tranche-sha256 {q_rel}.tmp {q_rel} >/dev/null 2>&1; then \
                  mv {q_rel}.tmp/.tranche-sha256 {q_rel}/; rm -rf {q_rel}.tmp {q_part}; exit 0; fi; \
@@ -1372,8 +1376,8 @@ impl Executor {
                     let url = shell_quote(&r.render(u, host, &self.run_id, None)?);
                     let (curl_rate, wget_rate) = if bw > 0 { (format!(" --limit-rate {bw}"), format!(" --limit-rate={bw}")) } else { (String::new(), String::new()) };
                     let cmd = format!(
-                        "if command -v curl >/dev/null; then curl -fsSL --retry 3{curl_rate} -o {q_part} {url} || {{ echo \"downloading {url} failed\" >&2; exit 14; }}; \
-                         elif command -v wget >/dev/null; then wget -q{wget_rate} -O {q_part} {url} || {{ echo \"downloading {url} failed\" >&2; exit 14; }}; \
+                        "{NICE} if command -v curl >/dev/null; then $n curl -fsSL --retry 3{curl_rate} -o {q_part} {url} || {{ echo \"downloading {url} failed\" >&2; exit 14; }}; \
+                         elif command -v wget >/dev/null; then $n wget -q{wget_rate} -O {q_part} {url} || {{ echo \"downloading {url} failed\" >&2; exit 14; }}; \
                          else echo 'neither curl nor wget is installed' >&2; exit 127; fi; set -e; {check}"
                     );
                     let out = conn.exec(&cmd, UPLOAD_TIMEOUT).await.map_err(|e| format!("downloading: {e}"))?;
