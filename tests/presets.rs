@@ -84,7 +84,8 @@ fn consul_nacos_eureka_dubbo_send_their_documented_calls() {
         }
         version = if version == "2.0.0" { "1.0.0" } else { "2.0.0" };
     }
-    assert!(fleet.all_up(), "{:?}", fleet.servers());
+    // HAProxy is not the registry here.
+    assert!(fleet.wait_all_up(5), "{:?}", fleet.servers());
 }
 
 #[test]

@@ -131,6 +131,19 @@ impl Fleet {
         s.len() == self.hosts && s.iter().all(|(_, op, admin)| *op == 2 && *admin == 0)
     }
 
+    /// `all_up` within `secs`, for runs whose registry is not this HAProxy: it learns that a
+    /// restarted service is back from its own health checks (every 500 ms), not from tranche.
+    pub fn wait_all_up(&self, secs: u64) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        while !self.all_up() {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        true
+    }
+
     /// A playbook for this fleet, with `extra` appended (YAML) and `version`'s artifact.
     pub fn playbook(&self, name: &str, version: &str, body: &str) -> PathBuf {
         let haproxy = format!(
