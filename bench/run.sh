@@ -65,9 +65,13 @@ note() { meta "note.$1" "$2"; log "note ($1): $2"; }
 # process tree) and T_RSS_KB (peak RSS of the largest process). With WATCH=NAME set, also
 # samples the open fds / RSS of descendants named NAME every 50 ms into PREFIX.watch. With
 # STAGEWATCH="FLEET N SIZE ROOT", records when each host's upload is complete (PREFIX.uploads).
+# T_MACHINE_MS: CPU time of the whole machine (every process: the fleet's hosts share its cores)
+# while CMD ran, from /proc/stat.
+machine_cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '/^cpu / { printf "%d", ($2 + $3 + $4 + $7 + $8 + $9) * 1000 / hz }' /proc/stat; }
 timed() {
-  local pfx=$1 t0 t1 line u s m pid wpid=""
+  local pfx=$1 t0 t1 line u s m pid wpid="" c0
   shift
+  c0=$(machine_cpu_ms)
   t0=$(date +%s%N)
   /usr/bin/time -f 'TIME %e %U %S %M' -o "$pfx.time" "$@" >"$pfx.out" 2>"$pfx.err" </dev/null &
   pid=$!
@@ -84,6 +88,7 @@ timed() {
   wait "$pid"
   T_RC=$?
   t1=$(date +%s%N)
+  T_MACHINE_MS=$(($(machine_cpu_ms) - c0))
   [ -n "$wpid" ] && wait "$wpid"
   [ -n "$swpid" ] && wait "$swpid"
   T_WALL_MS=$(((t1 - t0) / 1000000))
@@ -433,10 +438,11 @@ YML
     ev=$pfx.events.jsonl
     rm -rf "$W/state"
     (cd "$W" && CI=true timed "$pfx" "${tcmd[@]}" --state-dir "$W/state" --events "$ev"
-      echo "$T_RC $T_WALL_MS $T_USER_MS $T_SYS_MS $T_RSS_KB" >"$pfx.m")
-    read -r T_RC T_WALL_MS T_USER_MS T_SYS_MS T_RSS_KB <"$pfx.m"
+      echo "$T_RC $T_WALL_MS $T_USER_MS $T_SYS_MS $T_RSS_KB $T_MACHINE_MS" >"$pfx.m")
+    read -r T_RC T_WALL_MS T_USER_MS T_SYS_MS T_RSS_KB T_MACHINE_MS <"$pfx.m"
     ok=$(count_on_version "$D" $N $LIFE_NET 2.0.0)
     rec $c tranche $rep rc "$T_RC"
+    rec $c tranche $rep machine_cpu_ms "$T_MACHINE_MS"
     rec $c tranche $rep ok_hosts "$ok"
     rec $c tranche $rep wall_ms "$T_WALL_MS"
     rec $c tranche $rep cpu_ms $((T_USER_MS + T_SYS_MS))
@@ -464,6 +470,7 @@ YML
     rec $c ansible $rep ok_hosts "$ok"
     rec $c ansible $rep wall_ms "$T_WALL_MS"
     rec $c ansible $rep cpu_ms $((T_USER_MS + T_SYS_MS))
+    rec $c ansible $rep machine_cpu_ms "$T_MACHINE_MS"
     log "  ansible: rc $T_RC, $ok/$N on 2.0.0, ${T_WALL_MS} ms"
     [ "$T_RC" = 0 ] && [ "$ok" = $N ] || note $c "Ansible run $rep: exit $T_RC, $ok/$N hosts on 2.0.0 (see $pfx.out)"
   done
