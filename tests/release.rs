@@ -362,3 +362,116 @@ fn a_failing_health_check_reverts_the_canary_and_stops() {
     }
     assert!(fleet.all_up(), "{:?}", fleet.servers());
 }
+
+/// The nice value of every process whose command line contains `needle` (the fleet's hosts
+/// share this machine's process table).
+fn nice_of(needle: &str) -> Vec<i64> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let dir = entry.path();
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if !cmdline.starts_with("curl ") || !cmdline.contains(needle) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue;
+        };
+        // Field 19 is the nice value; the fields after the `(comm)` start at field 3.
+        if let Some(n) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(16))
+            .and_then(|n| n.parse().ok())
+        {
+            found.push(n);
+        }
+    }
+    found
+}
+
+#[test]
+fn staging_yields_the_cpu_to_the_service() {
+    // Staging is background work on hosts that still serve: a pull's download (and the hash and
+    // unpacking after it) runs under `nice -n 10`. Capped at 512 KiB/s, the download of a 1 MiB
+    // artifact lasts long enough to find curl on the hosts and read its nice value.
+    let fleet = Fleet::up(26, 2);
+    fleet.install("1.0.0");
+    let st = fleet.dir.join("big");
+    std::fs::create_dir_all(&st).unwrap();
+    let sh = |cmd: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(&fleet.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    sh(
+        "tar -xzf artifacts/demo-2.0.0.tar.gz -C big && head -c 1048576 /dev/urandom > big/payload.bin \
+        && tar -czf artifacts/big-2.0.0.tar.gz -C big .",
+    );
+    let sha = sh("sha256sum artifacts/big-2.0.0.tar.gz | cut -d' ' -f1")
+        .trim()
+        .to_string();
+    let port = 18750 + (std::process::id() % 100) as u16;
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+            "--directory",
+        ])
+        .arg(fleet.dir.join("artifacts"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "file server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let url = format!("http://127.0.0.1:{port}/big-2.0.0.tar.gz");
+    let pb = fleet.playbook(
+        "niced.yml",
+        "2.0.0",
+        &format!("artifact:\n  url: \"{url}\"\n  sha256: \"{sha}\"\nrollout:\n  canary: 0\n  batch: 2\n  stage: {{ concurrency: 2, bandwidth: 512KiB/s }}\n"),
+    );
+    let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .args([
+            "release",
+            "-i",
+            fleet.inventory().to_str().unwrap(),
+            pb.to_str().unwrap(),
+        ])
+        .args(["--known-hosts", fleet.known_hosts().to_str().unwrap(), "--no-progress"])
+        .env("CI", "true")
+        .current_dir(&fleet.dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while run.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        seen.extend(nice_of(&url));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = run.wait().unwrap();
+    let mut stderr = String::new();
+    run.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    server.kill().ok();
+    server.wait().ok();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!seen.is_empty(), "curl was never seen downloading on the hosts");
+    assert!(seen.iter().all(|n| *n == 10), "nice values of the downloads: {seen:?}");
+    for i in 1..=2 {
+        assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"));
+    }
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+}
