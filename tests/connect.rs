@@ -285,3 +285,82 @@ fn confirm_asks_on_a_terminal() {
     }
     assert!(fleet.all_up(), "{:?}", fleet.servers());
 }
+
+#[test]
+fn a_server_that_takes_only_small_sftp_packets_gets_the_upload_again_in_small_writes() {
+    // h02's SFTP server takes no packet over 34000 bytes and does not announce its limits: the
+    // first (128 KiB) write makes it close the session; tranche uploads again in packets of
+    // 34000 bytes, the length every SFTP server must take.
+    // h01 keeps OpenSSH's own SFTP server, which takes the large writes.
+    let fleet = Fleet::up(27, 2);
+    fleet.install("1.0.0");
+    let (art, _) = fleet.big_artifact("2.0.0", 1024);
+    let log = fleet.dir.join("strict-sftp.log");
+    let proxy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/strict_sftp.py");
+    let cfg2 = fleet.dir.join("hosts/h2/sshd_config");
+    let text = std::fs::read_to_string(&cfg2).unwrap();
+    let text: String = text
+        .lines()
+        .map(|l| match l.starts_with("Subsystem") {
+            true => format!(
+                "Subsystem sftp /usr/bin/python3 {} {}\n",
+                proxy.display(),
+                log.display()
+            ),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&cfg2, text).unwrap();
+    let pid = std::fs::read_to_string(fleet.dir.join("hosts/h2/sshd.pid")).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", pid.trim()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+
+    let pb = fleet.playbook(
+        "strict.yml",
+        "2.0.0",
+        &format!(
+            "artifact:\n  path: {}\nrollout:\n  canary: 0\n  batch: 2\n",
+            art.display()
+        ),
+    );
+    let ev = fleet.dir.join("strict.jsonl");
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "--events",
+        ev.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let log = std::fs::read_to_string(&log).unwrap();
+    let rejected = log.lines().filter(|l| l.starts_with("rejected a packet")).count();
+    let writes: Vec<usize> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("write ")?.strip_suffix(" bytes")?.parse().ok())
+        .collect();
+    assert_eq!(rejected, 1, "{log}");
+    assert!(!writes.is_empty() && writes.iter().all(|n| *n < 34000), "{log}");
+    assert!(
+        writes.iter().sum::<usize>() as u64 >= std::fs::metadata(&art).unwrap().len(),
+        "{log}"
+    );
+    let stages: Vec<String> = events(&ev)
+        .iter()
+        .filter(|e| e["type"] == "step_finished" && e["step"] == "stage")
+        .map(|e| format!("{} {}", e["host"], e["msg"]))
+        .collect();
+    assert!(
+        stages.iter().all(|m| m.contains("over sftp, sha256 verified")),
+        "{stages:?}"
+    );
+    for i in 1..=2 {
+        assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"));
+    }
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+}

@@ -398,25 +398,7 @@ fn staging_yields_the_cpu_to_the_service() {
     // artifact lasts long enough to find curl on the hosts and read its nice value.
     let fleet = Fleet::up(26, 2);
     fleet.install("1.0.0");
-    let st = fleet.dir.join("big");
-    std::fs::create_dir_all(&st).unwrap();
-    let sh = |cmd: &str| {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .current_dir(&fleet.dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    sh(
-        "tar -xzf artifacts/demo-2.0.0.tar.gz -C big && head -c 1048576 /dev/urandom > big/payload.bin \
-        && tar -czf artifacts/big-2.0.0.tar.gz -C big .",
-    );
-    let sha = sh("sha256sum artifacts/big-2.0.0.tar.gz | cut -d' ' -f1")
-        .trim()
-        .to_string();
+    let (_, sha) = fleet.big_artifact("2.0.0", 1024);
     let port = 18750 + (std::process::id() % 100) as u16;
     let mut server = std::process::Command::new("/usr/bin/python3")
         .args([

@@ -18,10 +18,13 @@ pub mod config;
 const MAX_SESSIONS: usize = 10;
 /// How much of a command's stdout and stderr is kept (the tail).
 const OUTPUT_CAP: usize = 64 * 1024;
-/// Bytes per SFTP write. Larger writes than the usual 32 KiB: measured against OpenSSH's sshd
-/// and sftp-server on loopback, 128 KiB writes two at a time cost the server about a third less
-/// CPU per byte than 32 KiB writes four at a time (`sftp -B 131072 -R 2` against `-B 32768 -R 4`).
-const SFTP_WRITE: usize = 128 * 1024;
+/// The length of an SFTP write packet: about 128 KiB of data. Larger writes than the usual
+/// 32 KiB: measured against OpenSSH's sshd and sftp-server on loopback, 128 KiB writes two at a
+/// time cost the server about a third less CPU per byte than 32 KiB writes four at a time
+/// (`sftp -B 131072 -R 2` against `-B 32768 -R 4`).
+const SFTP_PACKET: usize = 129 * 1024;
+/// The packet length every SFTP server must take (the SFTP draft's 34000 bytes).
+const SFTP_PACKET_MIN: usize = 34000;
 
 /// How to reach and trust hosts; the same for every host of a run.
 #[derive(Debug, Clone)]
@@ -497,10 +500,14 @@ impl Connection {
     /// [`Connection::exec_with_input`].
     ///
     /// SFTP because its writes are acknowledged: the bytes in flight are bounded by the
-    /// client (see [`Connection::writes_in_flight`]), not by the server's 2 MiB channel
-    /// window. OpenSSH's sshd grows its channel buffer to whatever is in flight, copying it at
-    /// every step, and each new connection does it again: on the benchmark machine, 50
-    /// uploads of 10 MB cost sshd about twice the CPU with 2 MiB in flight as with 128 KiB.
+    /// client (see [`writes_in_flight`]), not by the server's 2 MiB channel window. OpenSSH's
+    /// sshd grows its channel buffer to whatever is in flight, copying it at every step, and
+    /// each new connection does it again: on the benchmark machine, 50 uploads of 10 MB cost
+    /// sshd about twice the CPU with 2 MiB in flight as with 128 KiB.
+    ///
+    /// The writes are [`SFTP_PACKET`] bytes long (less if the server's `limits@openssh.com`
+    /// says so). A server that does not announce its limits need only take 34000 bytes: if one
+    /// fails the writes, the upload starts again from `offset` with packets of that length.
     pub async fn upload_sftp(
         &self,
         local: &Path,
@@ -515,66 +522,11 @@ impl Connection {
             .await
             .map_err(|_| SshError::Protocol("connection closed".into()))?;
         let fut = async {
-            let mut channel = self.handle.channel_open_session().await?;
-            channel
-                .request_subsystem(true, "sftp")
-                .await
-                .map_err(|e| SshError::NoSftp(e.to_string()))?;
-            // Wait for the server's answer: OpenSSH refuses an unconfigured subsystem.
-            let answer = tokio::time::timeout(Duration::from_secs(10), async {
-                loop {
-                    match channel.wait().await {
-                        Some(ChannelMsg::Success) => return Ok(()),
-                        Some(ChannelMsg::Failure) => return Err("the server refused the subsystem".to_string()),
-                        Some(ChannelMsg::Close | ChannelMsg::Eof) | None => {
-                            return Err("the channel closed".to_string())
-                        }
-                        Some(_) => {}
-                    }
-                }
-            })
-            .await
-            .unwrap_or_else(|_| Err("no answer to the subsystem request".to_string()));
-            answer.map_err(SshError::NoSftp)?;
-            let cfg = russh_sftp::client::Config {
-                max_concurrent_writes: self.writes_in_flight(),
-                // The header on top of SFTP_WRITE bytes; the server's `limits@openssh.com`
-                // (OpenSSH: 255 KiB) lowers it further if need be.
-                max_write_packet_len: SFTP_WRITE as u32 + 1024,
-                request_timeout_secs: 60,
-                ..Default::default()
-            };
-            let sftp = russh_sftp::client::SftpSession::new_with_config(channel.into_stream(), cfg)
-                .await
-                .map_err(|e| SshError::NoSftp(e.to_string()))?;
-            // From `offset` on, the file already holds the right bytes (a resumed upload).
-            let file = if offset > 0 {
-                use tokio::io::AsyncSeekExt;
-                let mut f = sftp
-                    .open_with_flags(remote, russh_sftp::protocol::OpenFlags::WRITE)
-                    .await
-                    .map_err(|e| SshError::Protocol(format!("opening {remote}: {e}")))?;
-                f.seek(std::io::SeekFrom::Start(offset))
-                    .await
-                    .map_err(|e| SshError::Protocol(format!("seeking {remote}: {e}")))?;
-                f
-            } else {
-                sftp.create(remote)
-                    .await
-                    .map_err(|e| SshError::Protocol(format!("creating {remote}: {e}")))?
-            };
-            send_file(
-                file,
-                Input {
-                    path: local.to_path_buf(),
-                    bandwidth,
-                    offset,
-                },
-            )
-            .await
-            .map_err(|e| SshError::Protocol(format!("writing {remote}: {e}")))?;
-            let _ = sftp.close().await;
-            Ok(())
+            match self.sftp_send(local, remote, offset, bandwidth, SFTP_PACKET).await {
+                Err(SftpFailure::Writing(_)) => self.sftp_send(local, remote, offset, bandwidth, SFTP_PACKET_MIN).await,
+                other => other,
+            }
+            .map_err(SftpFailure::into_error)
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
@@ -582,11 +534,78 @@ impl Connection {
         }
     }
 
-    /// SFTP writes ([`SFTP_WRITE`] each) in flight: enough for about 100 MB/s per host at the
-    /// connection's round trip, between 2 (256 KiB, a LAN) and 16 (2 MiB, the server's window;
-    /// also through a bastion, where the round trip is not known).
-    pub fn writes_in_flight(&self) -> usize {
-        writes_in_flight(self.rtt)
+    /// One SFTP session: open `remote` (from `offset` on) and write `local` into it in write
+    /// packets of `packet` bytes.
+    async fn sftp_send(
+        &self,
+        local: &Path,
+        remote: &str,
+        offset: u64,
+        bandwidth: u64,
+        packet: usize,
+    ) -> Result<(), SftpFailure> {
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| SftpFailure::Before(e.into()))?;
+        channel
+            .request_subsystem(true, "sftp")
+            .await
+            .map_err(|e| SftpFailure::Before(SshError::NoSftp(e.to_string())))?;
+        // Wait for the server's answer: OpenSSH refuses an unconfigured subsystem.
+        let answer = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match channel.wait().await {
+                    Some(ChannelMsg::Success) => return Ok(()),
+                    Some(ChannelMsg::Failure) => return Err("the server refused the subsystem".to_string()),
+                    Some(ChannelMsg::Close | ChannelMsg::Eof) | None => return Err("the channel closed".to_string()),
+                    Some(_) => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("no answer to the subsystem request".to_string()));
+        answer.map_err(|e| SftpFailure::Before(SshError::NoSftp(e)))?;
+        let cfg = russh_sftp::client::Config {
+            max_concurrent_writes: writes_in_flight(self.rtt, packet),
+            // The server's `limits@openssh.com` (OpenSSH: 256 KiB) lowers it if need be.
+            max_write_packet_len: packet as u32,
+            request_timeout_secs: 60,
+            ..Default::default()
+        };
+        let sftp = russh_sftp::client::SftpSession::new_with_config(channel.into_stream(), cfg)
+            .await
+            .map_err(|e| SftpFailure::Before(SshError::NoSftp(e.to_string())))?;
+        let before = |what: &str, e: russh_sftp::client::error::Error| {
+            SftpFailure::Before(SshError::Protocol(format!("{what} {remote}: {e}")))
+        };
+        // From `offset` on, the file already holds the right bytes (a resumed upload).
+        let file = if offset > 0 {
+            use tokio::io::AsyncSeekExt;
+            let mut f = sftp
+                .open_with_flags(remote, russh_sftp::protocol::OpenFlags::WRITE)
+                .await
+                .map_err(|e| before("opening", e))?;
+            f.seek(std::io::SeekFrom::Start(offset))
+                .await
+                .map_err(|e| SftpFailure::Before(SshError::Protocol(format!("seeking {remote}: {e}"))))?;
+            f
+        } else {
+            sftp.create(remote).await.map_err(|e| before("creating", e))?
+        };
+        send_file(
+            file,
+            Input {
+                path: local.to_path_buf(),
+                bandwidth,
+                offset,
+            },
+        )
+        .await
+        .map_err(|e| SftpFailure::Writing(SshError::Protocol(format!("writing {remote}: {e}"))))?;
+        let _ = sftp.close().await;
+        Ok(())
     }
 
     pub async fn close(&self) {
@@ -842,11 +861,30 @@ fn is_transient(reason: &str) -> bool {
     .any(|w| r.contains(w))
 }
 
-fn writes_in_flight(rtt: Option<Duration>) -> usize {
+/// SFTP writes of `packet` bytes in flight: enough for about 100 MB/s per host at the
+/// connection's round trip, at least two and about 128 KiB (a LAN), at most 2 MiB (the server's
+/// window; also through a bastion, where the round trip is not known).
+fn writes_in_flight(rtt: Option<Duration>, packet: usize) -> usize {
     const RATE: f64 = 100e6;
+    let (lo, hi) = ((128 * 1024 / packet).max(2), (2 * 1024 * 1024 / packet).max(2));
     match rtt {
-        Some(rtt) => ((RATE * rtt.as_secs_f64() / SFTP_WRITE as f64).ceil() as usize).clamp(2, 16),
-        None => 16,
+        Some(rtt) => ((RATE * rtt.as_secs_f64() / packet as f64).ceil() as usize).clamp(lo, hi),
+        None => hi,
+    }
+}
+
+/// Where an SFTP upload failed: before the first write (the subsystem, opening the file), or
+/// while writing.
+enum SftpFailure {
+    Before(SshError),
+    Writing(SshError),
+}
+
+impl SftpFailure {
+    fn into_error(self) -> SshError {
+        match self {
+            SftpFailure::Before(e) | SftpFailure::Writing(e) => e,
+        }
     }
 }
 
@@ -864,10 +902,13 @@ mod tests {
 
     #[test]
     fn writes_in_flight_follow_the_round_trip() {
-        assert_eq!(writes_in_flight(Some(Duration::from_micros(50))), 2);
-        // 100 MB/s × 10 ms = 1 MB = 8 writes of 128 KiB.
-        assert_eq!(writes_in_flight(Some(Duration::from_millis(10))), 8);
-        assert_eq!(writes_in_flight(Some(Duration::from_millis(80))), 16);
-        assert_eq!(writes_in_flight(None), 16);
+        assert_eq!(writes_in_flight(Some(Duration::from_micros(50)), SFTP_PACKET), 2);
+        // 100 MB/s × 10 ms = 1 MB = 8 writes of 129 KiB, or 30 of 34000 bytes.
+        assert_eq!(writes_in_flight(Some(Duration::from_millis(10)), SFTP_PACKET), 8);
+        assert_eq!(writes_in_flight(Some(Duration::from_millis(80)), SFTP_PACKET), 15);
+        assert_eq!(writes_in_flight(None, SFTP_PACKET), 15);
+        assert_eq!(writes_in_flight(Some(Duration::from_micros(50)), SFTP_PACKET_MIN), 3);
+        assert_eq!(writes_in_flight(Some(Duration::from_millis(10)), SFTP_PACKET_MIN), 30);
+        assert_eq!(writes_in_flight(None, SFTP_PACKET_MIN), 61);
     }
 }

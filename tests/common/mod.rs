@@ -82,6 +82,29 @@ impl Fleet {
         self.dir.join("artifacts").join(format!("demo-{version}.tar.gz"))
     }
 
+    /// `artifacts/big-<version>.tar.gz`: the sample service of `version` with `kib` KiB of random
+    /// data beside it (so the archive is about that large), and its sha256.
+    pub fn big_artifact(&self, version: &str, kib: usize) -> (PathBuf, String) {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "set -e; rm -rf big && mkdir big && tar -xzf artifacts/demo-{version}.tar.gz -C big; \
+                 head -c {} /dev/urandom > big/payload.bin; tar -czf artifacts/big-{version}.tar.gz -C big .; \
+                 rm -rf big; sha256sum artifacts/big-{version}.tar.gz",
+                kib * 1024
+            ))
+            .current_dir(&self.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let sha = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string();
+        (self.dir.join(format!("artifacts/big-{version}.tar.gz")), sha)
+    }
+
     pub fn sha256(&self, version: &str) -> String {
         let sums = std::fs::read_to_string(self.dir.join("artifacts/SHA256SUMS")).unwrap();
         sums.lines()
