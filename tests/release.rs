@@ -394,21 +394,31 @@ fn nice_of(needle: &str) -> Vec<i64> {
 #[test]
 fn staging_yields_the_cpu_to_the_service() {
     // Staging is background work on hosts that still serve: a pull's download (and the hash and
-    // unpacking after it) runs under `nice -n 10`. Capped at 512 KiB/s, the download of a 1 MiB
-    // artifact lasts long enough to find curl on the hosts and read its nice value.
+    // unpacking after it) runs under `nice -n 10`. A file server that sends 64 KiB every 100 ms
+    // makes the download of a 1 MiB artifact last long enough to find curl on the hosts and read
+    // its nice value (curl's own --limit-rate lets a download this small through at once).
     let fleet = Fleet::up(26, 2);
     fleet.install("1.0.0");
     let (_, sha) = fleet.big_artifact("2.0.0", 1024);
     let port = 18750 + (std::process::id() % 100) as u16;
+    let slow = r#"
+import http.server, os, sys, time
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        data = open(os.path.join(sys.argv[2], self.path.lstrip('/')), 'rb').read()
+        self.send_response(200)
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        for i in range(0, len(data), 65536):
+            self.wfile.write(data[i:i + 65536])
+            self.wfile.flush()
+            time.sleep(0.1)
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
+"#;
     let mut server = std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-            "--directory",
-        ])
+        .args(["-c", slow, &port.to_string()])
         .arg(fleet.dir.join("artifacts"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -423,7 +433,7 @@ fn staging_yields_the_cpu_to_the_service() {
     let pb = fleet.playbook(
         "niced.yml",
         "2.0.0",
-        &format!("artifact:\n  url: \"{url}\"\n  sha256: \"{sha}\"\nrollout:\n  canary: 0\n  batch: 2\n  stage: {{ concurrency: 2, bandwidth: 512KiB/s }}\n"),
+        &format!("artifact:\n  url: \"{url}\"\n  sha256: \"{sha}\"\nrollout:\n  canary: 0\n  batch: 2\n  stage: {{ concurrency: 2 }}\n"),
     );
     let mut run = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
         .args([

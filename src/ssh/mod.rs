@@ -523,10 +523,15 @@ impl Connection {
             .map_err(|_| SshError::Protocol("connection closed".into()))?;
         let fut = async {
             match self.sftp_send(local, remote, offset, bandwidth, SFTP_PACKET).await {
-                Err(SftpFailure::Writing(_)) => self.sftp_send(local, remote, offset, bandwidth, SFTP_PACKET_MIN).await,
-                other => other,
+                Err(SftpFailure::Writing(first)) => {
+                    match self.sftp_send(local, remote, offset, bandwidth, SFTP_PACKET_MIN).await {
+                        // Not even a new session (the connection is gone): the first error says why.
+                        Err(SftpFailure::Before(_)) => Err(first),
+                        other => other.map_err(SftpFailure::into_error),
+                    }
+                }
+                other => other.map_err(SftpFailure::into_error),
             }
-            .map_err(SftpFailure::into_error)
         };
         match tokio::time::timeout(timeout, fut).await {
             Ok(r) => r,
