@@ -140,23 +140,7 @@ fn ssh_config_agent_sftp_fallback_status_and_yes() {
         .join(format!("demo/.tranche-stage/{}.part", fleet.sha256("2.0.0")));
     std::fs::create_dir_all(part.parent().unwrap()).unwrap();
     std::fs::write(&part, &std::fs::read(fleet.artifact("2.0.0")).unwrap()[..1000]).unwrap();
-    let cfg2 = fleet.dir.join("hosts/h2/sshd_config");
-    let text = std::fs::read_to_string(&cfg2).unwrap();
-    std::fs::write(
-        &cfg2,
-        text.lines()
-            .filter(|l| !l.starts_with("Subsystem"))
-            .map(|l| format!("{l}\n"))
-            .collect::<String>(),
-    )
-    .unwrap();
-    let pid = std::fs::read_to_string(fleet.dir.join("hosts/h2/sshd.pid")).unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", pid.trim()])
-        .status()
-        .unwrap()
-        .success());
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    fleet.set_sftp_subsystem(2, None);
 
     // The playbook pauses for confirmation after the canary; --yes answers it.
     let ev = fleet.dir.join("events.jsonl");
@@ -297,27 +281,10 @@ fn a_server_that_takes_only_small_sftp_packets_gets_the_upload_again_in_small_wr
     let (art, _) = fleet.big_artifact("2.0.0", 1024);
     let log = fleet.dir.join("strict-sftp.log");
     let proxy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fleet/strict_sftp.py");
-    let cfg2 = fleet.dir.join("hosts/h2/sshd_config");
-    let text = std::fs::read_to_string(&cfg2).unwrap();
-    let text: String = text
-        .lines()
-        .map(|l| match l.starts_with("Subsystem") {
-            true => format!(
-                "Subsystem sftp /usr/bin/python3 {} {}\n",
-                proxy.display(),
-                log.display()
-            ),
-            false => format!("{l}\n"),
-        })
-        .collect();
-    std::fs::write(&cfg2, text).unwrap();
-    let pid = std::fs::read_to_string(fleet.dir.join("hosts/h2/sshd.pid")).unwrap();
-    assert!(Command::new("kill")
-        .args(["-HUP", pid.trim()])
-        .status()
-        .unwrap()
-        .success());
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    fleet.set_sftp_subsystem(
+        2,
+        Some(&format!("/usr/bin/python3 {} {}", proxy.display(), log.display())),
+    );
 
     let pb = fleet.playbook(
         "strict.yml",

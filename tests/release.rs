@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{events, Fleet};
+use common::{events, FileServer, Fleet};
 
 /// GET / through HAProxy in a loop until told to stop (bounded: 3 minutes, 100000 requests).
 fn request_loop(
@@ -165,25 +165,19 @@ fn pull_mode_and_a_wrong_checksum() {
     fleet.install("1.0.0");
     // A file server on loopback for the hosts to pull from.
     let port = 18200 + (std::process::id() % 500) as u16;
-    let mut server = std::process::Command::new("/usr/bin/python3")
-        .args([
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            &port.to_string(),
-            "--directory",
-        ])
-        .arg(fleet.dir.join("artifacts"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "file server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let dir = fleet.dir.join("artifacts");
+    let server = FileServer::start(
+        port,
+        &[
+            "-m".as_ref(),
+            "http.server".as_ref(),
+            "--bind".as_ref(),
+            "127.0.0.1".as_ref(),
+            port.to_string().as_ref(),
+            "--directory".as_ref(),
+            dir.as_os_str(),
+        ],
+    );
     let sha2 = fleet.sha256("2.0.0");
     let pb = fleet.playbook(
         "pull.yml",
@@ -218,8 +212,7 @@ fn pull_mode_and_a_wrong_checksum() {
         "--events",
         ev.to_str().unwrap(),
     ]);
-    server.kill().ok();
-    server.wait().ok();
+    drop(server);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("sha256 mismatch"), "{stderr}");
@@ -363,9 +356,9 @@ fn a_failing_health_check_reverts_the_canary_and_stops() {
     assert!(fleet.all_up(), "{:?}", fleet.servers());
 }
 
-/// The nice value of every process whose command line contains `needle` (the fleet's hosts
-/// share this machine's process table).
-fn nice_of(needle: &str) -> Vec<i64> {
+/// The nice value of every `curl` whose command line contains `needle` (the fleet's hosts share
+/// this machine's process table).
+fn nice_of_curl(needle: &str) -> Vec<i64> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let dir = entry.path();
@@ -417,18 +410,11 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
 "#;
-    let mut server = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", slow, &port.to_string()])
-        .arg(fleet.dir.join("artifacts"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "file server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let dir = fleet.dir.join("artifacts");
+    let server = FileServer::start(
+        port,
+        &["-c".as_ref(), slow.as_ref(), port.to_string().as_ref(), dir.as_os_str()],
+    );
     let url = format!("http://127.0.0.1:{port}/big-2.0.0.tar.gz");
     let pb = fleet.playbook(
         "niced.yml",
@@ -451,14 +437,13 @@ http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_foreve
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while run.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        seen.extend(nice_of(&url));
+        seen.extend(nice_of_curl(&url));
         std::thread::sleep(Duration::from_millis(20));
     }
     let status = run.wait().unwrap();
     let mut stderr = String::new();
     run.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    server.kill().ok();
-    server.wait().ok();
+    drop(server);
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(!seen.is_empty(), "curl was never seen downloading on the hosts");
     assert!(seen.iter().all(|n| *n == 10), "nice values of the downloads: {seen:?}");

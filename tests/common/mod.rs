@@ -154,6 +154,29 @@ impl Fleet {
         s.len() == self.hosts && s.iter().all(|(_, op, admin)| *op == 2 && *admin == 0)
     }
 
+    /// Host `i`'s SFTP subsystem: `Some(command)` instead of sshd's own, `None` for none at
+    /// all; sshd re-reads its config (SIGHUP).
+    pub fn set_sftp_subsystem(&self, i: usize, command: Option<&str>) {
+        let cfg = self.dir.join(format!("hosts/h{i}/sshd_config"));
+        let text: String = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .lines()
+            .filter_map(|l| match (l.starts_with("Subsystem"), command) {
+                (false, _) => Some(format!("{l}\n")),
+                (true, Some(c)) => Some(format!("Subsystem sftp {c}\n")),
+                (true, None) => None,
+            })
+            .collect();
+        std::fs::write(&cfg, text).unwrap();
+        let pid = std::fs::read_to_string(self.dir.join(format!("hosts/h{i}/sshd.pid"))).unwrap();
+        assert!(Command::new("kill")
+            .args(["-HUP", pid.trim()])
+            .status()
+            .unwrap()
+            .success());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
     /// `all_up` within `secs`, for runs whose registry is not this HAProxy: it learns that a
     /// restarted service is back from its own health checks (every 500 ms), not from tranche.
     pub fn wait_all_up(&self, secs: u64) -> bool {
@@ -238,6 +261,36 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = fleet_sh(&["down", "--dir", self.dir.to_str().unwrap()]);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An HTTP file server on `127.0.0.1:port` for the hosts to pull from: `/usr/bin/python3`
+/// with `args` (which end with the port and whatever else they need), up when this returns,
+/// stopped when dropped.
+pub struct FileServer(std::process::Child);
+
+impl FileServer {
+    pub fn start(port: u16, args: &[&std::ffi::OsStr]) -> FileServer {
+        let child = Command::new("/usr/bin/python3")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = FileServer(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "file server did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        server
+    }
+}
+
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
     }
 }
 

@@ -19,13 +19,14 @@ server = subprocess.Popen([sys.argv[2] if len(sys.argv) > 2 else "/usr/lib/opens
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
 
-def packets(stream):
+def packets(stream, limit=None):
+    """(length, body) per packet; body None for a packet over `limit` (left unread)."""
     while True:
         head = stream.read(4)
         if len(head) < 4:
             return
         (n,) = struct.unpack(">I", head)
-        body = stream.read(n) if n <= LIMIT else None
+        body = stream.read(n) if limit is None or n <= limit else None
         yield n, body
 
 
@@ -46,7 +47,7 @@ def without_limits(body):
 
 def to_client():
     for n, body in packets(server.stdout):
-        if body and body[0] == 2:  # SSH_FXP_VERSION
+        if body[0] == 2:  # SSH_FXP_VERSION
             body = without_limits(body)
         sys.stdout.buffer.write(struct.pack(">I", len(body)) + body)
         sys.stdout.buffer.flush()
@@ -55,7 +56,7 @@ def to_client():
 forward = threading.Thread(target=to_client)
 forward.start()
 stdin = sys.stdin.buffer
-for n, body in packets(stdin):
+for n, body in packets(stdin, LIMIT):
     if body is None:
         log.write(f"rejected a packet of {n} bytes\n")
         server.kill()
