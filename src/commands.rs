@@ -157,6 +157,7 @@ pub fn release(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) ->
         extra_vars: req.extra_vars.clone(),
         inventory_sha256: journal::files_sha256(&req.inventories).unwrap_or_default(),
         playbook_sha256: journal::files_sha256(std::slice::from_ref(&req.playbook)).unwrap_or_default(),
+        artifact_sha256: Some(r.sha256.clone()),
         started: events::now_rfc3339(),
     };
     execute(r, record, mode, Carried::default(), run, ssh)
@@ -208,6 +209,17 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
         Ok(r) => r,
         Err(code) => return code,
     };
+    if let Some(was) = record.artifact_sha256.as_deref().filter(|was| *was != r.sha256) {
+        if !force {
+            eprintln!(
+                "error: cannot resume run {run_id}: the artifact changed (sha256 {}, the run started with {})",
+                &r.sha256[..12.min(r.sha256.len())],
+                &was[..12.min(was.len())]
+            );
+            eprintln!("  = hint: a rebuilt artifact under the same version would leave a mixed fleet; release it under a new version, or `tranche resume {run_id} --force`");
+            return exit_code::CONFIG;
+        }
+    }
     let total = r.targets.len();
     r.narrow(|h| !summary.done.contains(&h.name), !summary.any_ok);
     eprintln!(
@@ -294,24 +306,32 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
     exec.mode = mode;
     exec.carried = carried;
     let exec = Arc::new(exec);
-    // First Ctrl-C or SIGTERM: no new host starts. Second: stop now, with the record written.
+    // The first Ctrl-C, SIGTERM or SIGHUP: no new host starts; hosts in flight finish. A second
+    // Ctrl-C: stop now, with the record written. A later SIGTERM or SIGHUP does not abandon the
+    // hosts in flight (a CI cancel sends SIGINT, then SIGTERM a few seconds later, then
+    // SIGKILL): they go on, and the log names them and how to bring them back.
     let on_signal = exec.clone();
     let signal_reporter = reporter.clone();
     rt.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
             return;
         };
         let mut count = 0;
         loop {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                _ = hup.recv() => "SIGHUP",
+            };
             count += 1;
             if count == 1 {
                 on_signal.interrupt();
-            } else {
+            } else if name == "SIGINT" || !on_signal.still_finishing(name) {
                 on_signal.stop_now();
                 signal_reporter.finish();
                 std::process::exit(exit_code::INTERRUPTED);
@@ -320,6 +340,9 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
     });
     let outcome = rt.block_on(exec.run());
     reporter.finish();
+    // A confirmation question left waiting on the terminal (the run was interrupted while it
+    // asked) must not keep the process alive.
+    rt.shutdown_background();
     outcome.exit_code
 }
 

@@ -196,8 +196,10 @@ pub struct Executor {
     /// Asks the operator whether to go on with batch N (a `confirm` pause); none: the answer is no.
     pub confirm: Option<Confirm>,
     lease: crate::lock::Lease,
-    /// Set by the first Ctrl-C or SIGTERM: no new host starts.
+    /// Set by the first Ctrl-C, SIGTERM or SIGHUP: no new host starts.
     interrupted: AtomicBool,
+    /// Wakes the waits (pauses, a confirmation, the gate's window) when the run is interrupted.
+    interrupt_signal: watch::Sender<bool>,
     /// `rollout.max_per_zone`: one gate per zone (hosts without a zone share one).
     zone_gates: HashMap<String, Arc<Semaphore>>,
     /// Hosts that could not be put back into the registry, named in the summary.
@@ -233,6 +235,7 @@ impl Executor {
             confirm: None,
             lease,
             interrupted: AtomicBool::new(false),
+            interrupt_signal: watch::channel(false).0,
             in_flight: std::sync::Mutex::new(BTreeMap::new()),
             left_out: std::sync::Mutex::new(Vec::new()),
             zone_gates,
@@ -241,12 +244,16 @@ impl Executor {
 
     /// The first Ctrl-C or SIGTERM: no new host starts; hosts in flight finish their pipeline.
     pub fn interrupt(&self) {
-        if !self.interrupted.swap(true, Ordering::SeqCst) {
+        // In this order: the warning is in the record before anything that reads the flag can
+        // end the run, and a wait woken by the signal finds the flag set.
+        if !self.is_interrupted() {
             self.event(EventKind::Warning {
                 host: None,
                 msg: "interrupted: no new host starts; hosts in flight finish (press Ctrl-C again to stop now)".into(),
             });
         }
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.interrupt_signal.send_replace(true);
     }
 
     /// The second Ctrl-C: record where every host in flight was and end the run record.
@@ -296,6 +303,36 @@ impl Executor {
 
     fn is_interrupted(&self) -> bool {
         self.interrupted.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the run is interrupted (at once if it already is): every wait races it.
+    async fn until_interrupted(&self) {
+        let mut rx = self.interrupt_signal.subscribe();
+        let _ = rx.wait_for(|v| *v).await;
+    }
+
+    /// A later SIGTERM or SIGHUP (a CI cancel sends SIGINT, then SIGTERM, then SIGKILL): the
+    /// hosts in flight go on finishing their pipeline, and the log names them and how to bring
+    /// them back should the process be killed before they are done.
+    /// False when no host is in flight: then there is nothing to wait for.
+    pub fn still_finishing(&self, signal: &str) -> bool {
+        let where_: Vec<String> = self
+            .in_flight
+            .lock()
+            .expect("in flight")
+            .iter()
+            .map(|(h, s)| format!("{h} ({})", s.as_str()))
+            .collect();
+        if where_.is_empty() {
+            return false;
+        }
+        let msg = format!(
+            "{signal} again: hosts in flight go on finishing: {}; if this process is killed first, `tranche resume {}` brings them back (Ctrl-C again stops at once)",
+            where_.join(", "),
+            self.run_id
+        );
+        self.event(EventKind::Warning { host: None, msg });
+        true
     }
 
     fn event(&self, mut kind: EventKind) {
@@ -587,6 +624,14 @@ impl Executor {
                         };
                         let host = &r.targets[i];
                         let Some(st) = st else {
+                            if self.carried.started.contains(&host.name) {
+                                // The interrupted run had started on it: it may be out of the
+                                // registry, and cannot be reached to bring it back.
+                                self.leave_out(
+                                    host,
+                                    "the interrupted run had started on it and preflight failed now; it may be out of the registry".into(),
+                                );
+                            }
                             self.event(EventKind::HostFinished {
                                 batch: b.number,
                                 host: host.name.clone(),
@@ -760,7 +805,10 @@ impl Executor {
                     batch,
                     reason: format!("waiting {} before batch {batch}", crate::units::human_duration(d)),
                 });
-                tokio::time::sleep(d).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(d) => {}
+                    _ = self.until_interrupted() => return true,
+                }
                 self.event(EventKind::Resumed { batch });
                 true
             }
@@ -778,8 +826,13 @@ impl Executor {
                     reason: format!("confirm before batch {batch}"),
                 });
                 let ask = self.confirm.clone();
+                // The question waits on the terminal; an interruption ends the wait (the caller
+                // sees the run interrupted and starts no batch).
                 let answer = match ask {
-                    Some(ask) => tokio::task::spawn_blocking(move || ask(batch)).await.unwrap_or(false),
+                    Some(ask) => tokio::select! {
+                        a = tokio::task::spawn_blocking(move || ask(batch)) => a.unwrap_or(false),
+                        _ = self.until_interrupted() => return true,
+                    },
                     None => false,
                 };
                 if answer {
@@ -922,7 +975,20 @@ impl Executor {
             }
             None => return true,
         };
-        let res = crate::monitor::watch_gate(&self.http, g, &query).await;
+        // The window (`for:`) can be long: an interruption ends it. The batch's hosts are done
+        // and serving; no new host starts, so the gate's verdict no longer matters.
+        let res = tokio::select! {
+            res = crate::monitor::watch_gate(&self.http, g, &query) => res,
+            _ = self.until_interrupted() => {
+                self.event(EventKind::GateChecked {
+                    batch,
+                    status: Status::Skipped,
+                    ms: t.elapsed().as_millis() as u64,
+                    msg: "not finished: the run was interrupted".into(),
+                });
+                return true;
+            }
+        };
         let ms = t.elapsed().as_millis() as u64;
         match res {
             Ok(msg) => {
@@ -1429,6 +1495,18 @@ impl Executor {
             }
         };
         if let Err(e) = stage {
+            // A host an interrupted run had started on may be out of the registry, stopped, or
+            // halfway: whatever staging says, it goes back to the release it had, or is named.
+            if self.carried.started.contains(&host.name) {
+                self.failed.fetch_add(1, Ordering::SeqCst);
+                let back = self.bring_back(host, st, batch).await;
+                let msg = match (back, st.previous.as_deref()) {
+                    (Status::Reverted, Some(prev)) => format!("stage failed: {e}; back on {prev}"),
+                    _ => format!("stage failed: {e}"),
+                };
+                self.host_done(batch, &host.name, back, t, msg);
+                return back;
+            }
             if self.is_interrupted() {
                 self.host_done(
                     batch,
@@ -1482,8 +1560,19 @@ impl Executor {
                 let failed_now = self.failed.fetch_add(1, Ordering::SeqCst) + 1;
                 let halt = r.playbook.rollout.on_failure == OnFailure::Halt && failed_now > r.budget;
                 let status = if step == Step::Deregister {
-                    // The host was never taken out: it still serves its old release.
-                    Status::Failed
+                    // The call failed, but the registry may have acted before it did (a drain
+                    // cut short, an answer lost after the server took the host out): put it
+                    // back. The host was not stopped; it still serves its old release.
+                    match self.put_back(host, st, batch).await {
+                        Ok(()) => Status::Failed,
+                        Err(e2) => {
+                            self.leave_out(
+                                host,
+                                format!("deregister failed ({e}) and putting it back failed too ({e2}); it may be out of the registry"),
+                            );
+                            Status::Failed
+                        }
+                    }
                 } else if halt {
                     self.leave_out(
                         host,
@@ -1494,40 +1583,10 @@ impl Executor {
                     );
                     Status::Failed
                 } else {
-                    match &st.previous {
-                        Some(prev) => match self.switch(host, st, batch, prev).await {
-                            Ok(()) => Status::Reverted,
-                            Err((s2, e2)) => match self.restore_traffic(host, st, prev).await {
-                                Ok(note) => {
-                                    self.event(EventKind::Warning {
-                                        host: Some(host.name.clone()),
-                                        msg: format!("revert stopped at {}: {e2}; {note}", s2.as_str()),
-                                    });
-                                    Status::Reverted
-                                }
-                                Err(e3) => {
-                                    self.leave_out(
-                                        host,
-                                        format!(
-                                            "could not be brought back to {prev}: {} failed: {e2}; {e3}",
-                                            s2.as_str()
-                                        ),
-                                    );
-                                    Status::Failed
-                                }
-                            },
-                        },
-                        None => {
-                            self.leave_out(
-                                host,
-                                "no previous release to go back to; it is left out of the registry".into(),
-                            );
-                            Status::Failed
-                        }
-                    }
+                    self.bring_back(host, st, batch).await
                 };
                 let msg = match status {
-                    _ if step == Step::Deregister => format!("deregister failed: {e}; the host was not changed"),
+                    _ if step == Step::Deregister => format!("deregister failed: {e}; the host was not stopped"),
                     Status::Reverted => format!(
                         "{} failed: {e}; back on {}",
                         step.as_str(),
@@ -1541,6 +1600,65 @@ impl Executor {
         self.unsilence(host, batch, silence_id).await;
         self.host_done(batch, &host.name, status, t, msg);
         status
+    }
+
+    /// After a failure that may have taken `host` out of the registry: back to the release it
+    /// had through the pipeline; failing that (its connection gone, say), back into the registry
+    /// if it still serves that release; failing that, named as left out. Reverted or Failed.
+    async fn bring_back(&self, host: &Host, st: &HostState, batch: usize) -> Status {
+        let Some(prev) = st.previous.as_deref() else {
+            self.leave_out(
+                host,
+                "no previous release to go back to; it is left out of the registry".into(),
+            );
+            return Status::Failed;
+        };
+        let Err((s2, e2)) = self.switch(host, st, batch, prev).await else {
+            return Status::Reverted;
+        };
+        match self.restore_traffic(host, st, prev).await {
+            Ok(note) => {
+                self.event(EventKind::Warning {
+                    host: Some(host.name.clone()),
+                    msg: format!("revert stopped at {}: {e2}; {note}", s2.as_str()),
+                });
+                Status::Reverted
+            }
+            Err(e3) => {
+                self.leave_out(
+                    host,
+                    format!(
+                        "could not be brought back to {prev}: {} failed: {e2}; {e3}",
+                        s2.as_str()
+                    ),
+                );
+                Status::Failed
+            }
+        }
+    }
+
+    /// Register `host` again (a `register` step of its own in the events).
+    async fn put_back(&self, host: &Host, st: &HostState, batch: usize) -> Result<(), String> {
+        let t = Instant::now();
+        self.event(EventKind::StepStarted {
+            batch,
+            host: host.name.clone(),
+            step: Step::Register,
+        });
+        match self
+            .registry
+            .register(&self.release, host, &st.conn, &self.run_id)
+            .await
+        {
+            Ok(note) => {
+                self.step_done(batch, &host.name, Step::Register, Status::Ok, t, note);
+                Ok(())
+            }
+            Err(e) => {
+                self.step_done(batch, &host.name, Step::Register, Status::Failed, t, e.clone());
+                Err(e)
+            }
+        }
     }
 
     /// Deregister, stop, point `current` at `version`, start, wait healthy, register.

@@ -24,6 +24,9 @@ pub struct RunRecord {
     /// sha256 of the inventory files (in order) and of the playbook, to refuse a changed plan.
     pub inventory_sha256: String,
     pub playbook_sha256: String,
+    /// sha256 of the artifact: a rebuilt artifact under the same version is another release.
+    #[serde(default)]
+    pub artifact_sha256: Option<String>,
     pub started: String,
 }
 

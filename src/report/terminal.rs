@@ -70,9 +70,14 @@ impl Terminal {
         if self.quiet {
             return;
         }
+        // Not `eprintln!`, which panics when stderr is gone (the terminal closed: SIGHUP), and
+        // the run must go on to bring its hosts in flight back.
+        let print = || {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), format!("{s}\n").as_bytes());
+        };
         match &self.bars {
-            Some(b) => b.multi.suspend(|| eprintln!("{s}")),
-            None => eprintln!("{s}"),
+            Some(b) => b.multi.suspend(print),
+            None => print(),
         }
     }
 
