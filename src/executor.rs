@@ -13,7 +13,8 @@ use tokio::sync::{watch, Semaphore};
 use crate::events::{Event, EventKind, Status, Step};
 use crate::exit_code;
 use crate::inventory::Host;
-use crate::playbook::{shell_quote, ArtifactSource, OnFailure};
+use crate::playbook::{shell_quote, ArtifactSource};
+use crate::policy::{self, Cancel, CancelReason, FailureBudget, Undo};
 use crate::registry::RegistryClient;
 use crate::release::Release;
 use crate::ssh::{Connection, Endpoint, SshSettings};
@@ -294,7 +295,7 @@ impl Executor {
     fn no_new_host(&self) -> Option<&'static str> {
         if self.is_interrupted() {
             Some("the run was interrupted")
-        } else if self.failed.load(Ordering::SeqCst) > self.release.budget {
+        } else if FailureBudget::new(self.release.budget).is_exceeded(self.failed.load(Ordering::SeqCst)) {
             Some("the failure budget was exceeded")
         } else {
             None
@@ -511,14 +512,20 @@ impl Executor {
                 Ok(()) => self.check_monitoring().await.err(),
             },
         };
-        if preflight_failed > r.budget || delegate_error.is_some() || !lock_holders.is_empty() {
+        let budget = FailureBudget::new(r.budget);
+        if let Some(code) = policy::preflight_verdict(
+            budget,
+            preflight_failed,
+            !lock_holders.is_empty(),
+            delegate_error.is_some(),
+        ) {
             for s in states.into_iter().flatten() {
                 self.release_lock(&s).await;
                 s.conn.close().await;
             }
             self.registry.close().await;
             let outcome = Outcome {
-                exit_code: exit_code::PREFLIGHT,
+                exit_code: code,
                 failed: preflight_failed,
                 ..Default::default()
             };
@@ -581,12 +588,13 @@ impl Executor {
 
         // 3. Batches.
         let mut results: HashMap<usize, Status> = HashMap::new();
-        let mut over_budget = false;
-        let mut gate_breached: Option<usize> = None;
-        let mut declined = false;
+        let mut cancel = Cancel::default();
         let batches_fut = async {
             for b in &r.batches {
-                if over_budget || self.is_interrupted() {
+                if self.is_interrupted() {
+                    cancel.escalate(CancelReason::Signal);
+                }
+                if cancel.is_cancelled() {
                     break;
                 }
                 if b.number > 1 {
@@ -596,7 +604,7 @@ impl Executor {
                         p.rollout.pause
                     };
                     if !self.pause(b.number, pause).await {
-                        declined = true;
+                        cancel.escalate(CancelReason::Declined);
                         halted.store(true, std::sync::atomic::Ordering::SeqCst);
                         break;
                     }
@@ -658,14 +666,13 @@ impl Executor {
                     failed,
                     ms: bstart.elapsed().as_millis() as u64,
                 });
-                if self.failed.load(Ordering::SeqCst) > r.budget {
-                    over_budget = true;
+                if budget.is_exceeded(self.failed.load(Ordering::SeqCst)) {
+                    cancel.escalate(CancelReason::BudgetExceeded);
                     halted.store(true, std::sync::atomic::Ordering::SeqCst);
                 } else if let Some(g) = &p.rollout.gate {
                     // The metric gate: the batch's hosts serve traffic now; watch the metric.
                     if ok > 0 && !self.gate_passes(b.number, g).await {
-                        over_budget = true;
-                        gate_breached = Some(b.number);
+                        cancel.escalate(CancelReason::GateBreached(b.number));
                         halted.store(true, std::sync::atomic::Ordering::SeqCst);
                     }
                 }
@@ -694,19 +701,18 @@ impl Executor {
 
         // 4. Over budget: apply on_failure to hosts this run changed.
         let mut reverted = results.values().filter(|s| **s == Status::Reverted).count();
-        let gate_batch: Vec<usize> = gate_breached
-            .map(|n| r.batches[n - 1].hosts.clone())
-            .unwrap_or_default();
-        let undo = over_budget
-            && (p.rollout.on_failure == OnFailure::Rollback
-                || (p.rollout.on_failure == OnFailure::RevertFailed && !gate_batch.is_empty()));
-        if undo {
+        let undo = policy::undo(p.rollout.on_failure, cancel);
+        if undo != Undo::Nothing {
             // rollback: every host this run moved; revert-failed after a gate breach: the hosts of
             // the batch that breached it.
             let changed: Vec<usize> = results
                 .iter()
                 .filter(|(i, s)| {
-                    **s == Status::Ok && (p.rollout.on_failure == OnFailure::Rollback || gate_batch.contains(i))
+                    **s == Status::Ok
+                        && match undo {
+                            Undo::Batch(n) => r.batches[n - 1].hosts.contains(i),
+                            _ => true,
+                        }
                 })
                 .map(|(i, _)| *i)
                 .collect();
@@ -729,7 +735,11 @@ impl Executor {
                 }
             }
         }
-        let interrupted = self.is_interrupted() && results.len() < r.targets.len();
+        if self.is_interrupted() {
+            cancel.escalate(CancelReason::Signal);
+        }
+        let all_done = results.len() == r.targets.len();
+        let interrupted = self.is_interrupted() && !all_done;
         for st in states.iter_mut().flatten() {
             // An interrupted run keeps its locks for `tranche resume`; they expire otherwise.
             if !interrupted {
@@ -742,15 +752,7 @@ impl Executor {
         let ok = results.values().filter(|s| **s == Status::Ok).count();
         let skipped = results.values().filter(|s| **s == Status::Skipped).count();
         let failed = self.failed.load(Ordering::SeqCst);
-        let code = if over_budget {
-            exit_code::BUDGET_EXCEEDED
-        } else if declined || interrupted {
-            exit_code::INTERRUPTED
-        } else if failed > 0 {
-            exit_code::HOSTS_FAILED
-        } else {
-            exit_code::SUCCESS
-        };
+        let code = policy::exit_code(cancel, failed, all_done);
         let outcome = Outcome {
             exit_code: code,
             ok,
@@ -759,8 +761,14 @@ impl Executor {
             skipped,
         };
         let msg = match code {
-            exit_code::SUCCESS => format!("{} {} is on every targeted host", p.service, p.version),
-            exit_code::INTERRUPTED if declined => {
+            exit_code::SUCCESS => match &self.mode {
+                Mode::Rollback { to: Some(v) } => format!("{} {v} is on every targeted host", p.service),
+                Mode::Rollback { to: None } => {
+                    format!("{} is back on its previous release on every targeted host", p.service)
+                }
+                _ => format!("{} {} is on every targeted host", p.service, p.version),
+            },
+            exit_code::INTERRUPTED if cancel.reason() == Some(CancelReason::Declined) => {
                 "stopped at a confirmation; hosts not reached keep their release".to_string()
             }
             exit_code::INTERRUPTED => format!(
@@ -770,15 +778,16 @@ impl Executor {
                 self.run_id
             ),
             exit_code::HOSTS_FAILED => format!(
-                "{failed} host(s) failed within the budget of {} and were reverted",
-                r.budget
+                "{failed} host(s) failed within the budget of {} ({} reverted to the release they had; a host that failed before it left the registry was not changed)",
+                r.budget,
+                results.values().filter(|s| **s == Status::Reverted).count()
             ),
-            _ => match gate_breached {
-                Some(b) => format!(
+            _ => match cancel.reason() {
+                Some(CancelReason::GateBreached(b)) => format!(
                     "the metric gate failed after batch {b}; on_failure: {}",
                     p.rollout.on_failure.as_str()
                 ),
-                None => format!(
+                _ => format!(
                     "{failed} host(s) failed, over the budget of {}; on_failure: {}",
                     r.budget,
                     p.rollout.on_failure.as_str()
@@ -1558,7 +1567,11 @@ impl Executor {
             Ok(()) => (Status::Ok, format!("on {version}")),
             Err((step, e)) => {
                 let failed_now = self.failed.fetch_add(1, Ordering::SeqCst) + 1;
-                let halt = r.playbook.rollout.on_failure == OnFailure::Halt && failed_now > r.budget;
+                let halt = policy::leaves_failed_host_out(
+                    r.playbook.rollout.on_failure,
+                    FailureBudget::new(r.budget),
+                    failed_now,
+                );
                 let status = if step == Step::Deregister {
                     // The call failed, but the registry may have acted before it did (a drain
                     // cut short, an answer lost after the server took the host out): put it

@@ -18,6 +18,7 @@ pub mod lock;
 pub mod monitor;
 pub mod planner;
 pub mod playbook;
+pub mod policy;
 pub mod registry;
 pub mod release;
 pub mod report;

@@ -209,6 +209,12 @@ fn a_failing_host_past_the_budget_rolls_back_every_host_the_run_changed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_eq!(releases(&fleet), ["1.0.0"; 4], "{stderr}");
+    // The last line says where the hosts went, not the playbook's version.
+    assert!(
+        stderr.contains("demo is back on its previous release on every targeted host"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("demo 2.0.0 is on every targeted host"), "{stderr}");
     // And --to a release still on the hosts.
     let out = fleet.tranche(&[
         "rollback",
