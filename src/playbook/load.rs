@@ -904,7 +904,12 @@ impl Decoder<'_> {
     }
 
     fn gate(&mut self, node: &Node) -> Option<Gate> {
-        let m = self.map(node, "rollout.gate", &["prometheus", "query", "max", "for"])?;
+        let m = self.map(
+            node,
+            "rollout.gate",
+            &["prometheus", "token", "basic_auth", "query", "max", "for"],
+        )?;
+        let auth = self.auth(&m, "rollout.gate");
         let prometheus = self
             .required(&m, "prometheus", "rollout.gate")
             .and_then(|n| self.url(n, "rollout.gate.prometheus"));
@@ -926,14 +931,77 @@ impl Decoder<'_> {
         };
         Some(Gate {
             prometheus: prometheus?,
+            auth: auth?,
             query: query?,
             max: max?,
             hold: hold?,
         })
     }
 
+    /// `token` or `basic_auth: {username, password}` of a monitoring endpoint, rendered now
+    /// from the controller's environment (`"{{ env.AM_TOKEN }}"`).
+    fn auth(&mut self, m: &Map, what: &str) -> Option<HttpAuth> {
+        match (m.get("token"), m.get("basic_auth")) {
+            (None, None) => Some(HttpAuth::None),
+            (Some(_), Some(b)) => {
+                self.error(b, format!("`{what}` takes `token` or `basic_auth`, not both"));
+                None
+            }
+            (Some(t), None) => Some(HttpAuth::Bearer(self.credential(t, &format!("{what}.token"))?)),
+            (None, Some(b)) => {
+                let ba = format!("{what}.basic_auth");
+                let bm = self.map(b, &ba, &["username", "password"])?;
+                let username = self
+                    .required(&bm, "username", &ba)
+                    .and_then(|n| self.credential(n, &format!("{ba}.username")));
+                let password = self
+                    .required(&bm, "password", &ba)
+                    .and_then(|n| self.credential(n, &format!("{ba}.password")));
+                Some(HttpAuth::Basic {
+                    username: username?,
+                    password: password?,
+                })
+            }
+        }
+    }
+
+    /// A credential setting: a string, rendered with the controller's environment as `env`.
+    fn credential(&mut self, node: &Node, what: &str) -> Option<String> {
+        let src = self.string(node, what)?;
+        if !src.contains("{{") && !src.contains("{%") {
+            return Some(src);
+        }
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        match env.render_str(&src, minijinja::context! { env => vars }) {
+            Ok(v) if v.trim().is_empty() => {
+                self.error_hint(
+                    node,
+                    format!("`{what}` is empty once rendered"),
+                    "is the environment variable it reads set?",
+                );
+                None
+            }
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error_hint(
+                    node,
+                    format!("`{what}` cannot be rendered: {e}"),
+                    "credentials read the controller's environment only, e.g. \"{{ env.AM_TOKEN }}\"; is the variable set?",
+                );
+                None
+            }
+        }
+    }
+
     fn silence(&mut self, node: &Node) -> Option<Silence> {
-        let m = self.map(node, "silence", &["alertmanager", "matchers", "duration"])?;
+        let m = self.map(
+            node,
+            "silence",
+            &["alertmanager", "token", "basic_auth", "matchers", "duration"],
+        )?;
+        let auth = self.auth(&m, "silence");
         let alertmanager = self
             .required(&m, "alertmanager", "silence")
             .and_then(|n| self.url(n, "silence.alertmanager"));
@@ -971,6 +1039,7 @@ impl Decoder<'_> {
         };
         Some(Silence {
             alertmanager: alertmanager?,
+            auth: auth?,
             matchers,
             duration,
         })
