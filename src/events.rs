@@ -250,7 +250,9 @@ mod tests {
             stderr: Some("curl: http://u:pw@x/ said s3cr3t".into()),
         };
         k.redact(&["s3cr3t".to_string()]);
-        let EventKind::StepFinished { stderr, .. } = &k else { unreachable!() };
+        let EventKind::StepFinished { stderr, .. } = &k else {
+            unreachable!()
+        };
         assert_eq!(stderr.as_deref(), Some("curl: http://***@x/ said ***"));
         let mut k = EventKind::RunStarted {
             service: "demo".into(),
@@ -260,7 +262,9 @@ mod tests {
             plan: serde_json::json!({"silence": {"alertmanager": "http://am:s3cr3t@am:9093"}}),
         };
         k.redact(&[]);
-        let EventKind::RunStarted { plan, .. } = &k else { unreachable!() };
+        let EventKind::RunStarted { plan, .. } = &k else {
+            unreachable!()
+        };
         assert_eq!(plan["silence"]["alertmanager"], "http://***@am:9093");
     }
 

@@ -81,7 +81,8 @@ pub(crate) mod tests {
                 std::thread::spawn(move || {
                     let mut req = [0u8; 4096];
                     let _ = s.read(&mut req);
-                    let hdr = format!("HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{head}");
+                    let hdr =
+                        format!("HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{head}");
                     if s.write_all(hdr.as_bytes()).is_err() {
                         return;
                     }
@@ -134,7 +135,10 @@ pub(crate) mod tests {
         assert_eq!(body.text.len(), BODY_LIMIT);
         assert!(body.text.starts_with("hello xxx"));
         assert!(body.truncated);
-        assert!(body.clone().whole().unwrap_err().contains("larger than 1.0 MiB"), "{body:?}");
+        assert!(
+            body.clone().whole().unwrap_err().contains("larger than 1.0 MiB"),
+            "{body:?}"
+        );
         // Give the server a moment to notice the closed connection.
         std::thread::sleep(std::time::Duration::from_millis(200));
         assert!(

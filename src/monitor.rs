@@ -211,7 +211,10 @@ mod tests {
                 let mut line = String::new();
                 let _ = reader.read_line(&mut line);
                 let mut parts = line.split_whitespace();
-                let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                let (method, path) = (
+                    parts.next().unwrap_or("").to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                );
                 let (mut auth, mut len) = (String::new(), 0usize);
                 loop {
                     let mut h = String::new();
@@ -230,7 +233,9 @@ mod tests {
                 let _ = reader.read_exact(&mut body);
                 let answer = match (method.as_str(), path.split('?').next().unwrap_or("")) {
                     ("POST", "/api/v2/silences") => r#"{"silenceID":"s-1"}"#,
-                    ("GET", "/api/v1/query") => r#"{"status":"success","data":{"resultType":"scalar","result":[0,"0.5"]}}"#,
+                    ("GET", "/api/v1/query") => {
+                        r#"{"status":"success","data":{"resultType":"scalar","result":[0,"0.5"]}}"#
+                    }
                     _ => "{}",
                 };
                 log.lock().unwrap().push((method, path, auth));
@@ -256,10 +261,15 @@ mod tests {
             "silence:\n  alertmanager: http://127.0.0.1:{port}\n  token: \"{{{{ env.TRANCHE_TEST_AM_TOKEN }}}}\"\n  matchers: {{instance: \"{{{{ host.name }}}}\"}}\n\
              rollout:\n  gate:\n    prometheus: http://127.0.0.1:{port}\n    basic_auth:\n      username: tranche\n      password: \"{{{{ env.TRANCHE_TEST_PROM_PASS }}}}\"\n    query: up\n    max: 1\n"
         ));
-        let (sil, gate) = (r.playbook.silence.as_ref().unwrap(), r.playbook.rollout.gate.as_ref().unwrap());
+        let (sil, gate) = (
+            r.playbook.silence.as_ref().unwrap(),
+            r.playbook.rollout.gate.as_ref().unwrap(),
+        );
         let http = reqwest::Client::new();
         super::check_alertmanager(&http, sil).await.unwrap();
-        let id = super::create_silence(&http, &r, sil, &r.targets[0], "run").await.unwrap();
+        let id = super::create_silence(&http, &r, sil, &r.targets[0], "run")
+            .await
+            .unwrap();
         assert_eq!(id, "s-1");
         super::expire_silence(&http, sil, &id).await.unwrap();
         assert_eq!(super::gate_value(&http, gate, "up").await, Ok(0.5));
@@ -284,7 +294,10 @@ mod tests {
         assert!(secrets.contains(&"am-token-5up3r".to_string()), "{secrets:?}");
         assert!(secrets.contains(&"prom-pa55-w0rd".to_string()), "{secrets:?}");
         let shown = format!("{:?} {}", r.playbook, crate::report::plan::to_json(&r));
-        assert!(!shown.contains("am-token-5up3r") && !shown.contains("prom-pa55-w0rd"), "{shown}");
+        assert!(
+            !shown.contains("am-token-5up3r") && !shown.contains("prom-pa55-w0rd"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -298,7 +311,10 @@ mod tests {
         )
         .unwrap();
         let err = crate::playbook::Playbook::load(&pb, &[]).unwrap_err().to_string();
-        assert!(err.contains("`silence` takes `token` or `basic_auth`, not both"), "{err}");
+        assert!(
+            err.contains("`silence` takes `token` or `basic_auth`, not both"),
+            "{err}"
+        );
         std::fs::write(
             &pb,
             "service: demo\nversion: \"1\"\nartifact:\n  path: a.tgz\nsilence:\n  alertmanager: http://am:9093\n  token: \"{{ env.TRANCHE_TEST_NOT_SET_ANYWHERE }}\"\n  matchers: {a: b}\n",
@@ -321,7 +337,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(t.elapsed() < std::time::Duration::from_secs(20));
-        assert_eq!(err, "Prometheus answered 200: the answer is larger than 1.0 MiB; it was not read");
+        assert_eq!(
+            err,
+            "Prometheus answered 200: the answer is larger than 1.0 MiB; it was not read"
+        );
         std::thread::sleep(std::time::Duration::from_millis(200));
         let n = sent.load(std::sync::atomic::Ordering::SeqCst);
         assert!(n < 32 << 20, "the server sent {n} bytes");

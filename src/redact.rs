@@ -325,7 +325,10 @@ mod tests {
                 "POST http://u:p@am:9093/api/v2/silences: connection refused",
                 "POST http://***@am:9093/api/v2/silences: connection refused",
             ),
-            ("Alertmanager at http://u:p@am:9093.", "Alertmanager at http://***@am:9093."),
+            (
+                "Alertmanager at http://u:p@am:9093.",
+                "Alertmanager at http://***@am:9093.",
+            ),
             (
                 "error sending request for url (http://h/x?token=abc)",
                 "error sending request for url (http://h/x?token=***)",

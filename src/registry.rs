@@ -413,10 +413,7 @@ mod tests {
         };
         let client = super::RegistryClient::new(None);
         let t = Instant::now();
-        let err = client
-            .call(&r, &r.targets[0], "run", deregister)
-            .await
-            .unwrap_err();
+        let err = client.call(&r, &r.targets[0], "run", deregister).await.unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
         assert!(
             err.starts_with(&format!(
