@@ -323,6 +323,16 @@ mod tests {
         let err = crate::playbook::Playbook::load(&pb, &[]).unwrap_err().to_string();
         assert!(err.contains("p.yml:7:"), "{err}");
         assert!(err.contains("`silence.token` cannot be rendered"), "{err}");
+        std::fs::write(
+            &pb,
+            "service: demo\nversion: \"1\"\nartifact:\n  path: a.tgz\nsilence:\n  alertmanager: http://u:p@am:9093\n  token: t0ken\n  matchers: {a: b}\n",
+        )
+        .unwrap();
+        let err = crate::playbook::Playbook::load(&pb, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("`silence.alertmanager` carries credentials, and `silence` sets them too"),
+            "{err}"
+        );
     }
 
     /// A Prometheus that answers forever: the gate fails cleanly on the first MiB.

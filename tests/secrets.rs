@@ -247,3 +247,56 @@ fn a_run_with_secrets_everywhere_leaks_none_of_them() {
         }
     }
 }
+
+/// A run whose `-e` value came from the environment stores `@env:NAME` in run.json; resuming it
+/// reads NAME again, and refuses (exit 2) when it is not set, rather than run without it.
+#[test]
+fn resume_reads_a_secret_extra_var_from_the_environment_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("app.tar.gz"), b"x").unwrap();
+    std::fs::write(
+        d.join("inventory.yml"),
+        "all:\n  hosts:\n    h1: { ansible_host: 127.0.0.1 }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("playbook.yml"),
+        "service: demo\nversion: \"2.0.0\"\nartifact:\n  path: app.tar.gz\nhooks:\n  precheck: \"test -n {{ api_key }}\"\n",
+    )
+    .unwrap();
+    let (inventories, playbook) = (vec![d.join("inventory.yml")], d.join("playbook.yml"));
+    let record = tranche::journal::RunRecord {
+        run_id: "20261201-000000-abcd".into(),
+        command: "release".into(),
+        to: None,
+        inventory_sha256: tranche::journal::files_sha256(&inventories).unwrap(),
+        playbook_sha256: tranche::journal::files_sha256(std::slice::from_ref(&playbook)).unwrap(),
+        inventories,
+        playbook,
+        limit: None,
+        extra_vars: vec![("api_key".into(), "@env:TRANCHE_TEST_RESUME_KEY".into())],
+        started: "2026-12-01T00:00:00.000Z".into(),
+    };
+    let state = d.join("state");
+    record.save(&state).unwrap();
+    std::fs::write(tranche::journal::journal_path(&state, &record.run_id), "").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .args([
+            "resume",
+            "20261201-000000-abcd",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--yes",
+        ])
+        .env_remove("TRANCHE_TEST_RESUME_KEY")
+        .env("CI", "true")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`-e api_key=@env:TRANCHE_TEST_RESUME_KEY` reads the environment variable TRANCHE_TEST_RESUME_KEY, which is not set"),
+        "{stderr}"
+    );
+}

@@ -913,6 +913,7 @@ impl Decoder<'_> {
         let prometheus = self
             .required(&m, "prometheus", "rollout.gate")
             .and_then(|n| self.url(n, "rollout.gate.prometheus"));
+        self.credentials_once(&m, "prometheus", &prometheus, &auth, "rollout.gate");
         let query = self
             .required(&m, "query", "rollout.gate")
             .and_then(|n| self.template(n, "rollout.gate.query", false));
@@ -965,6 +966,21 @@ impl Decoder<'_> {
         }
     }
 
+    /// Credentials in the URL's userinfo and in `token`/`basic_auth` would both be sent.
+    fn credentials_once(&mut self, m: &Map, url_key: &str, url: &Option<String>, auth: &Option<HttpAuth>, what: &str) {
+        let in_url = url.as_deref().is_some_and(|u| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].contains('@')
+        });
+        if let (true, Some(HttpAuth::Bearer(_) | HttpAuth::Basic { .. }), Some(n)) = (in_url, auth, m.get(url_key)) {
+            self.error_hint(
+                n,
+                format!("`{what}.{url_key}` carries credentials, and `{what}` sets them too"),
+                "keep them out of the URL: it is shown (redacted) while `token`/`basic_auth` never are",
+            );
+        }
+    }
+
     /// A credential setting: a string, rendered with the controller's environment as `env`.
     fn credential(&mut self, node: &Node, what: &str) -> Option<String> {
         let src = self.string(node, what)?;
@@ -1005,6 +1021,7 @@ impl Decoder<'_> {
         let alertmanager = self
             .required(&m, "alertmanager", "silence")
             .and_then(|n| self.url(n, "silence.alertmanager"));
+        self.credentials_once(&m, "alertmanager", &alertmanager, &auth, "silence");
         let mut matchers = Vec::new();
         if let Some(n) = self.required(&m, "matchers", "silence") {
             match n.as_map() {
