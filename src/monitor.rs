@@ -293,7 +293,12 @@ mod tests {
         let secrets = r.secrets();
         assert!(secrets.contains(&"am-token-5up3r".to_string()), "{secrets:?}");
         assert!(secrets.contains(&"prom-pa55-w0rd".to_string()), "{secrets:?}");
-        let shown = format!("{:?} {}", r.playbook, crate::report::plan::to_json(&r));
+        let plan = crate::report::plan::to_json(&r);
+        assert_eq!(
+            (plan["silence"]["auth"].as_str(), plan["gate"]["auth"].as_str()),
+            (Some("token"), Some("basic_auth"))
+        );
+        let shown = format!("{:?} {plan} {}", r.playbook, crate::report::plan::to_table(&r));
         assert!(
             !shown.contains("am-token-5up3r") && !shown.contains("prom-pa55-w0rd"),
             "{shown}"
