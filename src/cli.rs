@@ -122,7 +122,9 @@ pub struct Files {
     /// Narrow the playbook's `hosts` with an Ansible pattern (`web:&dc1`, `web-0*`, `all:!db`).
     #[arg(short = 'l', long, env = "TRANCHE_LIMIT")]
     pub limit: Option<String>,
-    /// Set a template variable; may repeat.
+    /// Set a template variable; may repeat. `KEY=@env:NAME` reads the value from the
+    /// environment variable NAME and treats it as a secret: shown as `***` everywhere, never
+    /// written to run.json (`tranche resume` reads NAME again).
     #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub extra_vars: Vec<(String, String)>,
 }

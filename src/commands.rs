@@ -26,13 +26,31 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-fn request(files: &Files) -> ReleaseRequest {
-    ReleaseRequest {
+fn request(files: &Files) -> Result<ReleaseRequest, i32> {
+    Ok(ReleaseRequest {
         inventories: files.inventories.clone(),
         playbook: files.playbook.clone(),
         limit: files.limit.clone(),
-        extra_vars: files.extra_vars.clone(),
-    }
+        extra_vars: resolve_extra_vars(&files.extra_vars)?,
+    })
+}
+
+/// The `-e` values as templates see them: `KEY=@env:NAME` read from the environment (and made
+/// a secret, see `crate::redact`).
+fn resolve_extra_vars(vars: &[(String, String)]) -> Result<Vec<(String, String)>, i32> {
+    vars.iter()
+        .map(|(k, v)| match crate::redact::resolve_extra_var(k, v) {
+            Ok(value) => Ok((k.clone(), value)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                eprintln!(
+                    "  = hint: export {} before running tranche",
+                    &v[crate::redact::ENV_PREFIX.len()..]
+                );
+                Err(exit_code::CONFIG)
+            }
+        })
+        .collect()
 }
 
 /// Load the release, printing every problem to stderr on failure.
@@ -45,7 +63,7 @@ pub fn load(req: &ReleaseRequest) -> Result<Release, i32> {
 }
 
 pub fn validate(files: &Files) -> i32 {
-    match load(&request(files)) {
+    match request(files).and_then(|req| load(&req)) {
         Ok(r) => {
             eprintln!(
                 "ok: {} {} on {} host{} in {} batch{}",
@@ -67,16 +85,18 @@ pub fn plan(files: &Files, format: Format, check: bool, events_to: Option<&str>,
         eprintln!("error: --format json and --events - would both write to stdout; give --events a file");
         return exit_code::CONFIG;
     }
-    let r = match load(&request(files)) {
+    let r = match request(files).and_then(|req| load(&req)) {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let redact = crate::redact::Redactor::new(r.secrets());
     match format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report::plan::to_json(&r)).expect("plan serialises")
-        ),
-        Format::Table => eprint!("{}", report::plan::to_table(&r)),
+        Format::Json => {
+            let mut plan = report::plan::to_json(&r);
+            redact.json(&mut plan);
+            println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+        }
+        Format::Table => eprint!("{}", redact.text(&report::plan::to_table(&r))),
     }
     if !check {
         return exit_code::SUCCESS;
@@ -136,7 +156,10 @@ fn in_ci() -> bool {
 
 /// `tranche release` and `tranche rollback`.
 pub fn release(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> i32 {
-    let req = request(files);
+    let req = match request(files) {
+        Ok(req) => req,
+        Err(code) => return code,
+    };
     let r = match load(&req) {
         Ok(r) => r,
         Err(code) => return code,
@@ -154,7 +177,8 @@ pub fn release(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) ->
         inventories: req.inventories.iter().map(absolute).collect(),
         playbook: absolute(&req.playbook),
         limit: req.limit.clone(),
-        extra_vars: req.extra_vars.clone(),
+        // As written: `@env:NAME` stays a reference, so no secret value reaches run.json.
+        extra_vars: files.extra_vars.clone(),
         inventory_sha256: journal::files_sha256(&req.inventories).unwrap_or_default(),
         playbook_sha256: journal::files_sha256(std::slice::from_ref(&req.playbook)).unwrap_or_default(),
         artifact_sha256: Some(r.sha256.clone()),
@@ -199,11 +223,15 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
         );
         return exit_code::CONFIG;
     }
+    let extra_vars = match resolve_extra_vars(&record.extra_vars) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
     let req = ReleaseRequest {
         inventories: record.inventories.clone(),
         playbook: record.playbook.clone(),
         limit: record.limit.clone(),
-        extra_vars: record.extra_vars.clone(),
+        extra_vars,
     };
     let mut r = match load(&req) {
         Ok(r) => r,
@@ -348,7 +376,10 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
 
 /// `tranche status`: exit 0 when every host was reached and runs the same release, 1 otherwise.
 pub fn status(files: &Files, format: Format, ssh: &SshOptions) -> i32 {
-    let (r, settings) = match load(&request(files)).and_then(|r| Ok((r, ssh_settings(ssh)?))) {
+    let (r, settings) = match request(files)
+        .and_then(|req| load(&req))
+        .and_then(|r| Ok((r, ssh_settings(ssh)?)))
+    {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -399,7 +430,10 @@ async fn on_each_host(
 
 /// `tranche unlock`: break the lock on every targeted host, saying whose it was.
 pub fn unlock(files: &Files, ssh: &SshOptions) -> i32 {
-    let (r, settings) = match load(&request(files)).and_then(|r| Ok((r, ssh_settings(ssh)?))) {
+    let (r, settings) = match request(files)
+        .and_then(|req| load(&req))
+        .and_then(|r| Ok((r, ssh_settings(ssh)?)))
+    {
         Ok(x) => x,
         Err(code) => return code,
     };

@@ -144,26 +144,37 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// Replace every secret in the event's free text with `***`.
+    /// Apply the redaction policy (`crate::redact`) with `secrets` to every text of the event:
+    /// secrets become `***`, URLs lose their userinfo and query values.
     pub fn redact(&mut self, secrets: &[String]) {
-        if secrets.is_empty() {
-            return;
-        }
-        let scrub = |s: &mut String| {
-            for secret in secrets {
-                if s.contains(secret.as_str()) {
-                    *s = s.replace(secret.as_str(), "***");
+        self.redact_with(&crate::redact::Redactor::new(secrets));
+    }
+
+    pub fn redact_with(&mut self, r: &crate::redact::Redactor) {
+        match self {
+            EventKind::RunStarted {
+                service, version, plan, ..
+            } => {
+                r.scrub(service);
+                r.scrub(version);
+                r.json(plan);
+            }
+            EventKind::StepFinished { msg, stderr, .. } => {
+                r.scrub(msg);
+                if let Some(s) = stderr {
+                    r.scrub(s);
                 }
             }
-        };
-        match self {
-            EventKind::StepFinished { msg, .. }
-            | EventKind::HostFinished { msg, .. }
+            EventKind::HostFinished { msg, .. }
             | EventKind::Warning { msg, .. }
-            | EventKind::RunFinished { msg, .. } => scrub(msg),
-            EventKind::Paused { reason, .. } => scrub(reason),
-            EventKind::GateChecked { msg, .. } => scrub(msg),
-            _ => {}
+            | EventKind::GateChecked { msg, .. }
+            | EventKind::RunFinished { msg, .. } => r.scrub(msg),
+            EventKind::Paused { reason, .. } => r.scrub(reason),
+            EventKind::BatchStarted { .. }
+            | EventKind::HostStarted { .. }
+            | EventKind::StepStarted { .. }
+            | EventKind::BatchFinished { .. }
+            | EventKind::Resumed { .. } => {}
         }
     }
 }
@@ -225,6 +236,36 @@ mod tests {
                 msg: "GET http://x/?t=*** answered 500".into()
             }
         );
+    }
+
+    #[test]
+    fn stderr_and_the_plan_are_redacted_too() {
+        let mut k = EventKind::StepFinished {
+            batch: 1,
+            host: "h".into(),
+            step: Step::Start,
+            status: Status::Failed,
+            ms: 1,
+            msg: "exit 1".into(),
+            stderr: Some("curl: http://u:pw@x/ said s3cr3t".into()),
+        };
+        k.redact(&["s3cr3t".to_string()]);
+        let EventKind::StepFinished { stderr, .. } = &k else {
+            unreachable!()
+        };
+        assert_eq!(stderr.as_deref(), Some("curl: http://***@x/ said ***"));
+        let mut k = EventKind::RunStarted {
+            service: "demo".into(),
+            version: "2".into(),
+            hosts: 1,
+            mode: "release".into(),
+            plan: serde_json::json!({"silence": {"alertmanager": "http://am:s3cr3t@am:9093"}}),
+        };
+        k.redact(&[]);
+        let EventKind::RunStarted { plan, .. } = &k else {
+            unreachable!()
+        };
+        assert_eq!(plan["silence"]["alertmanager"], "http://***@am:9093");
     }
 
     #[test]

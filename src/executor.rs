@@ -939,30 +939,7 @@ impl Executor {
             }
         }
         if let Some(sil) = &r.playbook.silence {
-            let url = format!("{}/api/v2/status", sil.alertmanager);
-            let ok = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(10))
-                .send()
-                .await
-                .map(|r| r.status().is_success());
-            match ok {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(format!(
-                        "Alertmanager at {} does not answer GET /api/v2/status with 200",
-                        sil.alertmanager
-                    ))
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "Alertmanager at {}: {}",
-                        sil.alertmanager,
-                        crate::registry::error_chain(&e)
-                    ))
-                }
-            }
+            crate::monitor::check_alertmanager(&self.http, sil).await?;
         }
         Ok(())
     }

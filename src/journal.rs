@@ -20,6 +20,8 @@ pub struct RunRecord {
     pub inventories: Vec<PathBuf>,
     pub playbook: PathBuf,
     pub limit: Option<String>,
+    /// The `-e` values as written: a secret one is `@env:NAME`, read again on resume, so no
+    /// secret value is ever stored here.
     pub extra_vars: Vec<(String, String)>,
     /// sha256 of the inventory files (in order) and of the playbook, to refuse a changed plan.
     pub inventory_sha256: String,

@@ -5,12 +5,41 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::http_body::{read_prefix, BODY_LIMIT};
 use crate::inventory::Host;
-use crate::playbook::{Gate, Silence};
+use crate::playbook::{Gate, HttpAuth, Silence};
+use crate::redact;
 use crate::registry::error_chain;
 use crate::release::Release;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The endpoint's credentials on a request (`token` or `basic_auth`; a URL's userinfo is
+/// applied by reqwest itself).
+fn authorize(req: reqwest::RequestBuilder, auth: &HttpAuth) -> reqwest::RequestBuilder {
+    match auth {
+        HttpAuth::None => req,
+        HttpAuth::Bearer(t) => req.bearer_auth(t),
+        HttpAuth::Basic { username, password } => req.basic_auth(username, Some(password)),
+    }
+}
+
+/// Alertmanager answers `GET /api/v2/status` with 200 (checked before any host changes).
+pub async fn check_alertmanager(http: &reqwest::Client, s: &Silence) -> Result<(), String> {
+    let url = format!("{}/api/v2/status", s.alertmanager);
+    let shown = redact::url(&s.alertmanager);
+    let resp = authorize(http.get(&url), &s.auth)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("Alertmanager at {shown}: {}", error_chain(&e)))?;
+    match resp.status().as_u16() {
+        200..=299 => Ok(()),
+        code => Err(format!(
+            "Alertmanager at {shown} does not answer GET /api/v2/status with 200 (it answered {code})"
+        )),
+    }
+}
 
 /// Create a silence for `host` (Alertmanager API v2). Returns its id.
 pub async fn create_silence(
@@ -37,39 +66,40 @@ pub async fn create_silence(
         "comment": format!("tranche run {run_id}: {} {} on {}", r.playbook.service, r.playbook.version, host.name),
     });
     let url = format!("{}/api/v2/silences", s.alertmanager);
-    let resp = http
-        .post(&url)
+    let shown = redact::url(&url);
+    let resp = authorize(http.post(&url), &s.auth)
         .json(&body)
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("POST {url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("POST {shown}: {}", error_chain(&e)))?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
+    let answer = read_prefix(resp, BODY_LIMIT).await;
     if status != 200 {
-        return Err(format!("POST {url} answered {status}: {}", text.trim()));
+        return Err(format!("POST {shown} answered {status}: {}", excerpt(&answer.text)));
     }
-    let v: Value = serde_json::from_str(&text).map_err(|e| format!("POST {url}: unreadable answer ({e})"))?;
+    let text = answer.whole().map_err(|e| format!("POST {shown}: {e}"))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("POST {shown}: unreadable answer ({e})"))?;
     v["silenceID"]
         .as_str()
         .map(str::to_string)
-        .ok_or_else(|| format!("POST {url}: no silenceID in {text}"))
+        .ok_or_else(|| format!("POST {shown}: no silenceID in {}", excerpt(&text)))
 }
 
 /// Expire a silence.
 pub async fn expire_silence(http: &reqwest::Client, s: &Silence, id: &str) -> Result<(), String> {
     let url = format!("{}/api/v2/silence/{id}", s.alertmanager);
-    let resp = http
-        .delete(&url)
+    let shown = redact::url(&url);
+    let resp = authorize(http.delete(&url), &s.auth)
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("DELETE {url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("DELETE {shown}: {}", error_chain(&e)))?;
     match resp.status().as_u16() {
         200 => Ok(()),
         code => Err(format!(
-            "DELETE {url} answered {code}: {}",
-            resp.text().await.unwrap_or_default().trim()
+            "DELETE {shown} answered {code}: {}",
+            excerpt(&read_prefix(resp, BODY_LIMIT).await.text)
         )),
     }
 }
@@ -78,20 +108,24 @@ pub async fn expire_silence(http: &reqwest::Client, s: &Silence, id: &str) -> Re
 /// traffic, no errors).
 pub async fn gate_value(http: &reqwest::Client, g: &Gate, query: &str) -> Result<f64, String> {
     let url = format!("{}/api/v1/query", g.prometheus);
-    let resp = http
-        .get(&url)
+    let shown = redact::url(&url);
+    let resp = authorize(http.get(&url), &g.auth)
         .query(&[("query", query)])
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+        .map_err(|e| format!("GET {shown}: {}", error_chain(&e)))?;
     let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
-    let v: Value = serde_json::from_str(&text).map_err(|_| format!("Prometheus answered {status}: {}", text.trim()))?;
+    let text = read_prefix(resp, BODY_LIMIT)
+        .await
+        .whole()
+        .map_err(|e| format!("Prometheus answered {status}: {e}"))?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|_| format!("Prometheus answered {status}: {}", excerpt(&text)))?;
     if v["status"] != "success" {
         return Err(format!(
             "Prometheus rejected `{query}`: {}",
-            v["error"].as_str().unwrap_or(text.trim())
+            v["error"].as_str().map_or_else(|| excerpt(&text), str::to_string)
         ));
     }
     let data = &v["data"];
@@ -117,8 +151,17 @@ pub async fn gate_value(http: &reqwest::Client, g: &Gate, query: &str) -> Result
     let value: f64 = raw
         .as_deref()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("unreadable value in {text}"))?;
+        .ok_or_else(|| format!("unreadable value in {}", excerpt(&text)))?;
     Ok(if value.is_nan() { 0.0 } else { value })
+}
+
+/// The start of an answer, for an error message.
+fn excerpt(text: &str) -> String {
+    let t = text.trim();
+    match t.char_indices().nth(300) {
+        Some((i, _)) => format!("{}…", &t[..i]),
+        None => t.to_string(),
+    }
 }
 
 /// Watch the gate for `g.hold` (at least one evaluation): Ok with the highest value seen, or
@@ -142,5 +185,179 @@ pub async fn watch_gate(http: &reqwest::Client, g: &Gate, query: &str) -> Result
             ));
         }
         tokio::time::sleep(Duration::from_secs(2).min(deadline - tokio::time::Instant::now())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+
+    use crate::http_body::tests::{endless_server, test_release};
+
+    /// (method, path, Authorization header) of every request a fake monitoring server got.
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+    /// A fake Alertmanager and Prometheus on loopback that records the requests' credentials.
+    fn fake_monitoring() -> (u16, Seen) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                let _ = reader.read_line(&mut line);
+                let mut parts = line.split_whitespace();
+                let (method, path) = (
+                    parts.next().unwrap_or("").to_string(),
+                    parts.next().unwrap_or("").to_string(),
+                );
+                let (mut auth, mut len) = (String::new(), 0usize);
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.trim().split_once(':') {
+                        match k.to_ascii_lowercase().as_str() {
+                            "authorization" => auth = v.trim().to_string(),
+                            "content-length" => len = v.trim().parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let answer = match (method.as_str(), path.split('?').next().unwrap_or("")) {
+                    ("POST", "/api/v2/silences") => r#"{"silenceID":"s-1"}"#,
+                    ("GET", "/api/v1/query") => {
+                        r#"{"status":"success","data":{"resultType":"scalar","result":[0,"0.5"]}}"#
+                    }
+                    _ => "{}",
+                };
+                log.lock().unwrap().push((method, path, auth));
+                let mut w = stream;
+                let _ = write!(
+                    w,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        (port, seen)
+    }
+
+    /// `token` and `basic_auth` come from the environment, reach the servers as Authorization
+    /// headers, are secrets of the release, and are never shown.
+    #[tokio::test]
+    async fn monitoring_credentials_come_from_settings_and_are_sent() {
+        std::env::set_var("TRANCHE_TEST_AM_TOKEN", "am-token-5up3r");
+        std::env::set_var("TRANCHE_TEST_PROM_PASS", "prom-pa55-w0rd");
+        let (port, seen) = fake_monitoring();
+        let (_dir, r) = test_release(&format!(
+            "silence:\n  alertmanager: http://127.0.0.1:{port}\n  token: \"{{{{ env.TRANCHE_TEST_AM_TOKEN }}}}\"\n  matchers: {{instance: \"{{{{ host.name }}}}\"}}\n\
+             rollout:\n  gate:\n    prometheus: http://127.0.0.1:{port}\n    basic_auth:\n      username: tranche\n      password: \"{{{{ env.TRANCHE_TEST_PROM_PASS }}}}\"\n    query: up\n    max: 1\n"
+        ));
+        let (sil, gate) = (
+            r.playbook.silence.as_ref().unwrap(),
+            r.playbook.rollout.gate.as_ref().unwrap(),
+        );
+        let http = reqwest::Client::new();
+        super::check_alertmanager(&http, sil).await.unwrap();
+        let id = super::create_silence(&http, &r, sil, &r.targets[0], "run")
+            .await
+            .unwrap();
+        assert_eq!(id, "s-1");
+        super::expire_silence(&http, sil, &id).await.unwrap();
+        assert_eq!(super::gate_value(&http, gate, "up").await, Ok(0.5));
+        let seen = seen.lock().unwrap().clone();
+        let basic = format!(
+            "Basic {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "tranche:prom-pa55-w0rd")
+        );
+        let auth: Vec<(&str, &str)> = seen.iter().map(|(m, _, a)| (m.as_str(), a.as_str())).collect();
+        assert_eq!(
+            auth,
+            [
+                ("GET", "Bearer am-token-5up3r"),
+                ("POST", "Bearer am-token-5up3r"),
+                ("DELETE", "Bearer am-token-5up3r"),
+                ("GET", basic.as_str()),
+            ],
+            "{seen:?}"
+        );
+        // Both are secrets of the release, and neither shows in the plan or in Debug output.
+        let secrets = r.secrets();
+        assert!(secrets.contains(&"am-token-5up3r".to_string()), "{secrets:?}");
+        assert!(secrets.contains(&"prom-pa55-w0rd".to_string()), "{secrets:?}");
+        let plan = crate::report::plan::to_json(&r);
+        assert_eq!(
+            (plan["silence"]["auth"].as_str(), plan["gate"]["auth"].as_str()),
+            (Some("token"), Some("basic_auth"))
+        );
+        let shown = format!("{:?} {plan} {}", r.playbook, crate::report::plan::to_table(&r));
+        assert!(
+            !shown.contains("am-token-5up3r") && !shown.contains("prom-pa55-w0rd"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn credentials_that_cannot_be_rendered_are_positioned_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let pb = dir.path().join("p.yml");
+        std::fs::write(dir.path().join("a.tgz"), b"x").unwrap();
+        std::fs::write(
+            &pb,
+            "service: demo\nversion: \"1\"\nartifact:\n  path: a.tgz\nsilence:\n  alertmanager: http://am:9093\n  token: \"{{ env.TRANCHE_TEST_NOT_SET_ANYWHERE }}\"\n  basic_auth: {username: u, password: p}\n  matchers: {a: b}\n",
+        )
+        .unwrap();
+        let err = crate::playbook::Playbook::load(&pb, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("`silence` takes `token` or `basic_auth`, not both"),
+            "{err}"
+        );
+        std::fs::write(
+            &pb,
+            "service: demo\nversion: \"1\"\nartifact:\n  path: a.tgz\nsilence:\n  alertmanager: http://am:9093\n  token: \"{{ env.TRANCHE_TEST_NOT_SET_ANYWHERE }}\"\n  matchers: {a: b}\n",
+        )
+        .unwrap();
+        let err = crate::playbook::Playbook::load(&pb, &[]).unwrap_err().to_string();
+        assert!(err.contains("p.yml:7:"), "{err}");
+        assert!(err.contains("`silence.token` cannot be rendered"), "{err}");
+        std::fs::write(
+            &pb,
+            "service: demo\nversion: \"1\"\nartifact:\n  path: a.tgz\nsilence:\n  alertmanager: http://u:p@am:9093\n  token: t0ken\n  matchers: {a: b}\n",
+        )
+        .unwrap();
+        let err = crate::playbook::Playbook::load(&pb, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("`silence.alertmanager` carries credentials, and `silence` sets them too"),
+            "{err}"
+        );
+    }
+
+    /// A Prometheus that answers forever: the gate fails cleanly on the first MiB.
+    #[tokio::test]
+    async fn an_endless_prometheus_answer_is_not_read_whole() {
+        let (port, sent) = endless_server(200, "{\"status\":\"success\",\"data\":");
+        let (_dir, r) = test_release(&format!(
+            "rollout:\n  gate:\n    prometheus: http://127.0.0.1:{port}\n    query: up\n    max: 1\n"
+        ));
+        let t = std::time::Instant::now();
+        let err = super::gate_value(&reqwest::Client::new(), r.playbook.rollout.gate.as_ref().unwrap(), "up")
+            .await
+            .unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(20));
+        assert_eq!(
+            err,
+            "Prometheus answered 200: the answer is larger than 1.0 MiB; it was not read"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let n = sent.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(n < 32 << 20, "the server sent {n} bytes");
     }
 }

@@ -15,6 +15,8 @@ use crate::ssh::Connection;
 
 /// Remote registry commands and HTTP calls get this long.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most of an error answer that is read (its first 200 characters are shown).
+const ERROR_BODY_LIMIT: usize = 4096;
 /// How long to wait for HAProxy to report a server UP after `ready`.
 const UP_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -187,10 +189,11 @@ impl RegistryClient {
         if let Some(body) = &call.body {
             req = req.body(r.render(body, host, run_id, None)?);
         }
+        let shown = crate::redact::url(&url);
         let resp = req
             .send()
             .await
-            .map_err(|e| format!("{} {}: {}", call.method, redact_url(&url), error_chain(&e)))?;
+            .map_err(|e| format!("{} {shown}: {}", call.method, error_chain(&e)))?;
         let status = resp.status().as_u16();
         let ok = if call.expect_status.is_empty() {
             (200..300).contains(&status)
@@ -198,15 +201,12 @@ impl RegistryClient {
             call.expect_status.contains(&status)
         };
         if ok {
-            Ok(format!("{} {} -> {status}", call.method, redact_url(&url)))
+            Ok(format!("{} {shown} -> {status}", call.method))
         } else {
-            let body: String = resp.text().await.unwrap_or_default().chars().take(200).collect();
-            Err(format!(
-                "{} {} answered {status}: {}",
-                call.method,
-                redact_url(&url),
-                body.trim()
-            ))
+            // Only the start of the answer is shown, so only that much is read.
+            let body = crate::http_body::read_prefix(resp, ERROR_BODY_LIMIT).await;
+            let body: String = body.text.chars().take(200).collect();
+            Err(format!("{} {shown} answered {status}: {}", call.method, body.trim()))
         }
     }
 }
@@ -251,19 +251,6 @@ fn expect_empty(answer: String) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("HAProxy answered: {a}"))
-    }
-}
-
-/// Strip credentials from a URL before it is shown.
-fn redact_url(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((_, host)) if !rest.split('/').next().unwrap_or("").is_empty() && rest.find('@') < rest.find('/') => {
-                format!("{scheme}://***@{host}")
-            }
-            _ => url.to_string(),
-        },
-        None => url.to_string(),
     }
 }
 
@@ -403,4 +390,39 @@ pub struct ServerState {
     pub admin_state: u32,
     pub check_result: u32,
     pub check_enabled: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use crate::http_body::tests::{endless_server, test_release};
+    use crate::playbook::Registry;
+
+    /// A registry that fails with an endless error page: the call fails on the first lines of
+    /// it, and the rest is not read.
+    #[tokio::test]
+    async fn an_endless_error_answer_is_not_read_whole() {
+        let (port, sent) = endless_server(500, "maintenance failed: ");
+        let (_dir, r) = test_release(&format!(
+            "registry:\n  kind: http\n  deregister: \"http://u:pw123@127.0.0.1:{port}/out?token=t0ken\"\n  register: \"http://127.0.0.1:{port}/in\"\n"
+        ));
+        let Registry::Http { deregister, .. } = &r.playbook.registry else {
+            panic!("not http")
+        };
+        let client = super::RegistryClient::new(None);
+        let t = Instant::now();
+        let err = client.call(&r, &r.targets[0], "run", deregister).await.unwrap_err();
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+        assert!(
+            err.starts_with(&format!(
+                "PUT http://***@127.0.0.1:{port}/out?token=*** answered 500: maintenance failed: xxx"
+            )),
+            "{err}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let n = sent.load(Ordering::SeqCst);
+        assert!(n < 32 << 20, "the server sent {n} bytes");
+    }
 }

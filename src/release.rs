@@ -171,29 +171,10 @@ impl Release {
         (self.batches, self.window) = planner::plan_with_window(self.targets.len(), c, &r.batch, r.window);
     }
 
-    /// The values of the controller's environment variables that templates use (`env.NAME`):
-    /// they never appear in output, events or the journal. Short values (under 4 characters)
-    /// are left alone, as redacting them would garble everything.
+    /// The secret values of this release (`crate::redact::secrets_of`): they never appear in
+    /// output, events or the journal.
     pub fn secrets(&self) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
-        for t in all_templates(&self.playbook) {
-            let mut rest = t.source.as_str();
-            while let Some(i) = rest.find("env.") {
-                let name: String = rest[i + 4..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !name.is_empty() && !names.contains(&name) {
-                    names.push(name);
-                }
-                rest = &rest[i + 4..];
-            }
-        }
-        names
-            .iter()
-            .filter_map(|n| std::env::var(n).ok())
-            .filter(|v| v.len() >= 4)
-            .collect()
+        crate::redact::secrets_of(self)
     }
 
     /// The release directory on a host.

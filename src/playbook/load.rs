@@ -904,10 +904,16 @@ impl Decoder<'_> {
     }
 
     fn gate(&mut self, node: &Node) -> Option<Gate> {
-        let m = self.map(node, "rollout.gate", &["prometheus", "query", "max", "for"])?;
+        let m = self.map(
+            node,
+            "rollout.gate",
+            &["prometheus", "token", "basic_auth", "query", "max", "for"],
+        )?;
+        let auth = self.auth(&m, "rollout.gate");
         let prometheus = self
             .required(&m, "prometheus", "rollout.gate")
             .and_then(|n| self.url(n, "rollout.gate.prometheus"));
+        self.credentials_once(&m, "prometheus", &prometheus, &auth, "rollout.gate");
         let query = self
             .required(&m, "query", "rollout.gate")
             .and_then(|n| self.template(n, "rollout.gate.query", false));
@@ -926,17 +932,96 @@ impl Decoder<'_> {
         };
         Some(Gate {
             prometheus: prometheus?,
+            auth: auth?,
             query: query?,
             max: max?,
             hold: hold?,
         })
     }
 
+    /// `token` or `basic_auth: {username, password}` of a monitoring endpoint, rendered now
+    /// from the controller's environment (`"{{ env.AM_TOKEN }}"`).
+    fn auth(&mut self, m: &Map, what: &str) -> Option<HttpAuth> {
+        match (m.get("token"), m.get("basic_auth")) {
+            (None, None) => Some(HttpAuth::None),
+            (Some(_), Some(b)) => {
+                self.error(b, format!("`{what}` takes `token` or `basic_auth`, not both"));
+                None
+            }
+            (Some(t), None) => Some(HttpAuth::Bearer(self.credential(t, &format!("{what}.token"))?)),
+            (None, Some(b)) => {
+                let ba = format!("{what}.basic_auth");
+                let bm = self.map(b, &ba, &["username", "password"])?;
+                let username = self
+                    .required(&bm, "username", &ba)
+                    .and_then(|n| self.credential(n, &format!("{ba}.username")));
+                let password = self
+                    .required(&bm, "password", &ba)
+                    .and_then(|n| self.credential(n, &format!("{ba}.password")));
+                Some(HttpAuth::Basic {
+                    username: username?,
+                    password: password?,
+                })
+            }
+        }
+    }
+
+    /// Credentials in the URL's userinfo and in `token`/`basic_auth` would both be sent.
+    fn credentials_once(&mut self, m: &Map, url_key: &str, url: &Option<String>, auth: &Option<HttpAuth>, what: &str) {
+        let in_url = url.as_deref().is_some_and(|u| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].contains('@')
+        });
+        if let (true, Some(HttpAuth::Bearer(_) | HttpAuth::Basic { .. }), Some(n)) = (in_url, auth, m.get(url_key)) {
+            self.error_hint(
+                n,
+                format!("`{what}.{url_key}` carries credentials, and `{what}` sets them too"),
+                "keep them out of the URL: it is shown (redacted) while `token`/`basic_auth` never are",
+            );
+        }
+    }
+
+    /// A credential setting: a string, rendered with the controller's environment as `env`.
+    fn credential(&mut self, node: &Node, what: &str) -> Option<String> {
+        let src = self.string(node, what)?;
+        if !src.contains("{{") && !src.contains("{%") {
+            return Some(src);
+        }
+        let mut env = minijinja::Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        let vars: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+        match env.render_str(&src, minijinja::context! { env => vars }) {
+            Ok(v) if v.trim().is_empty() => {
+                self.error_hint(
+                    node,
+                    format!("`{what}` is empty once rendered"),
+                    "is the environment variable it reads set?",
+                );
+                None
+            }
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.error_hint(
+                    node,
+                    format!("`{what}` cannot be rendered: {e}"),
+                    "credentials read the controller's environment only, e.g. \"{{ env.AM_TOKEN }}\"; is the variable set?",
+                );
+                None
+            }
+        }
+    }
+
     fn silence(&mut self, node: &Node) -> Option<Silence> {
-        let m = self.map(node, "silence", &["alertmanager", "matchers", "duration"])?;
+        let m = self.map(
+            node,
+            "silence",
+            &["alertmanager", "token", "basic_auth", "matchers", "duration"],
+        )?;
+        let auth = self.auth(&m, "silence");
         let alertmanager = self
             .required(&m, "alertmanager", "silence")
             .and_then(|n| self.url(n, "silence.alertmanager"));
+        self.credentials_once(&m, "alertmanager", &alertmanager, &auth, "silence");
         let mut matchers = Vec::new();
         if let Some(n) = self.required(&m, "matchers", "silence") {
             match n.as_map() {
@@ -971,6 +1056,7 @@ impl Decoder<'_> {
         };
         Some(Silence {
             alertmanager: alertmanager?,
+            auth: auth?,
             matchers,
             duration,
         })

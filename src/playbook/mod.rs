@@ -147,6 +147,8 @@ pub struct Rollout {
 #[derive(Debug, Clone)]
 pub struct Gate {
     pub prometheus: String,
+    /// `rollout.gate.token` or `rollout.gate.basic_auth`.
+    pub auth: HttpAuth,
     pub query: Template,
     pub max: f64,
     pub hold: Duration,
@@ -156,10 +158,54 @@ pub struct Gate {
 #[derive(Debug, Clone)]
 pub struct Silence {
     pub alertmanager: String,
+    /// `silence.token` or `silence.basic_auth`.
+    pub auth: HttpAuth,
     /// Label name, value template, and whether the value is a regex (written `=~...`).
     pub matchers: Vec<(String, Template, bool)>,
     /// How long a silence lasts if tranche cannot expire it.
     pub duration: Duration,
+}
+
+/// Credentials for a monitoring endpoint, rendered from their templates (`"{{ env.AM_TOKEN }}"`)
+/// when the playbook loads. They are secrets: never shown, and `Debug` hides them.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum HttpAuth {
+    #[default]
+    None,
+    /// `token`: `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// `basic_auth: {username, password}`.
+    Basic { username: String, password: String },
+}
+
+impl HttpAuth {
+    /// The values to redact (the username of basic auth is not a secret).
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            HttpAuth::None => vec![],
+            HttpAuth::Bearer(t) => vec![t.clone()],
+            HttpAuth::Basic { password, .. } => vec![password.clone()],
+        }
+    }
+
+    /// How the credentials are described in the plan: their kind, never their value.
+    pub fn kind(&self) -> Option<&'static str> {
+        match self {
+            HttpAuth::None => None,
+            HttpAuth::Bearer(_) => Some("token"),
+            HttpAuth::Basic { .. } => Some("basic_auth"),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpAuth::None => f.write_str("None"),
+            HttpAuth::Bearer(_) => f.write_str("Bearer(***)"),
+            HttpAuth::Basic { username, .. } => write!(f, "Basic {{ username: {username:?}, password: *** }}"),
+        }
+    }
 }
 
 /// How a host is taken out of traffic and put back.

@@ -52,10 +52,18 @@ pub fn to_json(r: &Release) -> Value {
         "spread": if p.rollout.spread_zones { "zone" } else { "none" },
         "max_per_zone": p.rollout.max_per_zone,
         "window": r.window,
-        "gate": p.rollout.gate.as_ref().map(|g| json!({"prometheus": g.prometheus, "query": g.query.source, "max": g.max, "for_ms": g.hold.as_millis() as u64})),
-        "silence": p.silence.as_ref().map(|s| json!({"alertmanager": s.alertmanager, "matchers": s.matchers.iter().map(|(n, v, re)| json!({"name": n, "value": v.source, "regex": re})).collect::<Vec<_>>()})),
+        "gate": p.rollout.gate.as_ref().map(|g| json!({"prometheus": crate::redact::url(&g.prometheus), "auth": g.auth.kind(), "query": g.query.source, "max": g.max, "for_ms": g.hold.as_millis() as u64})),
+        "silence": p.silence.as_ref().map(|s| json!({"alertmanager": crate::redact::url(&s.alertmanager), "auth": s.auth.kind(), "matchers": s.matchers.iter().map(|(n, v, re)| json!({"name": n, "value": v.source, "regex": re})).collect::<Vec<_>>()})),
         "become": p.become_root,
     })
+}
+
+/// A monitoring endpoint for people: its URL without credentials, and how it authenticates.
+fn shown_endpoint(url: &str, auth: &crate::playbook::HttpAuth) -> String {
+    match auth.kind() {
+        Some(kind) => format!("{}, {kind}", crate::redact::url(url)),
+        None => crate::redact::url(url),
+    }
 }
 
 fn pause_json(p: Pause) -> Value {
@@ -224,7 +232,7 @@ pub fn to_table(r: &Release) -> String {
             g.query.source,
             g.max,
             human_duration(g.hold),
-            g.prometheus
+            shown_endpoint(&g.prometheus, &g.auth)
         );
     }
     if let Some(sil) = &p.silence {
@@ -233,7 +241,12 @@ pub fn to_table(r: &Release) -> String {
             .iter()
             .map(|(n, v, re)| format!("{n}{}{}", if *re { "=~" } else { "=" }, v.source))
             .collect();
-        let _ = writeln!(out, "  silence   {} while out ({})", m.join(", "), sil.alertmanager);
+        let _ = writeln!(
+            out,
+            "  silence   {} while out ({})",
+            m.join(", "),
+            shown_endpoint(&sil.alertmanager, &sil.auth)
+        );
     }
     let _ = writeln!(
         out,
