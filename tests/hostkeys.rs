@@ -54,15 +54,32 @@ fn key_of(line: &str) -> String {
     line.split_once(' ').unwrap().1.to_string()
 }
 
-fn nothing_changed(fleet: &Fleet, what: &str) {
-    for i in 1..=fleet.hosts {
-        assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"), "{what}: host {i}");
-        assert!(
-            !fleet.srv(i).join("demo/releases/2.0.0").exists(),
-            "{what}: nothing may be staged when preflight fails"
-        );
+/// Failed expectations, collected so that one run names every case that fails.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn expect(&mut self, ok: bool, why: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(why());
+        }
     }
-    assert!(fleet.all_up(), "{what}: {:?}", fleet.servers());
+
+    fn assert_none(self) {
+        assert!(self.0.is_empty(), "{}", self.0.join("\n\n"));
+    }
+}
+
+fn nothing_changed(fleet: &Fleet, what: &str, problems: &mut Problems) {
+    for i in 1..=fleet.hosts {
+        problems.expect(fleet.current(i).as_deref() == Some("1.0.0"), || {
+            format!("{what}: host {i} is on {:?}", fleet.current(i))
+        });
+        problems.expect(!fleet.srv(i).join("demo/releases/2.0.0").exists(), || {
+            format!("{what}: host {i}: nothing may be staged when preflight fails")
+        });
+    }
+    problems.expect(fleet.all_up(), || format!("{what}: {:?}", fleet.servers()));
 }
 
 #[test]
@@ -105,6 +122,7 @@ fn keys_a_known_hosts_line_refuses_are_never_learned() {
             "line 1",
         ),
     ];
+    let mut problems = Problems::default();
     for (i, (what, text, says, line)) in cases.iter().enumerate() {
         let kh = fleet.dir.join(format!("refusing_known_hosts_{i}"));
         std::fs::write(&kh, text).unwrap();
@@ -121,20 +139,20 @@ fn keys_a_known_hosts_line_refuses_are_never_learned() {
             ],
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{what}:\n{stderr}");
-        assert!(stderr.contains(says), "{what}:\n{stderr}");
-        assert!(
-            stderr.contains(&format!("{} {line}", kh.display())),
-            "{what}: the file and line are named:\n{stderr}"
+        problems.expect(out.status.code() == Some(3), || {
+            format!("{what}: exit {:?}, not 3:\n{stderr}", out.status.code())
+        });
+        problems.expect(
+            stderr.contains(says) && stderr.contains(&format!("{} {line}", kh.display())),
+            || format!("{what}: the message names the reason, the file and the line:\n{stderr}"),
         );
-        assert!(!stderr.contains("recorded a new"), "{what}:\n{stderr}");
-        assert_eq!(
-            std::fs::read_to_string(&kh).unwrap(),
-            *text,
-            "{what}: nothing may be learned"
-        );
-        nothing_changed(&fleet, what);
+        let after = std::fs::read_to_string(&kh).unwrap();
+        problems.expect(after == *text && !stderr.contains("recorded a new"), || {
+            format!("{what}: nothing may be learned; the file is now:\n{after}")
+        });
+        nothing_changed(&fleet, what, &mut problems);
     }
+    problems.assert_none();
 
     // A host that no line concerns (here h01, excluded from a pattern by `!`) is learned, once.
     let kh = fleet.dir.join("negated_known_hosts");
@@ -220,6 +238,7 @@ fn the_ssh_configs_host_key_directives_are_obeyed() {
     let (h1, h2) = (&lines[0], &lines[1]);
     let net = &fleet.net;
     let dir = fleet.dir.display().to_string();
+    let mut problems = Problems::default();
 
     // UserKnownHostsFile (several files, `none` skipped): the hosts are found there.
     std::fs::write(fleet.dir.join("kh_one"), format!("{h1}\n")).unwrap();
@@ -230,7 +249,9 @@ fn the_ssh_configs_host_key_directives_are_obeyed() {
         &format!("Host {net}.*\n  UserKnownHostsFile {dir}/kh_one none {dir}/kh_two\n"),
         &[],
     );
-    assert_eq!(code, Some(0), "UserKnownHostsFile:\n{stderr}");
+    problems.expect(code == Some(0), || {
+        format!("UserKnownHostsFile: exit {code:?}, not 0:\n{stderr}")
+    });
 
     // HostKeyAlias: the alias is the name looked up, not the address.
     let aliased = fleet.dir.join("kh_aliased");
@@ -240,14 +261,20 @@ fn the_ssh_configs_host_key_directives_are_obeyed() {
         aliased.display()
     );
     let (code, stderr, _) = check_with_config(&fleet, "alias", &alias_cfg, &[]);
-    assert_eq!(code, Some(0), "HostKeyAlias:\n{stderr}");
+    problems.expect(code == Some(0), || {
+        format!("HostKeyAlias: exit {code:?}, not 0:\n{stderr}")
+    });
     // ... and the aliases swapped: h01's key is not alpha's key.
     let swapped = alias_cfg
         .replace("HostKeyAlias alpha", "HostKeyAlias x")
         .replace("HostKeyAlias beta", "HostKeyAlias alpha");
     let (code, stderr, _) = check_with_config(&fleet, "alias_swapped", &swapped, &[]);
-    assert_eq!(code, Some(3), "HostKeyAlias swapped:\n{stderr}");
-    assert!(stderr.contains("h02: the key does NOT match"), "{stderr}");
+    problems.expect(code == Some(3), || {
+        format!("HostKeyAlias swapped: exit {code:?}, not 3:\n{stderr}")
+    });
+    problems.expect(stderr.contains("h02: the key does NOT match"), || {
+        format!("HostKeyAlias swapped: h02's key is not alpha's:\n{stderr}")
+    });
 
     // StrictHostKeyChecking yes: nothing is learned, even with --accept-new-host-keys.
     let empty = fleet.dir.join("kh_empty");
@@ -261,13 +288,18 @@ fn the_ssh_configs_host_key_directives_are_obeyed() {
         ),
         &["--accept-new-host-keys"],
     );
-    assert_eq!(code, Some(3), "StrictHostKeyChecking yes:\n{stderr}");
-    assert!(
+    problems.expect(code == Some(3), || {
+        format!("StrictHostKeyChecking yes: exit {code:?}, not 3:\n{stderr}")
+    });
+    problems.expect(
         stderr.contains("`StrictHostKeyChecking yes` forbids recording it"),
-        "{stderr}"
+        || format!("StrictHostKeyChecking yes: the message says why:\n{stderr}"),
     );
-    assert_eq!(std::fs::read_to_string(&empty).unwrap(), "", "nothing may be learned");
-    assert!(warnings(&evs).iter().all(|w| !w.contains("recorded a new")), "{evs:?}");
+    let after = std::fs::read_to_string(&empty).unwrap();
+    problems.expect(
+        after.is_empty() && warnings(&evs).iter().all(|w| !w.contains("recorded a new")),
+        || format!("StrictHostKeyChecking yes: nothing may be learned; the file is now:\n{after}"),
+    );
 
     // --known-hosts given explicitly overrides the config's UserKnownHostsFile.
     let (code, stderr, _) = check_with_config(
@@ -279,7 +311,9 @@ fn the_ssh_configs_host_key_directives_are_obeyed() {
         ),
         &["--known-hosts", fleet.known_hosts().to_str().unwrap()],
     );
-    assert_eq!(code, Some(0), "--known-hosts:\n{stderr}");
+    problems.expect(code == Some(0), || {
+        format!("--known-hosts: exit {code:?}, not 0:\n{stderr}")
+    });
 
     // StrictHostKeyChecking accept-new learns without the flag, into UserKnownHostsFile; the
     // directives tranche does not apply are named once.
@@ -293,34 +327,45 @@ fn the_ssh_configs_host_key_directives_are_obeyed() {
         ),
         &[],
     );
-    assert_eq!(code, Some(0), "StrictHostKeyChecking accept-new:\n{stderr}");
+    problems.expect(code == Some(0), || {
+        format!("StrictHostKeyChecking accept-new: exit {code:?}, not 0:\n{stderr}")
+    });
     let mut written: Vec<String> = std::fs::read_to_string(&learned)
-        .unwrap()
+        .unwrap_or_default()
         .lines()
         .map(str::to_string)
         .collect();
     written.sort();
-    assert_eq!(written, [h1.clone(), h2.clone()]);
+    problems.expect(written == [h1.clone(), h2.clone()], || {
+        format!("StrictHostKeyChecking accept-new: both keys are recorded, not {written:?}")
+    });
     let w = warnings(&evs);
-    assert_eq!(
+    problems.expect(
         w.iter()
             .filter(|m| m.contains("(StrictHostKeyChecking accept-new)") && m.contains("recorded a new"))
-            .count(),
-        2,
-        "{w:?}"
+            .count()
+            == 2,
+        || format!("StrictHostKeyChecking accept-new: one warning per recorded key: {w:?}"),
     );
-    assert_eq!(
+    problems.expect(
         w.iter()
-            .filter(|m| m.contains(
-                "the SSH config sets directives that tranche does not apply: CertificateFile, VerifyHostKeyDNS"
-            ))
-            .count(),
-        1,
-        "{w:?}"
+            .filter(|m| {
+                m.contains(
+                    "the SSH config sets directives that tranche does not apply: CertificateFile, VerifyHostKeyDNS",
+                )
+            })
+            .count()
+            == 1,
+        || format!("the ignored directives are named once: {w:?}"),
     );
     for i in 1..=2 {
-        assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"));
+        assert_eq!(
+            fleet.current(i).as_deref(),
+            Some("1.0.0"),
+            "plan --check changes nothing"
+        );
     }
+    problems.assert_none();
 }
 
 #[test]
@@ -375,15 +420,22 @@ fn a_bastion_is_checked_under_its_own_name() {
     std::fs::write(&kh, &text).unwrap();
     let out = run(&kh);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(
+    let mut problems = Problems::default();
+    problems.expect(out.status.code() == Some(3), || {
+        format!("exit {:?}, not 3:\n{stderr}", out.status.code())
+    });
+    problems.expect(
         stderr.contains(&format!(
             "host key verification for {net}.2: the key does NOT match {} line 2",
             kh.display()
         )),
-        "{stderr}"
+        || format!("the bastion's name, the file and the line are named:\n{stderr}"),
     );
-    assert_eq!(std::fs::read_to_string(&kh).unwrap(), text, "nothing may be learned");
+    let after = std::fs::read_to_string(&kh).unwrap();
+    problems.expect(after == text, || {
+        format!("nothing may be learned; the file is now:\n{after}")
+    });
+    problems.assert_none();
     // With the bastion's own line, it passes.
     let kh = fleet.dir.join("bastion_known");
     std::fs::write(&kh, format!("{h1}\n{h2}\n")).unwrap();
