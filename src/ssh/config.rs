@@ -143,18 +143,37 @@ pub struct HostSpec {
 /// Read an OpenSSH client config. A missing default file is no config; a missing file named
 /// on the command line is an error.
 pub fn load(path: &Path, explicit: bool) -> Result<Option<SshConfig>, String> {
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
+    let text = match std::fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read the SSH config {}: {e}", path.display())),
     };
-    SshConfig::default()
-        .parse(
-            &mut BufReader::new(file),
-            ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
-        )
+    parse(&text)
         .map(Some)
         .map_err(|e| format!("cannot parse the SSH config {}: {e}", path.display()))
+}
+
+/// The `Host` that stands for a `Match` line: it matches no host, so the block's directives
+/// apply to none (ssh2-config does not read `Match`, and would otherwise add the block's
+/// directives to the block above it).
+const MATCH_BLOCK: &str = "tranche-ignores-this-match-block.invalid";
+
+fn parse(text: &str) -> Result<SshConfig, ssh2_config::SshParserError> {
+    let text: String = text
+        .lines()
+        .map(|line| {
+            let keyword = line.trim_start().split([' ', '\t', '=']).next().unwrap_or("");
+            if keyword.eq_ignore_ascii_case("match") {
+                format!("Host {MATCH_BLOCK}\n")
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    SshConfig::default().parse(
+        &mut BufReader::new(text.as_bytes()),
+        ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
+    )
 }
 
 /// The endpoint of `spec`: the inventory's settings, then the SSH config's for the name SSH
@@ -237,7 +256,6 @@ fn host_key_policy(
     let name = host_keys::lookup_name(alias.as_deref(), &ep.address, ep.port);
     let tokens = Tokens {
         home: &home,
-        local_user: &crate::lock::current_user(),
         address: &ep.address,
         typed,
         port: ep.port,
@@ -288,7 +306,6 @@ fn host_key_policy(
 /// The values OpenSSH's `%` tokens and `~` stand for in a known_hosts path.
 struct Tokens<'a> {
     home: &'a Path,
-    local_user: &'a str,
     address: &'a str,
     typed: &'a str,
     port: u16,
@@ -313,7 +330,7 @@ impl Tokens<'_> {
             match chars.next() {
                 Some('%') => out.push('%'),
                 Some('d') => out.push_str(&self.home.display().to_string()),
-                Some('u') => out.push_str(self.local_user),
+                Some('u') => out.push_str(&crate::lock::current_user()),
                 Some('h') => out.push_str(self.address),
                 Some('n') => out.push_str(self.typed),
                 Some('p') => out.push_str(&self.port.to_string()),
@@ -381,10 +398,12 @@ fn ignored_directives(config: &SshConfig, params: &ssh2_config::HostParams) -> V
         "CASignatureAlgorithms",
         &mut names,
     );
-    let has_match = config
-        .get_hosts()
-        .iter()
-        .any(|h| h.params.ignored_fields.keys().any(|k| k.eq_ignore_ascii_case("match")));
+    // A `Match` of the file itself stands as a block for no host; one of an included file
+    // is only seen as an unknown directive.
+    let has_match = config.get_hosts().iter().any(|h| {
+        h.pattern.iter().any(|c| c.pattern == MATCH_BLOCK)
+            || h.params.ignored_fields.keys().any(|k| k.eq_ignore_ascii_case("match"))
+    });
     set(has_match, "Match", &mut names);
     names.into_iter().collect()
 }
@@ -425,12 +444,7 @@ mod tests {
     use std::time::Duration;
 
     fn settings(config: &str) -> SshSettings {
-        let cfg = SshConfig::default()
-            .parse(
-                &mut config.as_bytes(),
-                ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
-            )
-            .unwrap();
+        let cfg = parse(config).unwrap();
         SshSettings {
             known_hosts: None,
             accept_new_host_keys: false,
@@ -626,6 +640,8 @@ mod tests {
             "Host web-*\n  ProxyCommand nc %h %p\n  CertificateFile /c\n  CanonicalizeHostname yes\n  VerifyHostKeyDNS yes\n  UpdateHostKeys yes\n  LogLevel ERROR\n  BatchMode yes\n  IdentitiesOnly yes\n  Ciphers aes128-ctr\n  SomethingNew 1\n  UserKnownHostsFile /kh\n\nMatch host foo\n  User bar\n",
         );
         let eps = [web01(&s), web01(&s)];
+        // The Match block's directives apply to no host (not to the block above it).
+        assert_eq!(eps[0].user, "me");
         assert_eq!(
             eps[0].ignored_directives,
             [
