@@ -1088,7 +1088,7 @@ impl Executor {
                 .into());
             }
         }
-        if let Some(learned) = &conn.learned_key {
+        for learned in conn.take_learned_keys() {
             self.event(EventKind::Warning {
                 host: Some(host.name.clone()),
                 msg: learned.to_string(),

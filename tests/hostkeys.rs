@@ -441,4 +441,21 @@ fn a_bastion_is_checked_under_its_own_name() {
     std::fs::write(&kh, format!("{h1}\n{h2}\n")).unwrap();
     let out = run(&kh);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // A bastion that no line concerns is learned under its own name, and the run says so.
+    let kh = fleet.dir.join("bastion_new");
+    std::fs::write(&kh, format!("{h1}\n")).unwrap();
+    let out = run(&kh);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&kh).unwrap(), format!("{h1}\n{h2}\n"));
+    assert_eq!(
+        stderr
+            .matches(&format!(
+                "h01: recorded a new ssh-ed25519 host key of the bastion {net}.2 in {} (--accept-new-host-keys)",
+                kh.display()
+            ))
+            .count(),
+        1,
+        "{stderr}"
+    );
 }

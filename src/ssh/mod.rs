@@ -167,21 +167,27 @@ pub struct LearnedKey {
     pub file: Option<PathBuf>,
     /// Who allowed it: `--accept-new-host-keys` or the SSH config's `StrictHostKeyChecking`.
     pub allowed_by: String,
+    /// The bastion whose key it is, when it is not the host's own.
+    pub bastion: Option<String>,
 }
 
 impl std::fmt::Display for LearnedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let of = match &self.bastion {
+            Some(b) => format!(" of the bastion {b}"),
+            None => String::new(),
+        };
         match &self.file {
             Some(file) => write!(
                 f,
-                "recorded a new {} host key in {} ({})",
+                "recorded a new {} host key{of} in {} ({})",
                 self.algo,
                 file.display(),
                 self.allowed_by
             ),
             None => write!(
                 f,
-                "trusted a new {} host key for this run only: there is no known_hosts file to record it in (UserKnownHostsFile none; {})",
+                "trusted a new {} host key{of} for this run only: there is no known_hosts file to record it in (UserKnownHostsFile none; {})",
                 self.algo, self.allowed_by
             ),
         }
@@ -293,7 +299,12 @@ impl client::Handler for Client {
                 })
             }
         };
-        self.check.lock().expect("key check lock").learned = Some(LearnedKey { algo, file, allowed_by });
+        self.check.lock().expect("key check lock").learned = Some(LearnedKey {
+            algo,
+            file,
+            allowed_by,
+            bastion: None,
+        });
         Ok(true)
     }
 }
@@ -344,8 +355,9 @@ pub struct Connection {
     handle: Handle<Client>,
     sessions: Semaphore,
     pub endpoint: Endpoint,
-    /// Set when this connection recorded a new host key (trust on first use).
-    pub learned_key: Option<LearnedKey>,
+    /// The host keys this connection recorded (trust on first use), its bastions' included,
+    /// until someone reports them ([`Connection::take_learned_keys`]).
+    learned_keys: Mutex<Vec<LearnedKey>>,
     /// Run every command through `sudo -n` (the playbook's or the host's `become`).
     pub become_root: bool,
     /// The time the TCP connection took to open (about one round trip); None through a bastion.
@@ -434,6 +446,7 @@ impl Connection {
         };
         let config = Arc::new(client_config());
         let mut rtt = None;
+        let mut via = None;
         // Through a bastion: a direct-tcpip channel of the bastion's one connection carries the
         // target's own SSH session; its host key is checked under the target's name.
         let connected = match &ep.jump {
@@ -447,6 +460,7 @@ impl Connection {
                         addr: addr.to_string(),
                         reason: format!("through the bastion {}: {}", bastion.endpoint.name, connect_reason(&e)),
                     })?;
+                via = Some(bastion);
                 client::connect_stream(config, channel.into_stream(), handler).await
             }
             None => {
@@ -476,16 +490,34 @@ impl Connection {
                 });
             }
         };
-        let learned_key = check.lock().expect("key check lock").learned.take();
+        let own = check.lock().expect("key check lock").learned.take();
         authenticate(&mut handle, ep, settings).await?;
+        // The keys a bastion recorded are reported by the first host that got through it.
+        let mut learned: Vec<LearnedKey> = match &via {
+            Some(b) => b
+                .take_learned_keys()
+                .into_iter()
+                .map(|mut k| {
+                    k.bastion.get_or_insert_with(|| b.endpoint.name.clone());
+                    k
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        learned.extend(own);
         Ok(Connection {
             handle,
             sessions: Semaphore::new(MAX_SESSIONS),
             endpoint: ep.clone(),
-            learned_key,
+            learned_keys: Mutex::new(learned),
             become_root: false,
             rtt,
         })
+    }
+
+    /// The host keys recorded while this connection was set up (its own, its bastions'), once.
+    pub fn take_learned_keys(&self) -> Vec<LearnedKey> {
+        std::mem::take(&mut *self.learned_keys.lock().expect("learned keys lock"))
     }
 
     /// Run `command` through the remote user's shell, collecting its output, within `timeout`.
