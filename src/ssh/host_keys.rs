@@ -343,6 +343,18 @@ mod tests {
     const ED_B: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF24ckmbXQpZtcGaMpVYr+EDvkHVbMLviVA0OUx2q+Kf";
     const ECDSA: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKCHVs7Z615310GQe6UUoURopEiajtd9QVELA2EdOwxoTHX7SsIneM/BEpHyKJ+P1y1KlQh8Tn6WfcyjZIQTIyM=";
 
+    const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDYRAYqlRJbrX3Lql0r96zXAHNvR2L8IfzurRt+x7y8/nFmA1MpCdtbOiWaLa7Jo+LkqBhaVppD1j5cwm4V/1JJA/nj2kEVp/um09g3ny/puNnAMPdVspIUC2HL8bp9fudA37igTFWpb3lPqmyS1QORA0avD00/jScCaSp88ZEeHQ==";
+
+    #[test]
+    fn an_rsa_key_is_read_and_matched() {
+        let rsa = key(RSA);
+        assert_eq!(verdict(&one(&format!("h {RSA}\n")), "h", &rsa), Verdict::Match);
+        assert_eq!(
+            verdict(&one(&format!("h {ED_A}\n")), "h", &rsa),
+            Verdict::Mismatch(at(1))
+        );
+    }
+
     fn key(text: &str) -> KeyData {
         PublicKey::from_openssh(text).unwrap().key_data().clone()
     }
@@ -443,6 +455,7 @@ mod tests {
                 format!("{} {ED_B}\n", hashed("web-02")),
                 Verdict::Unknown,
             ),
+            ("an RSA key", format!("{name} {RSA}\n"), Verdict::Mismatch(at(1))),
             (
                 "a damaged hashed name is skipped",
                 format!("|1|@@@|### {ED_B}\n"),
