@@ -104,7 +104,7 @@ pub enum SshError {
         known_hosts: String,
         line: usize,
     },
-    #[error("host key verification for {host}: {known_hosts} line {line} names a certificate authority (@cert-authority) for it, and host certificates (@cert-authority) are not supported; its plain {algo} key is on no other line, so it is refused")]
+    #[error("host key verification for {host}: {known_hosts} line {line} trusts a certificate authority for it, and host certificates (@cert-authority) are not supported; no line names its plain {algo} key")]
     HostKeyCertAuthority {
         host: String,
         algo: String,
