@@ -301,6 +301,28 @@ fn the_ssh_configs_host_key_directives_are_obeyed() {
         || format!("StrictHostKeyChecking yes: nothing may be learned; the file is now:\n{after}"),
     );
 
+    // StrictHostKeyChecking no is accept-new, never "accept a changed key".
+    let changed = fleet.dir.join("kh_changed");
+    let changed_text = format!("{net}.1 {OTHER_ED25519}\n{h2}\n");
+    std::fs::write(&changed, &changed_text).unwrap();
+    let (code, stderr, _) = check_with_config(
+        &fleet,
+        "strict_no",
+        &format!(
+            "Host {net}.*\n  UserKnownHostsFile {}\n  StrictHostKeyChecking no\n",
+            changed.display()
+        ),
+        &[],
+    );
+    problems.expect(
+        code == Some(3) && stderr.contains("h01: the key does NOT match"),
+        || format!("StrictHostKeyChecking no: a changed key is refused (exit {code:?}):\n{stderr}"),
+    );
+    let after = std::fs::read_to_string(&changed).unwrap();
+    problems.expect(after == changed_text, || {
+        format!("StrictHostKeyChecking no: nothing may be learned; the file is now:\n{after}")
+    });
+
     // --known-hosts given explicitly overrides the config's UserKnownHostsFile.
     let (code, stderr, _) = check_with_config(
         &fleet,

@@ -671,6 +671,22 @@ mod tests {
     }
 
     #[test]
+    fn writers_at_once_record_a_key_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let offered = PublicKey::from_openssh(ED_A).unwrap();
+        let p = policy(dir.path(), &["kh"], Learning::Allowed("test".into()));
+        let results: Vec<Recorded> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| p.learn(&offered).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(results.iter().filter(|r| matches!(r, Recorded::Written(_))).count(), 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("kh")).unwrap(),
+            format!("web-01 {ED_A}\n")
+        );
+    }
+
+    #[test]
     fn hashed_names_are_written_when_asked_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let offered = PublicKey::from_openssh(ED_A).unwrap();
