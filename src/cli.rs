@@ -158,10 +158,10 @@ pub struct SshOptions {
     /// OpenSSH client config to apply under the inventory's variables.
     #[arg(long, value_name = "FILE", env = "TRANCHE_SSH_CONFIG")]
     pub ssh_config: Option<PathBuf>,
-    /// known_hosts file [default: ~/.ssh/known_hosts].
+    /// known_hosts file, instead of the SSH config's UserKnownHostsFile [default: UserKnownHostsFile, else ~/.ssh/known_hosts].
     #[arg(long, value_name = "FILE", env = "TRANCHE_KNOWN_HOSTS")]
     pub known_hosts: Option<PathBuf>,
-    /// Trust and record the key of a host seen for the first time.
+    /// Trust and record the key of a host that no known_hosts line concerns (the SSH config's StrictHostKeyChecking wins).
     #[arg(long, env = "TRANCHE_ACCEPT_NEW_HOST_KEYS")]
     pub accept_new_host_keys: bool,
     /// Remote user when neither the inventory nor the SSH config names one.

@@ -137,7 +137,7 @@ pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
         exit_code::CONFIG
     })?;
     Ok(ssh::SshSettings {
-        known_hosts: o.known_hosts.clone().unwrap_or_else(|| home.join(".ssh/known_hosts")),
+        known_hosts: o.known_hosts.clone(),
         accept_new_host_keys: o.accept_new_host_keys,
         identities,
         use_agent: true,

@@ -408,6 +408,10 @@ impl Executor {
             hosts: r.targets.len(),
             plan: crate::report::plan::to_json(r),
         });
+        let endpoints: Vec<Endpoint> = r.targets.iter().map(|h| self.endpoint(h)).collect();
+        for msg in crate::ssh::config::warnings(&endpoints) {
+            self.event(EventKind::Warning { host: None, msg });
+        }
         let batch_of: HashMap<usize, usize> = r
             .batches
             .iter()
@@ -1136,13 +1140,10 @@ impl Executor {
                 .into());
             }
         }
-        if let Some(algo) = &conn.learned_key {
+        for learned in conn.take_learned_keys() {
             self.event(EventKind::Warning {
                 host: Some(host.name.clone()),
-                msg: format!(
-                    "recorded a new {algo} host key in {} (--accept-new-host-keys)",
-                    self.settings.known_hosts.display()
-                ),
+                msg: learned.to_string(),
             });
         }
         let root_path = &r.playbook.layout.root;

@@ -13,6 +13,9 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::Semaphore;
 
 pub mod config;
+pub mod host_keys;
+
+use host_keys::{HostKeyPolicy, Learning, Recorded, Verdict};
 
 /// OpenSSH's default `MaxSessions`: more session channels at once on one connection are refused.
 const MAX_SESSIONS: usize = 10;
@@ -29,7 +32,10 @@ const SFTP_PACKET_MIN: usize = 34000;
 /// How to reach and trust hosts; the same for every host of a run.
 #[derive(Debug, Clone)]
 pub struct SshSettings {
-    pub known_hosts: PathBuf,
+    /// `--known-hosts`: when given, the one user known_hosts file of every host (the SSH
+    /// config's `UserKnownHostsFile` is then not used).
+    pub known_hosts: Option<PathBuf>,
+    /// `--accept-new-host-keys` (the SSH config's `StrictHostKeyChecking` wins over it).
     pub accept_new_host_keys: bool,
     /// Tried after the host's own identity files (`--identity`, then ~/.ssh/id_*).
     pub identities: Vec<PathBuf>,
@@ -58,6 +64,10 @@ pub struct Endpoint {
     pub identities: Vec<PathBuf>,
     /// A bastion (`jump` or ProxyJump), when one is configured.
     pub jump: Option<String>,
+    /// How its host key is checked (known_hosts files, name, learning).
+    pub host_keys: HostKeyPolicy,
+    /// Directives the SSH config sets for this host that tranche does not apply (for a warning).
+    pub ignored_directives: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +82,39 @@ pub enum SshError {
         algo: String,
         known_hosts: String,
     },
+    #[error("host key verification for {host}: its {algo} key is not in {known_hosts}, and the SSH config's `StrictHostKeyChecking {value}` forbids recording it (even with --accept-new-host-keys)")]
+    UnknownHostKeyStrict {
+        host: String,
+        algo: String,
+        known_hosts: String,
+        value: String,
+    },
     #[error("host key verification for {host}: the key does NOT match {known_hosts} line {line}; the host was reinstalled or someone is intercepting the connection")]
     HostKeyChanged {
         host: String,
         known_hosts: String,
         line: usize,
     },
+    #[error(
+        "host key verification for {host}: its {algo} key is REVOKED ({known_hosts} line {line}); refusing to connect"
+    )]
+    HostKeyRevoked {
+        host: String,
+        algo: String,
+        known_hosts: String,
+        line: usize,
+    },
+    #[error("host key verification for {host}: {known_hosts} line {line} trusts a certificate authority for it, and host certificates (@cert-authority) are not supported; no line names its plain {algo} key")]
+    HostKeyCertAuthority {
+        host: String,
+        algo: String,
+        known_hosts: String,
+        line: usize,
+    },
+    #[error("host key verification for {host}: it offered a host certificate, and host certificates (@cert-authority) are not supported")]
+    HostCertificate { host: String },
+    #[error("host key verification for {host}: {reason}")]
+    KnownHosts { host: String, reason: String },
     #[error("authentication as {user}@{host} failed (tried: {tried})")]
     Auth { user: String, host: String, tried: String },
     #[error("{0}")]
@@ -95,9 +132,18 @@ impl SshError {
             SshError::UnknownHostKey { .. } => {
                 Some("check the key out of band, then run with --accept-new-host-keys to record it")
             }
+            SshError::UnknownHostKeyStrict { .. } => Some(
+                "check the key out of band and add it to known_hosts (ssh-keyscan), or set `StrictHostKeyChecking accept-new` for this host",
+            ),
             SshError::HostKeyChanged { .. } => {
                 Some("if the host was reinstalled, remove its old line from known_hosts (ssh-keygen -R HOST)")
             }
+            SshError::HostKeyRevoked { .. } => {
+                Some("give the host a new key pair, check the new key out of band, then record it")
+            }
+            SshError::HostKeyCertAuthority { .. } | SshError::HostCertificate { .. } => Some(
+                "check the host's plain key out of band and add it to known_hosts (ssh-keyscan -t ed25519 HOST)",
+            ),
             SshError::Auth { .. } => {
                 Some("set `identity_file` in the inventory, --identity, or load the key into ssh-agent")
             }
@@ -112,85 +158,155 @@ impl From<russh::Error> for SshError {
     }
 }
 
-/// What the host key check decided, kept by the handler so the error can say why.
-#[derive(Debug, Clone)]
-enum KeyVerdict {
-    Unknown(String),
-    Changed(usize),
-    Learned(String),
+/// A host key recorded on first use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnedKey {
+    pub algo: String,
+    /// The file it went to; `None` when the host has no user known_hosts file
+    /// (`UserKnownHostsFile none`) and the key is trusted for this run only.
+    pub file: Option<PathBuf>,
+    /// Who allowed it: `--accept-new-host-keys` or the SSH config's `StrictHostKeyChecking`.
+    pub allowed_by: String,
+    /// The bastion whose key it is, when it is not the host's own.
+    pub bastion: Option<String>,
+}
+
+impl std::fmt::Display for LearnedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let of = match &self.bastion {
+            Some(b) => format!(" of the bastion {b}"),
+            None => String::new(),
+        };
+        match &self.file {
+            Some(file) => write!(
+                f,
+                "recorded a new {} host key{of} in {} ({})",
+                self.algo,
+                file.display(),
+                self.allowed_by
+            ),
+            None => write!(
+                f,
+                "trusted a new {} host key{of} for this run only: there is no known_hosts file to record it in (UserKnownHostsFile none; {})",
+                self.algo, self.allowed_by
+            ),
+        }
+    }
+}
+
+/// What the host key check decided, kept by the handler so that `open` can say why.
+#[derive(Debug, Default)]
+struct KeyCheck {
+    refused: Option<SshError>,
+    learned: Option<LearnedKey>,
 }
 
 struct Client {
+    /// The host's name, for messages.
     host: String,
-    port: u16,
-    known_hosts: PathBuf,
-    accept_new: bool,
-    verdict: Arc<Mutex<Option<KeyVerdict>>>,
+    policy: HostKeyPolicy,
+    check: Arc<Mutex<KeyCheck>>,
 }
 
 /// Serialises writes to known_hosts within this process; a file lock covers other processes.
 static KNOWN_HOSTS_WRITER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+impl Client {
+    fn refuse(&self, e: SshError) -> Result<bool, russh::Error> {
+        self.check.lock().expect("key check lock").refused = Some(e);
+        Ok(false)
+    }
+
+    /// The error of a verdict that refuses `algo`'s key.
+    fn refusal(&self, verdict: Verdict, algo: &str) -> SshError {
+        let host = self.host.clone();
+        let algo = algo.to_string();
+        match verdict {
+            Verdict::Revoked(p) => SshError::HostKeyRevoked {
+                host,
+                algo,
+                known_hosts: p.file.display().to_string(),
+                line: p.line,
+            },
+            Verdict::Mismatch(p) => SshError::HostKeyChanged {
+                host,
+                known_hosts: p.file.display().to_string(),
+                line: p.line,
+            },
+            Verdict::CertAuthority(p) => SshError::HostKeyCertAuthority {
+                host,
+                algo,
+                known_hosts: p.file.display().to_string(),
+                line: p.line,
+            },
+            Verdict::Match | Verdict::Unknown => match &self.policy.learning {
+                Learning::ForbiddenByConfig(value) => SshError::UnknownHostKeyStrict {
+                    host,
+                    algo,
+                    known_hosts: self.policy.describe_files(),
+                    value: value.clone(),
+                },
+                _ => SshError::UnknownHostKey {
+                    host,
+                    algo,
+                    known_hosts: self.policy.describe_files(),
+                },
+            },
+        }
+    }
+}
 
 impl client::Handler for Client {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
         let keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            // Host certificates need a trusted authority, which tranche does not configure yet.
-            *self.verdict.lock().expect("verdict lock") = Some(KeyVerdict::Unknown("certificate".into()));
-            return Ok(false);
+            // A host certificate needs a trusted authority, which tranche does not check.
+            return self.refuse(SshError::HostCertificate {
+                host: self.host.clone(),
+            });
         };
-        let found = if self.known_hosts.exists() {
-            keys::check_known_hosts_path(&self.host, self.port, key, &self.known_hosts)
-        } else {
-            Ok(false)
+        let algo = key.algorithm().to_string();
+        let verdict = match self.policy.check(key) {
+            Ok(v) => v,
+            Err(reason) => {
+                return self.refuse(SshError::KnownHosts {
+                    host: self.host.clone(),
+                    reason,
+                })
+            }
         };
-        match found {
-            Ok(true) => Ok(true),
-            Err(keys::Error::KeyChanged { line }) => {
-                *self.verdict.lock().expect("verdict lock") = Some(KeyVerdict::Changed(line));
-                Ok(false)
+        let allowed_by = match (&verdict, &self.policy.learning) {
+            (Verdict::Match, _) => return Ok(true),
+            (Verdict::Unknown, Learning::Allowed(by)) => by.clone(),
+            _ => return self.refuse(self.refusal(verdict, &algo)),
+        };
+        // Trust on first use: one writer at a time, and the files are read again under the lock.
+        let _guard = KNOWN_HOSTS_WRITER.lock().await;
+        let (policy, offered) = (self.policy.clone(), key.clone());
+        let recorded = tokio::task::spawn_blocking(move || policy.learn(&offered))
+            .await
+            .map_err(|_| russh::Error::Disconnect)?;
+        let file = match recorded {
+            Ok(Recorded::Written(file)) => Some(file),
+            Ok(Recorded::AlreadyThere) => return Ok(true),
+            Ok(Recorded::Nowhere) => None,
+            Err(host_keys::LearnError::Refused(verdict)) => return self.refuse(self.refusal(verdict, &algo)),
+            Err(host_keys::LearnError::Io(reason)) => {
+                return self.refuse(SshError::KnownHosts {
+                    host: self.host.clone(),
+                    reason,
+                })
             }
-            Ok(false) | Err(_) => {
-                let algo = key.algorithm().to_string();
-                if !self.accept_new {
-                    *self.verdict.lock().expect("verdict lock") = Some(KeyVerdict::Unknown(algo));
-                    return Ok(false);
-                }
-                let _guard = KNOWN_HOSTS_WRITER.lock().await;
-                let path = self.known_hosts.clone();
-                let (host, port, key) = (self.host.clone(), self.port, key.clone());
-                let learned = tokio::task::spawn_blocking(move || learn_locked(&host, port, &key, &path))
-                    .await
-                    .map_err(|_| russh::Error::Disconnect)?;
-                match learned {
-                    Ok(()) => {
-                        *self.verdict.lock().expect("verdict lock") = Some(KeyVerdict::Learned(algo));
-                        Ok(true)
-                    }
-                    Err(_) => Ok(false),
-                }
-            }
-        }
+        };
+        self.check.lock().expect("key check lock").learned = Some(LearnedKey {
+            algo,
+            file,
+            allowed_by,
+            bastion: None,
+        });
+        Ok(true)
     }
-}
-
-/// Record a new host key under an exclusive lock of the known_hosts file, unless another
-/// process recorded it meanwhile.
-fn learn_locked(host: &str, port: u16, key: &keys::PublicKey, path: &Path) -> Result<(), keys::Error> {
-    use fs4::fs_std::FileExt;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let lock = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-    lock.lock_exclusive()?;
-    let result = match keys::check_known_hosts_path(host, port, key, path) {
-        Ok(true) => Ok(()),
-        Ok(false) => keys::known_hosts::learn_known_hosts_path(host, port, key, path),
-        Err(e) => Err(e),
-    };
-    let _ = FileExt::unlock(&lock);
-    result
 }
 
 /// The output of one remote command.
@@ -239,8 +355,9 @@ pub struct Connection {
     handle: Handle<Client>,
     sessions: Semaphore,
     pub endpoint: Endpoint,
-    /// Set when this connection recorded a new host key (trust on first use).
-    pub learned_key: Option<String>,
+    /// The host keys this connection recorded (trust on first use), its bastions' included,
+    /// until someone reports them ([`Connection::take_learned_keys`]).
+    learned_keys: Mutex<Vec<LearnedKey>>,
     /// Run every command through `sudo -n` (the playbook's or the host's `become`).
     pub become_root: bool,
     /// The time the TCP connection took to open (about one round trip); None through a bastion.
@@ -321,16 +438,15 @@ impl Connection {
     }
 
     async fn open_inner(ep: &Endpoint, settings: &SshSettings, addr: &str) -> Result<Connection, SshError> {
-        let verdict = Arc::new(Mutex::new(None));
+        let check = Arc::new(Mutex::new(KeyCheck::default()));
         let handler = Client {
-            host: ep.address.clone(),
-            port: ep.port,
-            known_hosts: settings.known_hosts.clone(),
-            accept_new: settings.accept_new_host_keys,
-            verdict: verdict.clone(),
+            host: ep.name.clone(),
+            policy: ep.host_keys.clone(),
+            check: check.clone(),
         };
         let config = Arc::new(client_config());
         let mut rtt = None;
+        let mut via = None;
         // Through a bastion: a direct-tcpip channel of the bastion's one connection carries the
         // target's own SSH session; its host key is checked under the target's name.
         let connected = match &ep.jump {
@@ -344,6 +460,7 @@ impl Connection {
                         addr: addr.to_string(),
                         reason: format!("through the bastion {}: {}", bastion.endpoint.name, connect_reason(&e)),
                     })?;
+                via = Some(bastion);
                 client::connect_stream(config, channel.into_stream(), handler).await
             }
             None => {
@@ -364,38 +481,43 @@ impl Connection {
         let mut handle = match connected {
             Ok(h) => h,
             Err(e) => {
-                let known_hosts = settings.known_hosts.display().to_string();
-                return Err(match verdict.lock().expect("verdict lock").clone() {
-                    Some(KeyVerdict::Unknown(algo)) => SshError::UnknownHostKey {
-                        host: ep.name.clone(),
-                        algo,
-                        known_hosts,
-                    },
-                    Some(KeyVerdict::Changed(line)) => SshError::HostKeyChanged {
-                        host: ep.name.clone(),
-                        known_hosts,
-                        line,
-                    },
-                    _ => SshError::Connect {
+                return Err(match check.lock().expect("key check lock").refused.take() {
+                    Some(refused) => refused,
+                    None => SshError::Connect {
                         addr: addr.to_string(),
                         reason: connect_reason(&e),
                     },
                 });
             }
         };
-        let learned_key = match verdict.lock().expect("verdict lock").clone() {
-            Some(KeyVerdict::Learned(algo)) => Some(algo),
-            _ => None,
-        };
+        let own = check.lock().expect("key check lock").learned.take();
         authenticate(&mut handle, ep, settings).await?;
+        // The keys a bastion recorded are reported by the first host that got through it.
+        let mut learned: Vec<LearnedKey> = match &via {
+            Some(b) => b
+                .take_learned_keys()
+                .into_iter()
+                .map(|mut k| {
+                    k.bastion.get_or_insert_with(|| b.endpoint.name.clone());
+                    k
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        learned.extend(own);
         Ok(Connection {
             handle,
             sessions: Semaphore::new(MAX_SESSIONS),
             endpoint: ep.clone(),
-            learned_key,
+            learned_keys: Mutex::new(learned),
             become_root: false,
             rtt,
         })
+    }
+
+    /// The host keys recorded while this connection was set up (its own, its bastions'), once.
+    pub fn take_learned_keys(&self) -> Vec<LearnedKey> {
+        std::mem::take(&mut *self.learned_keys.lock().expect("learned keys lock"))
     }
 
     /// Run `command` through the remote user's shell, collecting its output, within `timeout`.
