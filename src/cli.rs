@@ -48,7 +48,7 @@ pub enum Command {
         #[command(flatten)]
         files: Files,
         /// The release to go to; it must still be on every host.
-        #[arg(long, value_name = "VERSION")]
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
         to: Option<String>,
         #[command(flatten)]
         run: RunOptions,
@@ -184,6 +184,13 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         _ => Err(format!(
             "expected KEY=VALUE with KEY made of letters, digits and `_`, not `{s}`"
         )),
+    }
+}
+
+fn parse_version(s: &str) -> Result<String, String> {
+    match crate::playbook::check::version_problem(s) {
+        Some(problem) => Err(format!("the version \"{}\" {problem}", s.escape_debug())),
+        None => Ok(s.to_string()),
     }
 }
 

@@ -229,6 +229,13 @@ fn haproxy_target(
     };
     let b = r.render(backend, host, run_id, None)?;
     let s = r.render(server, host, run_id, None)?;
+    // Checked per host when the release was planned; refused here too, as the runtime API
+    // splits commands on `;` and one bad name would run another command.
+    for (what, name) in [("backend", &b), ("server", &s)] {
+        if let Some(problem) = crate::playbook::check::haproxy_name_problem(name) {
+            return Err(format!("HAProxy {what} name {:?} {problem}", name));
+        }
+    }
     Ok((
         HaproxyApi {
             address: address.clone(),
