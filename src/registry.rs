@@ -411,3 +411,28 @@ pub struct ServerState {
     pub check_result: u32,
     pub check_enabled: bool,
 }
+
+#[cfg(test)]
+mod name_check_tests {
+    use super::*;
+    use crate::release::ReleaseRequest;
+
+    /// The plan refuses such names; the registry refuses them too, should a name reach it
+    /// another way (here an inventory changed after planning).
+    #[test]
+    fn haproxy_names_outside_haproxys_charset_are_refused() {
+        let dir = std::env::current_dir().unwrap().join("tests/bad/hosts");
+        let req = ReleaseRequest {
+            inventories: vec![dir.join("inventory.yml")],
+            playbook: dir.join("haproxy-server.yml"),
+            limit: Some("web-01".into()),
+            extra_vars: vec![],
+        };
+        let r = Release::load(&req).unwrap();
+        let mut host = r.targets[0].clone();
+        assert!(haproxy_target(&r, &host, "run", None).is_ok());
+        host.vars.insert("lb_name".into(), "web-01;disable frontend www".into());
+        let err = haproxy_target(&r, &host, "run", None).err().unwrap();
+        assert!(err.contains("server name") && err.contains("`;`"), "{err}");
+    }
+}

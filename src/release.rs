@@ -138,7 +138,7 @@ impl Release {
             },
             ArtifactSource::Url(_) => (playbook.artifact.sha256.clone().unwrap_or_default(), None),
         };
-        if let Ok(text) = std::fs::read_to_string(&file) {
+        if let Ok(text) = crate::yaml::read_file(&file) {
             diags.attach_sources(&file, &text);
         }
         if !diags.is_empty() {
@@ -315,7 +315,10 @@ fn check_templates(p: &Playbook, targets: &[Host], inv: &Inventory, diags: &mut 
             let ctx = template_context(p, host, "check", Some("0"));
             if let Err(e) = p.templates.render(t, &ctx) {
                 let detail = e.rsplit(": ").next().unwrap_or(&e).to_string();
-                let (msg, hint) = match find_undefined(&t.source, &ctx) {
+                // Only an undefined value is blamed on a name (a loop's own variable is not in
+                // the context, so any other error would be misread as one).
+                let undefined = find_undefined(&t.source, &ctx).filter(|_| detail.contains("undefined"));
+                let (msg, hint) = match undefined {
                     Some((name, Some(near))) => (
                         format!("`{name}` is not defined for host `{}`", host.name),
                         format!("did you mean `{near}`?"),

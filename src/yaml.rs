@@ -124,6 +124,25 @@ fn resolve_plain(text: &str) -> serde_json::Value {
     Value::String(text.to_string())
 }
 
+/// The largest inventory or playbook read (a 100,000-host inventory is a few MiB): a device or
+/// a runaway file must not fill the memory.
+pub const FILE_MAX: u64 = 64 << 20;
+
+/// Read a configuration file as UTF-8, refusing one larger than [`FILE_MAX`].
+pub fn read_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(FILE_MAX + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > FILE_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is larger than {} MiB", FILE_MAX >> 20),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
+
 /// Parse `text` (read from `file`) into its first document. An empty file gives `None`.
 /// Syntax errors and duplicate keys come back as diagnostics.
 pub fn parse(file: &Path, text: &str) -> Result<Option<Node>, Diagnostics> {

@@ -295,3 +295,21 @@ fn rollback_to_a_version_with_shell_characters_is_refused() {
     assert!(stderr.contains("--to") && stderr.contains("`$`"), "{stderr}");
     assert!(!stderr.contains("preflight"), "nothing may start: {stderr}");
 }
+
+/// A device or a runaway file given as the inventory or the playbook is refused once it passes
+/// the size cap, instead of being read until the memory runs out.
+#[test]
+fn endless_files_are_refused() {
+    for args in [
+        ["-i", "/dev/zero", "tests/fixtures/playbook.yml"],
+        ["-i", "tests/fixtures/inventory.yml", "/dev/zero"],
+    ] {
+        let out = tranche().arg("validate").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("larger than 64 MiB") && stderr.contains("--> /dev/zero"),
+            "{stderr}"
+        );
+    }
+}

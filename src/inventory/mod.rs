@@ -113,7 +113,7 @@ impl Inventory {
         let mut raw = RawInventory::default();
         let mut diags = Diagnostics::default();
         for path in paths {
-            let text = match std::fs::read_to_string(path) {
+            let text = match crate::yaml::read_file(path) {
                 Ok(t) => t,
                 Err(e) => {
                     diags.push(Diagnostic::new(path, None, format!("cannot read the inventory: {e}")));

@@ -15,7 +15,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
-    let text = std::fs::read_to_string(path)
+    let text = yaml::read_file(path)
         .map_err(|e| Diagnostics::from(Diagnostic::new(path, None, format!("cannot read the playbook: {e}"))))?;
     let root = match yaml::parse(path, &text)? {
         Some(root) => root,
