@@ -46,9 +46,9 @@ pub const SIZE_MAX: u64 = 1 << 50;
 /// An upper bound as the operator would write it: `7d`, `24h`, `90s`.
 pub fn bound_text(d: Duration) -> String {
     let s = d.as_secs();
-    if s >= 2 * 86_400 && s % 86_400 == 0 {
+    if s >= 2 * 86_400 && s.is_multiple_of(86_400) {
         format!("{}d", s / 86_400)
-    } else if s >= 3600 && s % 3600 == 0 {
+    } else if s >= 3600 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
     } else {
         format!("{s}s")

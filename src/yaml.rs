@@ -308,18 +308,17 @@ impl MarkedEventReceiver for Builder {
                 });
                 self.push_node(node, 0, weight);
             }
+            // Past the limit the document is abandoned (`done`), so the frame pushed is never used.
             Event::SequenceStart(anchor, _) => {
-                if self.grow(1, mark) {
-                    let start = self.nodes;
-                    self.stack.push(Frame::Seq(Vec::new(), pos_of(mark, 1), anchor, start));
-                }
+                self.grow(1, mark);
+                let start = self.nodes;
+                self.stack.push(Frame::Seq(Vec::new(), pos_of(mark, 1), anchor, start));
             }
             Event::MappingStart(anchor, _) => {
-                if self.grow(1, mark) {
-                    let start = self.nodes;
-                    self.stack
-                        .push(Frame::Map(Vec::new(), None, pos_of(mark, 1), anchor, start));
-                }
+                self.grow(1, mark);
+                let start = self.nodes;
+                self.stack
+                    .push(Frame::Map(Vec::new(), None, pos_of(mark, 1), anchor, start));
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(items, pos, anchor, start)) = self.stack.pop() {
