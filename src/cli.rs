@@ -195,5 +195,9 @@ fn parse_version(s: &str) -> Result<String, String> {
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::units::parse_duration(s)
+    use crate::playbook::check::WAIT_MAX;
+    match crate::units::parse_duration(s)? {
+        d if d > WAIT_MAX => Err(format!("`{s}` is more than {}", crate::units::bound_text(WAIT_MAX))),
+        d => Ok(d),
+    }
 }

@@ -313,3 +313,22 @@ fn endless_files_are_refused() {
         );
     }
 }
+
+/// `--connect-timeout` is bounded like the playbook's waits.
+#[test]
+fn connect_timeout_is_bounded() {
+    let out = tranche()
+        .args([
+            "plan",
+            "-i",
+            "tests/fixtures/inventory.yml",
+            "tests/fixtures/playbook.yml",
+            "--connect-timeout",
+            "100000y",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is more than 24h"), "{stderr}");
+}
