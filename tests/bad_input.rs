@@ -332,3 +332,24 @@ fn connect_timeout_is_bounded() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is more than 24h"), "{stderr}");
 }
+
+/// An inventory of exactly the largest size loads (one range of 100,000 hosts, in one group).
+#[test]
+fn the_largest_inventory_loads() {
+    let dir = std::env::temp_dir().join(format!("tranche-largest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inv = dir.join("inventory.yml");
+    std::fs::write(
+        &inv,
+        "all:\n  children:\n    web:\n      hosts:\n        web-[00000:99999]:\n",
+    )
+    .unwrap();
+    let out = tranche()
+        .args(["validate", "-i", inv.to_str().unwrap(), "tests/fixtures/playbook.yml"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("on 100000 hosts"), "{stderr}");
+}
