@@ -374,7 +374,9 @@ fn check_host_values(p: &Playbook, targets: &[Host], diags: &mut Diagnostics) {
     }
     let secrets = secret_values(p);
     for (what, t, problem_of, char_ok, hint) in checks {
-        let mut bad: Vec<(&Host, String, String, Value)> = Vec::new();
+        // The first host with a problem (with what it rendered), and the names of the others.
+        let mut first: Option<(&Host, String, String, Value)> = None;
+        let mut others: Vec<&str> = Vec::new();
         for host in targets {
             let ctx = template_context(p, host, "check", Some("0"));
             // A template that does not render was reported by `check_templates`.
@@ -382,13 +384,16 @@ fn check_host_values(p: &Playbook, targets: &[Host], diags: &mut Diagnostics) {
                 continue;
             };
             if let Some(problem) = problem_of(&value) {
-                bad.push((host, value, problem, ctx));
+                match first {
+                    None => first = Some((host, value, problem, ctx)),
+                    Some(_) => others.push(&host.name),
+                }
             }
             if t.is_literal() {
                 break;
             }
         }
-        let Some((host, value, problem, ctx)) = bad.first() else {
+        let Some((host, value, problem, ctx)) = &first else {
             continue;
         };
         let shown = redact(&value_for_message(what, value), &secrets)
@@ -413,12 +418,11 @@ fn check_host_values(p: &Playbook, targets: &[Host], diags: &mut Diagnostics) {
             msg.push_str(&format!(" ({})", list.join(", ")));
         }
         let mut hint = hint.to_string();
-        if bad.len() > 1 {
-            let others: Vec<&str> = bad[1..].iter().take(3).map(|(h, ..)| h.name.as_str()).collect();
-            let more = bad.len() - 1 - others.len();
+        if !others.is_empty() {
+            let more = others.len().saturating_sub(3);
             hint = format!(
                 "{hint}; also for {}{}",
-                others.join(", "),
+                others[..others.len().min(3)].join(", "),
                 if more > 0 {
                     format!(" and {more} more")
                 } else {
@@ -480,16 +484,9 @@ fn redact(text: &str, secrets: &[String]) -> String {
 fn used_values(source: &str, ctx: &Value, p: &Playbook) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = Vec::new();
     for name in template_names(source) {
-        let mut cur = ctx;
-        for part in name.split('.') {
-            match cur.get(part) {
-                Some(v) => cur = v,
-                None => break,
-            }
-        }
-        let value = match cur {
-            Value::String(s) => s.clone(),
-            Value::Number(n) => n.to_string(),
+        let value = match name.split('.').try_fold(ctx, |cur, part| cur.get(part)) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
             _ => continue,
         };
         let shown = if name.starts_with("env.") {
@@ -497,7 +494,8 @@ fn used_values(source: &str, ctx: &Value, p: &Playbook) -> Vec<(String, String, 
         } else {
             value.clone()
         };
-        let label = if p.extra_vars.iter().any(|(k, _)| *k == name) {
+        // `-e service=...` and the like do not override the context's own variables.
+        let label = if p.extra_vars.iter().any(|(k, v)| *k == name && *v == value) {
             format!("`-e {name}`")
         } else {
             format!("`{name}`")
