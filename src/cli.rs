@@ -48,7 +48,7 @@ pub enum Command {
         #[command(flatten)]
         files: Files,
         /// The release to go to; it must still be on every host.
-        #[arg(long, value_name = "VERSION")]
+        #[arg(long, value_name = "VERSION", value_parser = parse_version)]
         to: Option<String>,
         #[command(flatten)]
         run: RunOptions,
@@ -189,6 +189,17 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
     }
 }
 
+fn parse_version(s: &str) -> Result<String, String> {
+    match crate::playbook::check::version_problem(s) {
+        Some(problem) => Err(format!("the version \"{}\" {problem}", s.escape_debug())),
+        None => Ok(s.to_string()),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    crate::units::parse_duration(s)
+    use crate::playbook::check::WAIT_MAX;
+    match crate::units::parse_duration(s)? {
+        d if d > WAIT_MAX => Err(format!("`{s}` is more than {}", crate::units::bound_text(WAIT_MAX))),
+        d => Ok(d),
+    }
 }

@@ -57,7 +57,11 @@ pub async fn create_silence(
     }
     let now = time::OffsetDateTime::now_utc();
     let fmt = &time::format_description::well_known::Rfc3339;
-    let ends = now + time::Duration::seconds(s.duration.as_secs() as i64);
+    // Bounded when the playbook is read (7 days); checked here too, as an overflow would panic.
+    let ends = i64::try_from(s.duration.as_secs())
+        .ok()
+        .and_then(|secs| now.checked_add(time::Duration::seconds(secs)))
+        .ok_or("the silence's duration is out of range")?;
     let body = json!({
         "matchers": matchers,
         "startsAt": now.format(fmt).unwrap_or_default(),

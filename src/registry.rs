@@ -229,6 +229,13 @@ fn haproxy_target(
     };
     let b = r.render(backend, host, run_id, None)?;
     let s = r.render(server, host, run_id, None)?;
+    // Checked per host when the release was planned; refused here too, as the runtime API
+    // splits commands on `;` and one bad name would run another command.
+    for (what, name) in [("backend", &b), ("server", &s)] {
+        if let Some(problem) = crate::playbook::check::haproxy_name_problem(name) {
+            return Err(format!("HAProxy {what} name {:?} {problem}", name));
+        }
+    }
     Ok((
         HaproxyApi {
             address: address.clone(),
@@ -424,5 +431,30 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let n = sent.load(Ordering::SeqCst);
         assert!(n < 32 << 20, "the server sent {n} bytes");
+    }
+}
+
+#[cfg(test)]
+mod name_check_tests {
+    use super::*;
+    use crate::release::ReleaseRequest;
+
+    /// The plan refuses such names; the registry refuses them too, should a name reach it
+    /// another way (here an inventory changed after planning).
+    #[test]
+    fn haproxy_names_outside_haproxys_charset_are_refused() {
+        let dir = std::env::current_dir().unwrap().join("tests/bad/hosts");
+        let req = ReleaseRequest {
+            inventories: vec![dir.join("inventory.yml")],
+            playbook: dir.join("haproxy-server.yml"),
+            limit: Some("web-01".into()),
+            extra_vars: vec![],
+        };
+        let r = Release::load(&req).unwrap();
+        let mut host = r.targets[0].clone();
+        assert!(haproxy_target(&r, &host, "run", None).is_ok());
+        host.vars.insert("lb_name".into(), "web-01;disable frontend www".into());
+        let err = haproxy_target(&r, &host, "run", None).err().unwrap();
+        assert!(err.contains("server name") && err.contains("`;`"), "{err}");
     }
 }

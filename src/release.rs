@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Diagnostic, Diagnostics};
 use crate::inventory::{self, Host, Inventory};
 use crate::planner::{self, Batch};
-use crate::playbook::{ArtifactSource, HealthCheck, Playbook, Registry, Template};
+use crate::playbook::{check, ArtifactSource, HealthCheck, Playbook, Registry, Template};
 
 /// What the operator asked for on the command line.
 #[derive(Debug, Clone, Default)]
@@ -103,6 +103,10 @@ impl Release {
         if diags.is_empty() {
             check_templates(&playbook, &targets, &inventory, &mut diags);
         }
+        // What reaches a host's shell or HAProxy's runtime API, rendered for each host.
+        if diags.is_empty() {
+            check_host_values(&playbook, &targets, &mut diags);
+        }
         let (sha256, artifact_size) = match &playbook.artifact.source {
             ArtifactSource::Path(p) => match file_sha256(p) {
                 Ok((sum, size)) => {
@@ -134,7 +138,7 @@ impl Release {
             },
             ArtifactSource::Url(_) => (playbook.artifact.sha256.clone().unwrap_or_default(), None),
         };
-        if let Ok(text) = std::fs::read_to_string(&file) {
+        if let Ok(text) = crate::yaml::read_file(&file) {
             diags.attach_sources(&file, &text);
         }
         if !diags.is_empty() {
@@ -292,7 +296,10 @@ fn check_templates(p: &Playbook, targets: &[Host], inv: &Inventory, diags: &mut 
             let ctx = template_context(p, host, "check", Some("0"));
             if let Err(e) = p.templates.render(t, &ctx) {
                 let detail = e.rsplit(": ").next().unwrap_or(&e).to_string();
-                let (msg, hint) = match find_undefined(&t.source, &ctx) {
+                // Only an undefined value is blamed on a name (a loop's own variable is not in
+                // the context, so any other error would be misread as one).
+                let undefined = find_undefined(&t.source, &ctx).filter(|_| detail.contains("undefined"));
+                let (msg, hint) = match undefined {
                     Some((name, Some(near))) => (
                         format!("`{name}` is not defined for host `{}`", host.name),
                         format!("did you mean `{near}`?"),
@@ -322,11 +329,170 @@ fn check_templates(p: &Playbook, targets: &[Host], inv: &Inventory, diags: &mut 
     }
 }
 
+/// The rendered values that leave the controller as text another program parses: the artifact
+/// URL (a host's curl or wget) and the HAProxy backend and server names (HAProxy's runtime API,
+/// which splits commands on `;`). Each is checked for every targeted host; a problem names the
+/// first host, the variables the template uses with their values (secrets as `***`), and the
+/// template's position.
+fn check_host_values(p: &Playbook, targets: &[Host], diags: &mut Diagnostics) {
+    type Problem = fn(&str) -> Option<String>;
+    type CharOk = fn(char) -> bool;
+    let mut checks: Vec<(&str, &Template, Problem, CharOk, &str)> = Vec::new();
+    if let ArtifactSource::Url(u) = &p.artifact.source {
+        checks.push((
+            "artifact.url",
+            u,
+            check::url_problem,
+            check::url_char_ok,
+            check::URL_CHARS_HINT,
+        ));
+    }
+    if let Registry::Haproxy { backend, server, .. } = &p.registry {
+        let hint = "the names go into HAProxy's runtime API, where `;` starts another command";
+        let (problem, ok): (Problem, CharOk) = (check::haproxy_name_problem, check::haproxy_char_ok);
+        checks.push(("registry.backend", backend, problem, ok, hint));
+        checks.push(("registry.server", server, problem, ok, hint));
+    }
+    let secrets = secret_values(p);
+    for (what, t, problem_of, char_ok, hint) in checks {
+        // The first host with a problem (with what it rendered), and the names of the others.
+        let mut first: Option<(&Host, String, String, Value)> = None;
+        let mut others: Vec<&str> = Vec::new();
+        for host in targets {
+            let ctx = template_context(p, host, "check", Some("0"));
+            // A template that does not render was reported by `check_templates`.
+            let Ok(value) = p.templates.render(t, &ctx) else {
+                continue;
+            };
+            if let Some(problem) = problem_of(&value) {
+                match first {
+                    None => first = Some((host, value, problem, ctx)),
+                    Some(_) => others.push(&host.name),
+                }
+            }
+            if t.is_literal() {
+                break;
+            }
+        }
+        let Some((host, value, problem, ctx)) = &first else {
+            continue;
+        };
+        let shown = redact(&value_for_message(what, value), &secrets)
+            .escape_debug()
+            .to_string();
+        let mut msg = if t.is_literal() {
+            format!("`{what}` \"{shown}\" {problem}")
+        } else {
+            format!(
+                "`{what}` renders to \"{shown}\" for host `{}`, which {problem}",
+                host.name
+            )
+        };
+        // The variables that brought a character in that is not allowed.
+        let mut vars = used_values(&t.source, ctx, p);
+        vars.retain(|(_, v, _)| !v.chars().all(char_ok));
+        if !vars.is_empty() {
+            let list: Vec<String> = vars
+                .iter()
+                .map(|(name, _, shown)| format!("{name} is \"{}\"", redact(shown, &secrets).escape_debug()))
+                .collect();
+            msg.push_str(&format!(" ({})", list.join(", ")));
+        }
+        let mut hint = hint.to_string();
+        if !others.is_empty() {
+            let more = others.len().saturating_sub(3);
+            hint = format!(
+                "{hint}; also for {}{}",
+                others[..others.len().min(3)].join(", "),
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
+            );
+        }
+        diags.push(Diagnostic::new(&t.file, Some(t.pos), msg).hint(hint));
+    }
+}
+
+/// A rendered value as an error message may show it: a URL without its userinfo and query
+/// string (where credentials sit).
+fn value_for_message(what: &str, value: &str) -> String {
+    let mut v = value.to_string();
+    if what == "artifact.url" {
+        if let Some((scheme, rest)) = v.split_once("://") {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority.to_string(), |(_, h)| format!("***@{h}"));
+            let path = path
+                .split_once('?')
+                .map_or(path.to_string(), |(p, _)| format!("{p}?***"));
+            v = format!("{scheme}://{host}{path}");
+        }
+    }
+    v
+}
+
+/// The values of the controller's environment that templates may use (`env.*`): never shown.
+fn secret_values(p: &Playbook) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in all_templates(p) {
+        for name in template_names(&t.source) {
+            if let Some(var) = name.strip_prefix("env.") {
+                if let Ok(v) = std::env::var(var) {
+                    if v.len() >= 4 {
+                        out.push(v);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .fold(text.to_string(), |t, s| t.replace(s.as_str(), "***"))
+}
+
+/// The variables `source` uses that are strings or numbers in `ctx`: the name as the operator
+/// writes it (`host.zone`, `-e KEY`), the value, and the value as shown (`***` for `env.*`).
+fn used_values(source: &str, ctx: &Value, p: &Playbook) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for name in template_names(source) {
+        let value = match name.split('.').try_fold(ctx, |cur, part| cur.get(part)) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => continue,
+        };
+        let shown = if name.starts_with("env.") {
+            "***".to_string()
+        } else {
+            value.clone()
+        };
+        // `-e service=...` and the like do not override the context's own variables.
+        let label = if p.extra_vars.iter().any(|(k, v)| *k == name && *v == value) {
+            format!("`-e {name}`")
+        } else {
+            format!("`{name}`")
+        };
+        if !out.iter().any(|(l, ..)| *l == label) {
+            out.push((label, value, shown));
+        }
+    }
+    out
+}
+
 const VARIABLES_HINT: &str = "variables: service, version, previous_version, run_id, release_dir, layout.root, env.NAME, host.name, host.address, host.port, host.user, host.zone, host.VAR, and -e KEY=VALUE";
 
-/// The first dotted name used inside `{{ }}` or `{% %}` that `ctx` does not define, with the
-/// nearest defined name.
-fn find_undefined(source: &str, ctx: &Value) -> Option<(String, Option<String>)> {
+/// The dotted names used inside `{{ }}` or `{% %}` of `source`, keywords left out.
+fn template_names(source: &str) -> Vec<String> {
+    let mut names = Vec::new();
     let mut rest = source;
     while let Some(start) = rest.find("{{").or_else(|| rest.find("{%")) {
         let after = &rest[start + 2..];
@@ -371,29 +537,40 @@ fn find_undefined(source: &str, ctx: &Value) -> Option<(String, Option<String>)>
                         | "default"
                         | "loop")
                 )
-            ) {
+            ) || parts.is_empty()
+            {
                 continue;
             }
-            let mut cur = ctx;
-            for (k, part) in parts.iter().enumerate() {
-                match cur.get(part) {
-                    Some(v) => cur = v,
-                    None => {
-                        let known: Vec<&str> = cur
-                            .as_object()
-                            .map(|o| o.keys().map(String::as_str).collect())
-                            .unwrap_or_default();
-                        let near = crate::error::did_you_mean(part, &known).map(|n| {
-                            let mut p: Vec<&str> = parts[..k].to_vec();
-                            p.push(n);
-                            p.join(".")
-                        });
-                        return Some((parts[..=k].join("."), near));
-                    }
+            names.push(parts.join("."));
+        }
+        rest = &after[end.min(after.len())..];
+    }
+    names
+}
+
+/// The first dotted name used inside `{{ }}` or `{% %}` that `ctx` does not define, with the
+/// nearest defined name.
+fn find_undefined(source: &str, ctx: &Value) -> Option<(String, Option<String>)> {
+    for word in template_names(source) {
+        let parts: Vec<&str> = word.split('.').collect();
+        let mut cur = ctx;
+        for (k, part) in parts.iter().enumerate() {
+            match cur.get(part) {
+                Some(v) => cur = v,
+                None => {
+                    let known: Vec<&str> = cur
+                        .as_object()
+                        .map(|o| o.keys().map(String::as_str).collect())
+                        .unwrap_or_default();
+                    let near = crate::error::did_you_mean(part, &known).map(|n| {
+                        let mut p: Vec<&str> = parts[..k].to_vec();
+                        p.push(n);
+                        p.join(".")
+                    });
+                    return Some((parts[..=k].join("."), near));
                 }
             }
         }
-        rest = &after[end.min(after.len())..];
     }
     None
 }

@@ -31,7 +31,28 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "GiB" | "Gi" => 1024.0 * 1024.0 * 1024.0,
         _ => return Err(bad()),
     };
-    Ok((n * mult) as u64)
+    let bytes = n * mult;
+    // Far above any real size or rate; also keeps the float-to-integer conversion exact enough
+    // and every later sum of sizes from overflowing.
+    if !bytes.is_finite() || bytes > SIZE_MAX as f64 {
+        return Err(format!("`{s}` is too large; at most 1PiB"));
+    }
+    Ok(bytes as u64)
+}
+
+/// The largest size or rate accepted: 1 PiB.
+pub const SIZE_MAX: u64 = 1 << 50;
+
+/// An upper bound as the operator would write it: `7d`, `24h`, `90s`.
+pub fn bound_text(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 2 * 86_400 && s.is_multiple_of(86_400) {
+        format!("{}d", s / 86_400)
+    } else if s >= 3600 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{s}s")
+    }
 }
 
 /// Parse a rate in bytes per second: `20MiB/s`, `0` (no cap).
@@ -43,7 +64,13 @@ pub fn parse_rate(s: &str) -> Result<u64, String> {
     let Some(size) = t.strip_suffix("/s") else {
         return Err(format!("`{s}` is not a rate; write e.g. `20MiB/s`, or 0 for no cap"));
     };
-    parse_size(size).map_err(|_| format!("`{s}` is not a rate; write e.g. `20MiB/s`, or 0 for no cap"))
+    parse_size(size).map_err(|e| {
+        if e.ends_with("too large; at most 1PiB") {
+            format!("`{s}` is too large; at most 1PiB/s")
+        } else {
+            format!("`{s}` is not a rate; write e.g. `20MiB/s`, or 0 for no cap")
+        }
+    })
 }
 
 /// A duration as people write it: `1.8s`, `250ms`, `2m05s`.
@@ -96,6 +123,12 @@ mod tests {
         assert_eq!(parse_rate("0").unwrap(), 0);
         assert!(parse_rate("20MiB").is_err());
         assert!(parse_size("lots").is_err());
+        // Too large to be real, or to convert without saturating: refused, not wrapped.
+        assert!(parse_size("99999999999999999999999999GiB").is_err());
+        assert!(parse_rate("2000000GiB/s").is_err());
+        assert_eq!(parse_size("1000000GiB").unwrap(), 1_000_000 << 30);
+        assert_eq!(bound_text(Duration::from_secs(7 * 86_400)), "7d");
+        assert_eq!(bound_text(Duration::from_secs(24 * 3600)), "24h");
         assert_eq!(human_size(10 * 1024 * 1024), "10.0 MiB");
     }
 }

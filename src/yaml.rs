@@ -124,6 +124,25 @@ fn resolve_plain(text: &str) -> serde_json::Value {
     Value::String(text.to_string())
 }
 
+/// The largest inventory or playbook read (a 100,000-host inventory is a few MiB): a device or
+/// a runaway file must not fill the memory.
+pub const FILE_MAX: u64 = 64 << 20;
+
+/// Read a configuration file as UTF-8, refusing one larger than [`FILE_MAX`].
+pub fn read_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?.take(FILE_MAX + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > FILE_MAX {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the file is larger than {} MiB", FILE_MAX >> 20),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "stream did not contain valid UTF-8"))
+}
+
 /// Parse `text` (read from `file`) into its first document. An empty file gives `None`.
 /// Syntax errors and duplicate keys come back as diagnostics.
 pub fn parse(file: &Path, text: &str) -> Result<Option<Node>, Diagnostics> {
@@ -148,6 +167,18 @@ pub fn parse(file: &Path, text: &str) -> Result<Option<Node>, Diagnostics> {
         d.attach_sources(file, text);
         return Err(d);
     }
+    if let Some(pos) = builder.too_large {
+        let mut d = Diagnostics::from(
+            Diagnostic::new(
+                file,
+                Some(pos),
+                format!("the document expands to more than {NODES_MAX} values"),
+            )
+            .hint("aliases (`*name`) count as many values as what they repeat"),
+        );
+        d.attach_sources(file, text);
+        return Err(d);
+    }
     let mut diags = Diagnostics::default();
     for (key, first, dup) in &builder.duplicates {
         diags.push(
@@ -165,24 +196,46 @@ fn pos_of(m: Marker, len: usize) -> Pos {
     Pos::new(m.line(), m.col() + 1, len)
 }
 
+/// The most nodes a document may expand to, aliases counted at the size of what they repeat:
+/// a few aliases of aliases ("billion laughs") would otherwise fill the memory. A 100,000-host
+/// inventory with a few variables per host stays well under it.
+pub const NODES_MAX: usize = 1_000_000;
+
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and how many nodes each one holds.
+    anchors: HashMap<usize, (Node, usize)>,
     done: bool,
     duplicates: Vec<(String, Pos, Pos)>,
+    /// Nodes built so far, aliases expanded.
+    nodes: usize,
+    /// Where the document grew past [`NODES_MAX`].
+    too_large: Option<Pos>,
 }
 
+/// A collection being built: its items, its position, its anchor and `nodes` when it started.
 enum Frame {
-    Seq(Vec<Node>, Pos, usize),
-    Map(Vec<(Node, Node)>, Option<Node>, Pos, usize),
+    Seq(Vec<Node>, Pos, usize, usize),
+    Map(Vec<(Node, Node)>, Option<Node>, Pos, usize, usize),
 }
 
 impl Builder {
-    fn push_node(&mut self, node: Node, anchor: usize) {
+    /// Count `n` more nodes; false (and the document abandoned) past [`NODES_MAX`].
+    fn grow(&mut self, n: usize, mark: Marker) -> bool {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > NODES_MAX {
+            self.too_large = Some(pos_of(mark, 1));
+            self.done = true;
+            return false;
+        }
+        true
+    }
+
+    fn push_node(&mut self, node: Node, anchor: usize, weight: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), weight));
         }
         match self.stack.last_mut() {
             None => {
@@ -190,8 +243,8 @@ impl Builder {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(items, _, _)) => items.push(node),
-            Some(Frame::Map(entries, pending, _, _)) => match pending.take() {
+            Some(Frame::Seq(items, ..)) => items.push(node),
+            Some(Frame::Map(entries, pending, ..)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
                     // `<<: *anchor` merges the anchored mapping's entries that are not set here.
@@ -226,16 +279,23 @@ impl MarkedEventReceiver for Builder {
         }
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
+                if !self.grow(1, mark) {
+                    return;
+                }
                 let plain = style == TScalarStyle::Plain;
                 let len = text.chars().count() + if plain { 0 } else { 2 };
                 let node = Node {
                     kind: Kind::Scalar { text, plain },
                     pos: pos_of(mark, len.max(1)),
                 };
-                self.push_node(node, anchor);
+                self.push_node(node, anchor, 1);
             }
             Event::Alias(id) => {
-                let node = self.anchors.get(&id).cloned().map(|mut n| {
+                let weight = self.anchors.get(&id).map_or(1, |(_, w)| *w);
+                if !self.grow(weight, mark) {
+                    return;
+                }
+                let node = self.anchors.get(&id).cloned().map(|(mut n, _)| {
                     n.pos = pos_of(mark, 1);
                     n
                 });
@@ -246,29 +306,43 @@ impl MarkedEventReceiver for Builder {
                     },
                     pos: pos_of(mark, 1),
                 });
-                self.push_node(node, 0);
+                self.push_node(node, 0, weight);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(Vec::new(), pos_of(mark, 1), anchor)),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(Vec::new(), None, pos_of(mark, 1), anchor)),
+            // Past the limit the document is abandoned (`done`), so the frame pushed is never used.
+            Event::SequenceStart(anchor, _) => {
+                self.grow(1, mark);
+                let start = self.nodes;
+                self.stack.push(Frame::Seq(Vec::new(), pos_of(mark, 1), anchor, start));
+            }
+            Event::MappingStart(anchor, _) => {
+                self.grow(1, mark);
+                let start = self.nodes;
+                self.stack
+                    .push(Frame::Map(Vec::new(), None, pos_of(mark, 1), anchor, start));
+            }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq(items, pos, anchor)) = self.stack.pop() {
+                if let Some(Frame::Seq(items, pos, anchor, start)) = self.stack.pop() {
+                    let weight = self.nodes - start + 1;
                     self.push_node(
                         Node {
                             kind: Kind::Seq(items),
                             pos,
                         },
                         anchor,
+                        weight,
                     );
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, pos, anchor)) = self.stack.pop() {
+                if let Some(Frame::Map(entries, _, pos, anchor, start)) = self.stack.pop() {
+                    let weight = self.nodes - start + 1;
                     self.push_node(
                         Node {
                             kind: Kind::Map(entries),
                             pos,
                         },
                         anchor,
+                        weight,
                     );
                 }
             }
@@ -304,6 +378,21 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(n.get("c").unwrap().to_json(), serde_json::json!({"y": 2, "x": 1}));
+    }
+
+    #[test]
+    fn aliases_of_aliases_cannot_fill_the_memory() {
+        // Ten levels of ten aliases: 10^10 values once expanded.
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            text.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
+        }
+        let err = parse(Path::new("f"), &text).unwrap_err();
+        assert!(err.0[0].message.contains("more than 1000000 values"), "{err}");
+        assert_eq!(err.0[0].pos.unwrap().line, 6, "{err}");
+        // A few aliases are fine.
+        assert!(parse(Path::new("f"), "a: &a [1, 2]\nb: [*a, *a]\n").is_ok());
     }
 
     #[test]

@@ -212,3 +212,144 @@ fn completions_and_man_page_come_from_the_cli() {
     let page = String::from_utf8_lossy(&man.stdout);
     assert!(page.contains(".TH tranche 1") && page.contains("rollback"), "{page}");
 }
+
+/// Values that only exist once a template is rendered for a host (inventory variables, `-e`
+/// values, the environment) are checked for every targeted host by `validate` and by `plan`:
+/// exit 2, naming the host, the variable and the template's position, secrets shown as `***`.
+#[test]
+fn rendered_urls_and_haproxy_names_are_checked_per_host() {
+    let cases: &[(&str, &[&str], &str, &str)] = &[
+        // (playbook, extra args, expected position, what the message must name)
+        ("url-host-var.yml", &[], "url-host-var.yml:5:8", "`host.zone` is \"$(touch /tmp/x)\""),
+        (
+            "url-extra-var.yml",
+            &["-e", "mirror=mirror.example;touch${IFS}x"],
+            "url-extra-var.yml:5:8",
+            "`-e mirror` is \"mirror.example;touch${IFS}x\"",
+        ),
+        ("url-secret.yml", &[], "url-secret.yml:5:8", "`env.TRANCHE_TEST_MIRROR_TOKEN` is \"***\""),
+        (
+            "haproxy-server.yml",
+            &[],
+            "haproxy-server.yml:9:11",
+            "`host.lb_name` is \"web-02;disable frontend www\"",
+        ),
+        // The space is the template's own: no variable is blamed.
+        ("haproxy-backend.yml", &["-e", "extra=x"], "haproxy-backend.yml:8:12", "to \"app x\" for host `web-01`, which may only contain letters, digits, `-`, `_`, `.` and `:` (HAProxy's name characters), not a space\n"),
+    ];
+    for (playbook, args, position, names) in cases {
+        let path = format!("tests/bad/hosts/{playbook}");
+        let mut stderrs = Vec::new();
+        for command in ["validate", "plan"] {
+            let out = tranche()
+                .args([command, "-i", "tests/bad/hosts/inventory.yml", &path])
+                .args(*args)
+                .env("TRANCHE_TEST_MIRROR_TOKEN", "s3cr3t`reboot`")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{command} {playbook}: expected exit 2\n{stderr}"
+            );
+            assert!(out.stdout.is_empty(), "{command} {playbook}: stdout must stay empty");
+            assert!(
+                stderr.contains(&format!("--> tests/bad/hosts/{position}")),
+                "{playbook}:\n{stderr}"
+            );
+            assert!(
+                stderr.contains(names),
+                "{playbook} does not name the variable:\n{stderr}"
+            );
+            assert!(!stderr.contains("s3cr3t"), "{playbook} shows a secret:\n{stderr}");
+            stderrs.push(stderr);
+        }
+        assert_eq!(stderrs[0], stderrs[1], "validate and plan disagree on {playbook}");
+        insta::assert_snapshot!(format!("hosts-{playbook}"), stderrs[0]);
+    }
+}
+
+/// `tranche rollback --to VERSION` names a folder on every host, like `version`.
+#[test]
+fn rollback_to_a_version_with_shell_characters_is_refused() {
+    let out = tranche()
+        .args([
+            "rollback",
+            "-i",
+            "tests/fixtures/inventory.yml",
+            "tests/fixtures/playbook.yml",
+            "--to",
+            "1.0$(touch${IFS}x)",
+            "--connect-timeout",
+            "1s",
+            "--no-progress",
+        ])
+        // Were the version let through, the run would write its journal here.
+        .arg("--state-dir")
+        .arg(std::env::temp_dir().join(format!("tranche-rollback-to-{}", std::process::id())))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--to") && stderr.contains("`$`"), "{stderr}");
+    assert!(!stderr.contains("preflight"), "nothing may start: {stderr}");
+}
+
+/// A device or a runaway file given as the inventory or the playbook is refused once it passes
+/// the size cap, instead of being read until the memory runs out.
+#[test]
+fn endless_files_are_refused() {
+    for args in [
+        ["-i", "/dev/zero", "tests/fixtures/playbook.yml"],
+        ["-i", "tests/fixtures/inventory.yml", "/dev/zero"],
+    ] {
+        let out = tranche().arg("validate").args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("larger than 64 MiB") && stderr.contains("--> /dev/zero"),
+            "{stderr}"
+        );
+    }
+}
+
+/// `--connect-timeout` is bounded like the playbook's waits.
+#[test]
+fn connect_timeout_is_bounded() {
+    let out = tranche()
+        .args([
+            "plan",
+            "-i",
+            "tests/fixtures/inventory.yml",
+            "tests/fixtures/playbook.yml",
+            "--connect-timeout",
+            "100000y",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is more than 24h"), "{stderr}");
+}
+
+/// An inventory of exactly the largest size loads (one range of 100,000 hosts, in one group).
+#[test]
+fn the_largest_inventory_loads() {
+    let dir = std::env::temp_dir().join(format!("tranche-largest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let inv = dir.join("inventory.yml");
+    std::fs::write(
+        &inv,
+        "all:\n  children:\n    web:\n      hosts:\n        web-[00000:99999]:\n",
+    )
+    .unwrap();
+    let out = tranche()
+        .args(["validate", "-i", inv.to_str().unwrap(), "tests/fixtures/playbook.yml"])
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("on 100000 hosts"), "{stderr}");
+}

@@ -6,8 +6,9 @@ use std::io::Write;
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use tranche::inventory::Inventory;
-use tranche::playbook::Playbook;
+use tranche::inventory::{Inventory, HOSTS_MAX};
+use tranche::playbook::check::{SILENCE_MAX, WAIT_MAX};
+use tranche::playbook::{Pause, Playbook};
 
 const PLAYBOOK_KEYS: &[&str] = &[
     "service",
@@ -56,6 +57,19 @@ const PLAYBOOK_KEYS: &[&str] = &[
     "hooks",
     "precheck",
     "after_start",
+    "silence",
+    "alertmanager",
+    "matchers",
+    "duration",
+    "gate",
+    "prometheus",
+    "query",
+    "max",
+    "for",
+    "window",
+    "spread",
+    "max_per_zone",
+    "become",
 ];
 const INVENTORY_KEYS: &[&str] = &[
     "all",
@@ -65,6 +79,10 @@ const INVENTORY_KEYS: &[&str] = &[
     "web",
     "db",
     "web-[01:03]",
+    "web-[0:9999999999]",
+    "r[1:1000]-n[1:1000]",
+    "n[0:18446744073709551615:7]",
+    "x[a:z:0]",
     "port",
     "address",
     "user",
@@ -88,7 +106,19 @@ fn scalar() -> impl Strategy<Value = Value> {
             Just("rollback"),
             Just("0"),
             Just("100%"),
-            Just("20MiB/s")
+            Just("20MiB/s"),
+            // Values past every bound: they must be errors, never panics or allocations.
+            Just("100000y"),
+            Just("99999999999999999999h"),
+            Just("1e309s"),
+            Just("99999999999999999999GiB/s"),
+            Just("1B/s"),
+            Just("18446744073709551615"),
+            Just("-1"),
+            Just("99999999999%"),
+            Just("2.0.0$(touch${IFS}x)"),
+            Just("web-02;disable frontend www"),
+            Just("http://m/$(id)")
         ]
         .prop_map(Value::from),
     ]
@@ -130,6 +160,10 @@ fn yamlish() -> impl Strategy<Value = String> {
             Just("{{ ".to_string()),
             Just("---\n".to_string()),
             Just("é".to_string()),
+            Just("&b [*a, *a, *a, *a, *a, *a, *a, *a]".to_string()),
+            Just("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[".to_string()),
+            Just("web-[0:99999999999999]".to_string()),
+            Just("99999999999999999999".to_string()),
         ],
         0..60,
     )
@@ -177,5 +211,107 @@ proptest! {
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         parse_both(&String::from_utf8_lossy(&bytes), "yml");
+    }
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A number as a range bound: small ones, and ones near every integer limit.
+fn bound() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (0u64..50).prop_map(|n| n.to_string()),
+        any::<u64>().prop_map(|n| n.to_string()),
+        Just("18446744073709551615".to_string()),
+        Just("18446744073709551616".to_string()),
+        Just("99999999999999999999999".to_string()),
+        Just("00".to_string()),
+        "[a-zA-Z]".prop_map(|s| s),
+    ]
+}
+
+fn range() -> impl Strategy<Value = String> {
+    (bound(), bound(), proptest::option::of(bound())).prop_map(|(a, b, step)| match step {
+        Some(s) => format!("[{a}:{b}:{s}]"),
+        None => format!("[{a}:{b}]"),
+    })
+}
+
+/// A duration as an operator might mistype it, huge ones included.
+fn duration_text() -> impl Strategy<Value = String> {
+    let unit = proptest::sample::select(&["ms", "s", "m", "h", "d", "w", "y", "ns", ""][..]);
+    prop_oneof![
+        (any::<u64>(), unit.clone()).prop_map(|(n, u)| format!("{n}{u}")),
+        (0u64..100_000, unit).prop_map(|(n, u)| format!("{n}{u}")),
+        Just("1e309s".to_string()),
+        Just("0".to_string()),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    /// Host names with one to three ranges of any bounds: an error or at most HOSTS_MAX hosts,
+    /// counted before anything is expanded (so this runs in milliseconds, not until the memory
+    /// runs out).
+    #[test]
+    fn host_ranges_never_exceed_the_cap(parts in proptest::collection::vec(range(), 1..4), ini in any::<bool>()) {
+        let name = format!("h{}", parts.join("-"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = if ini {
+            write(&dir, "inv.ini", &format!("[web]\n{name}\n"))
+        } else {
+            write(&dir, "inv.yml", &format!("web:\n  hosts:\n    \"{name}\":\n"))
+        };
+        match Inventory::load(std::slice::from_ref(&path)) {
+            Ok(inv) => prop_assert!(inv.hosts.len() <= HOSTS_MAX),
+            Err(d) => {
+                prop_assert!(d.0.iter().all(|x| x.pos.is_some()), "{}", d);
+            }
+        }
+    }
+
+    /// Every duration of the playbook is an error or within its bound, whatever is written.
+    #[test]
+    fn durations_are_bounded(text in duration_text(), key in 0usize..7) {
+        let dir = tempfile::tempdir().unwrap();
+        write(&dir, "app.tar.gz", "x");
+        let setting = [
+            format!("silence: {{alertmanager: \"http://a\", matchers: {{a: b}}, duration: \"{text}\"}}"),
+            format!("stop: {{timeout: \"{text}\"}}"),
+            format!("health: {{http: \"http://x\", timeout: \"{text}\", interval: \"{text}\"}}"),
+            format!("rollout: {{pause: \"{text}\", canary_pause: \"{text}\"}}"),
+            format!("registry: {{kind: haproxy, address: \"lb:9999\", backend: b, drain: \"{text}\"}}"),
+            format!("rollout: {{gate: {{prometheus: \"http://p\", query: q, max: 1, for: \"{text}\"}}}}"),
+            format!("registry: {{kind: command, deregister: x, register: y, drain: \"{text}\"}}"),
+        ][key].clone();
+        let path = write(&dir, "p.yml", &format!("service: demo\nversion: \"1\"\nartifact: {{path: app.tar.gz}}\n{setting}\n"));
+        if let Ok(p) = Playbook::load(&path, &[]) {
+            let mut waits = vec![p.stop.timeout];
+            if let Some(h) = &p.health {
+                waits.extend([h.timeout, h.interval]);
+            }
+            for pause in [p.rollout.pause, p.rollout.canary_pause] {
+                if let Pause::For(d) = pause {
+                    waits.push(d);
+                }
+            }
+            if let Some(g) = &p.rollout.gate {
+                waits.push(g.hold);
+            }
+            match &p.registry {
+                tranche::playbook::Registry::Haproxy { drain, .. }
+                | tranche::playbook::Registry::Command { drain, .. }
+                | tranche::playbook::Registry::Http { drain, .. } => waits.push(*drain),
+                tranche::playbook::Registry::None => {}
+            }
+            prop_assert!(waits.iter().all(|d| *d <= WAIT_MAX), "{text}: {waits:?}");
+            if let Some(s) = &p.silence {
+                prop_assert!(s.duration <= SILENCE_MAX, "{text}");
+            }
+        }
     }
 }

@@ -88,7 +88,7 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
                 let names = match expand_range(&host) {
                     Ok(n) => n,
                     Err(e) => {
-                        diags.push(Diagnostic::new(file, at(host_col, host.len()), e));
+                        diags.push(Diagnostic::new(file, at(host_col + e.offset, e.len), e.message));
                         continue;
                     }
                 };
@@ -121,8 +121,8 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
                     }
                 }
                 if ok {
-                    for n in names {
-                        raw.add_host(&group, &n, vars.clone());
+                    if let Err(e) = raw.add_hosts(&group, names, &vars) {
+                        diags.push(Diagnostic::new(file, at(host_col, host.len()), e));
                     }
                 }
             }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use super::{check_connection_var, expand_range, RawInventory, Vars};
-use crate::error::{did_you_mean, Diagnostic, Diagnostics};
+use crate::error::{did_you_mean, Diagnostic, Diagnostics, Pos};
 use crate::yaml::{self, Node};
 
 const GROUP_KEYS: &[&str] = &["hosts", "vars", "children"];
@@ -152,7 +152,10 @@ impl Loader<'_> {
             let names = match expand_range(&pattern) {
                 Ok(n) => n,
                 Err(e) => {
-                    self.err(k, e);
+                    // A quoted key starts one column before its text.
+                    let quote = usize::from(k.pos.len > pattern.chars().count());
+                    let pos = Pos::new(k.pos.line, k.pos.col + quote + e.offset, e.len);
+                    self.diags.push(Diagnostic::new(self.file, Some(pos), e.message));
                     continue;
                 }
             };
@@ -162,8 +165,8 @@ impl Loader<'_> {
                 self.vars(v, &format!("variables of host `{pattern}`"))
             };
             if let Some(vars) = vars {
-                for n in names {
-                    self.raw.add_host(group, &n, vars.clone());
+                if let Err(e) = self.raw.add_hosts(group, names, &vars) {
+                    self.err(k, e);
                 }
             }
         }

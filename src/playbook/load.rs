@@ -15,7 +15,7 @@ const TOP_KEYS: &[&str] = &[
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
-    let text = std::fs::read_to_string(path)
+    let text = yaml::read_file(path)
         .map_err(|e| Diagnostics::from(Diagnostic::new(path, None, format!("cannot read the playbook: {e}"))))?;
     let root = match yaml::parse(path, &text)? {
         Some(root) => root,
@@ -159,7 +159,8 @@ impl Decoder<'_> {
         }
     }
 
-    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+    /// A duration of at most `max` (so that no deadline computed from it can overflow).
+    fn duration(&mut self, node: &Node, what: &str, max: Duration) -> Option<Duration> {
         let text = match node.to_json() {
             serde_json::Value::String(s) => s,
             serde_json::Value::Number(n) => n.to_string(),
@@ -172,12 +173,25 @@ impl Decoder<'_> {
             }
         };
         match units::parse_duration(&text) {
-            Ok(d) => Some(d),
+            Ok(d) => self.bounded(node, what, d, max),
             Err(e) => {
                 self.error(node, format!("`{what}`: {e}"));
                 None
             }
         }
+    }
+
+    fn bounded(&mut self, node: &Node, what: &str, d: Duration, max: Duration) -> Option<Duration> {
+        if d <= max {
+            return Some(d);
+        }
+        let text = node.scalar().unwrap_or_default().trim().to_string();
+        self.error_hint(
+            node,
+            format!("`{what}` must be at most {}, not {text}", units::bound_text(max)),
+            "a silence lasts at most 7d; timeouts, pauses, drains and gate windows at most 24h",
+        );
+        None
     }
 
     fn pause(&mut self, node: &Node, what: &str) -> Option<Pause> {
@@ -186,7 +200,7 @@ impl Decoder<'_> {
         }
         match node.to_json() {
             serde_json::Value::String(s) => match units::parse_duration(&s) {
-                Ok(d) => Some(Pause::For(d)),
+                Ok(d) => self.bounded(node, what, d, check::WAIT_MAX).map(Pause::For),
                 Err(e) => {
                     self.error_hint(
                         node,
@@ -196,7 +210,7 @@ impl Decoder<'_> {
                     None
                 }
             },
-            _ => self.duration(node, what).map(Pause::For),
+            _ => self.duration(node, what, check::WAIT_MAX).map(Pause::For),
         }
     }
 
@@ -214,6 +228,18 @@ impl Decoder<'_> {
     fn size(&mut self, node: &Node, what: &str, min_count: usize, max_percent: u32) -> Option<BatchSize> {
         match node.to_json() {
             serde_json::Value::Number(n) => match n.as_u64() {
+                _ if n.as_f64().is_some_and(|f| f > crate::inventory::HOSTS_MAX as f64) => {
+                    self.error_hint(
+                        node,
+                        format!(
+                            "`{what}` must be at most {} hosts, not {}",
+                            crate::inventory::HOSTS_MAX,
+                            node.scalar().unwrap_or_default()
+                        ),
+                        "an inventory holds at most that many hosts; `\"100%\"` means all of them",
+                    );
+                    None
+                }
                 Some(c) if c as usize >= min_count => Some(BatchSize::Count(c as usize)),
                 _ => {
                     self.error_hint(
@@ -280,10 +306,11 @@ impl Decoder<'_> {
             }
         });
         if let (Some(v), Some(n)) = (&version, top.get("version")) {
-            if v.contains('/') || v.contains(char::is_whitespace) || v == "." || v == ".." {
-                self.error(
+            if let Some(problem) = check::version_problem(v) {
+                self.error_hint(
                     n,
-                    format!("`version` must not contain `/` or spaces: \"{v}\" names a folder on every host"),
+                    format!("`version` \"{}\" {problem}", v.escape_debug()),
+                    "the version names a folder on every host and reaches their shell: letters, digits, `.`, `_`, `+` and `-`",
                 );
             }
         }
@@ -437,14 +464,23 @@ impl Decoder<'_> {
                         "hosts verify what they download against it; compute it with `sha256sum FILE`",
                     );
                 }
-                if !(t.source.starts_with("http://") || t.source.starts_with("https://") || t.source.starts_with("{{"))
+                // A literal URL is checked now; a templated one once per targeted host, when
+                // the release is planned (`release::check_host_values`).
+                let problem = if t.is_literal() {
+                    check::url_problem(&t.source)
+                } else if !(t.source.starts_with("http://")
+                    || t.source.starts_with("https://")
+                    || t.source.starts_with("{{"))
                 {
-                    self.error(
+                    Some("must start with http:// or https://".into())
+                } else {
+                    None
+                };
+                if let Some(problem) = problem {
+                    self.error_hint(
                         u,
-                        format!(
-                            "`artifact.url` must be an http:// or https:// URL, not \"{}\"",
-                            t.source
-                        ),
+                        format!("`artifact.url` \"{}\" {problem}", t.source.escape_debug()),
+                        check::URL_CHARS_HINT,
                     );
                 }
                 Some(ArtifactSource::Url(t))
@@ -462,11 +498,8 @@ impl Decoder<'_> {
         let root = match m.get("root") {
             Some(n) => {
                 let r = self.string(n, "layout.root")?;
-                if !r.starts_with('/') || r.trim_end_matches('/').is_empty() || r.contains("..") {
-                    self.error(
-                        n,
-                        format!("`layout.root` must be an absolute path below `/`, not \"{r}\""),
-                    );
+                if let Some(problem) = check::layout_root_problem(&r) {
+                    self.error(n, format!("`layout.root` \"{}\" {problem}", r.escape_debug()));
                     return None;
                 }
                 r.trim_end_matches('/').to_string()
@@ -606,6 +639,16 @@ impl Decoder<'_> {
                     if let Some(b) = s.get("bandwidth") {
                         let text = b.to_json().to_string().trim_matches('"').to_string();
                         match units::parse_rate(&text) {
+                            Ok(v) if v > 0 && v < 1024 => {
+                                self.error_hint(
+                                    b,
+                                    format!(
+                                        "`rollout.stage.bandwidth` must be 0 (no cap) or at least 1KiB/s, not {text}"
+                                    ),
+                                    "at under 1KiB/s an artifact would take days to reach each host",
+                                );
+                                ok = false;
+                            }
                             Ok(v) => r.stage_bandwidth = v,
                             Err(e) => {
                                 self.error(b, format!("`rollout.stage.bandwidth`: {e}"));
@@ -636,7 +679,7 @@ impl Decoder<'_> {
         let kind = kind_node.scalar().unwrap_or("").to_string();
         let drain_of = |d: &mut Self, m: &Map| {
             m.get("drain")
-                .map(|n| d.duration(n, "registry.drain"))
+                .map(|n| d.duration(n, "registry.drain", check::WAIT_MAX))
                 .unwrap_or(Some(Duration::ZERO))
         };
         match kind.as_str() {
@@ -772,7 +815,7 @@ impl Decoder<'_> {
         let address = address.trim_end_matches('/').to_string();
         let token = m.get("token").and_then(|n| self.string(n, "registry.token"));
         let drain = match m.get("drain") {
-            Some(n) => self.duration(n, "registry.drain")?,
+            Some(n) => self.duration(n, "registry.drain", check::WAIT_MAX)?,
             None => Duration::ZERO,
         };
         // (method, url, body) for deregister and register, as template sources.
@@ -927,7 +970,7 @@ impl Decoder<'_> {
                 }
             });
         let hold = match m.get("for") {
-            Some(n) => self.duration(n, "rollout.gate.for"),
+            Some(n) => self.duration(n, "rollout.gate.for", check::WAIT_MAX),
             None => Some(Duration::ZERO),
         };
         Some(Gate {
@@ -1051,7 +1094,7 @@ impl Decoder<'_> {
             }
         }
         let duration = match m.get("duration") {
-            Some(n) => self.duration(n, "silence.duration")?,
+            Some(n) => self.duration(n, "silence.duration", check::SILENCE_MAX)?,
             None => Duration::from_secs(1800),
         };
         Some(Silence {
@@ -1135,7 +1178,7 @@ impl Decoder<'_> {
         let command = m.get("command").and_then(|n| self.template(n, "stop.command", true));
         let timeout = m
             .get("timeout")
-            .map(|n| self.duration(n, "stop.timeout"))
+            .map(|n| self.duration(n, "stop.timeout", check::WAIT_MAX))
             .unwrap_or(Some(Duration::from_secs(30)));
         let kill_command = m
             .get("kill_command")
@@ -1202,11 +1245,11 @@ impl Decoder<'_> {
             .and_then(|n| self.template(n, "health.expect_body", false));
         let interval = m
             .get("interval")
-            .map(|n| self.duration(n, "health.interval"))
+            .map(|n| self.duration(n, "health.interval", check::WAIT_MAX))
             .unwrap_or(Some(Duration::from_secs(1)));
         let timeout = m
             .get("timeout")
-            .map(|n| self.duration(n, "health.timeout"))
+            .map(|n| self.duration(n, "health.timeout", check::WAIT_MAX))
             .unwrap_or(Some(Duration::from_secs(60)));
         if let (Some(i), Some(n)) = (interval, m.get("interval")) {
             if i.is_zero() {

@@ -1,5 +1,6 @@
 //! The release plan (the "playbook"): its model, loading with positioned errors, and templates.
 
+pub mod check;
 mod load;
 pub mod template;
 

@@ -38,6 +38,9 @@ impl std::fmt::Debug for Templates {
     }
 }
 
+/// The instructions one render may execute: thousands of times what a real template needs.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
 /// Builds the environment while the playbook loads.
 pub struct TemplateBuilder {
     env: Environment<'static>,
@@ -48,6 +51,9 @@ impl Default for TemplateBuilder {
     fn default() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Every render is checked for every host when the release is planned: a runaway loop
+        // must end as an error there, not hold the controller.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".sh") {
                 AutoEscape::Custom("shell")
@@ -178,6 +184,21 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.pos.unwrap().line, 4);
         assert!(e.message.starts_with("template syntax error"), "{}", e.message);
+    }
+
+    #[test]
+    fn runaway_templates_stop() {
+        let mut b = TemplateBuilder::default();
+        let t = b
+            .add(
+                Path::new("p.yml"),
+                Pos::new(1, 1, 1),
+                "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+                false,
+            )
+            .unwrap();
+        let e = b.build().render(&t, &json!({})).unwrap_err();
+        assert!(e.contains("fuel"), "{e}");
     }
 
     #[test]
