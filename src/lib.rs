@@ -19,6 +19,7 @@ pub mod monitor;
 pub mod planner;
 pub mod playbook;
 pub mod registry;
+pub mod remote;
 pub mod release;
 pub mod report;
 pub mod ssh;
