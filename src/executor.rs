@@ -14,10 +14,10 @@ use crate::events::{Event, EventKind, Status, Step};
 use crate::exit_code;
 use crate::inventory::Host;
 use crate::playbook::{ArtifactSource, OnFailure};
-use crate::remote::lock::LockState;
-use crate::remote::{HostExit, PreflightReport, Transfer};
 use crate::registry::RegistryClient;
 use crate::release::Release;
+use crate::remote::lock::LockState;
+use crate::remote::{HostExit, PreflightReport, Transfer};
 use crate::ssh::{Connection, Endpoint, SshSettings};
 
 /// Connections being set up at once by default (`--max-connecting`). sshd's MaxStartups starts
@@ -1066,7 +1066,10 @@ impl Executor {
                     self.lost_locks.lock().expect("lost locks").push(host.clone());
                     format!("LOST THE LOCK: this run no longer holds the lock of {host}: {now}; no new host starts and the run fails")
                 }
-                Ok(out) => format!("could not renew the lock: {}; the next renewal tries again", out.describe()),
+                Ok(out) => format!(
+                    "could not renew the lock: {}; the next renewal tries again",
+                    out.describe()
+                ),
                 Err(e) => format!("could not renew the lock: {e}; the next renewal tries again"),
             };
             self.event(EventKind::Warning { host: Some(host), msg });
@@ -1209,7 +1212,9 @@ impl Executor {
                             Ok(out) if out.success() => st.locked = true,
                             Ok(out) if HostExit::of(&out) == Some(HostExit::LockLost) => {
                                 let msg = match crate::remote::lock::LockReport::parse(&out.stdout).owner {
-                                    Some(w) => format!("locked by {} (it took over the expired lock first)", w.describe()),
+                                    Some(w) => {
+                                        format!("locked by {} (it took over the expired lock first)", w.describe())
+                                    }
                                     None => "another run took over the expired lock first".to_string(),
                                 };
                                 return fail(st, PreflightError { msg, locked: true }).await;
@@ -1350,10 +1355,15 @@ impl Executor {
         // After the transfer, in the same shell: check the sha256, unpack into a fresh directory,
         // mark it with the checksum and rename it into place (a release folder another tool
         // left, without the marker, is replaced unless it is live). One channel and one shell.
-        let stage = |how: Transfer<'_>| crate::remote::stage(root, &p.version, &r.sha256, how, p.rollout.stage_bandwidth).to_command();
+        let stage = |how: Transfer<'_>| {
+            crate::remote::stage(root, &p.version, &r.sha256, how, p.rollout.stage_bandwidth).to_command()
+        };
         let result = async {
             if staged_sha.is_some() {
-                return Err(format!("{rel} already exists with another sha256 ({}); remove it or release under a new version", staged_sha.unwrap_or_default()));
+                return Err(format!(
+                    "{rel} already exists with another sha256 ({}); remove it or release under a new version",
+                    staged_sha.unwrap_or_default()
+                ));
             }
             let bw = p.rollout.stage_bandwidth;
             let (via, out) = match &p.artifact.source {
@@ -1387,7 +1397,10 @@ impl Executor {
                     };
                     match sftp {
                         Some(()) => {
-                            let out = conn.exec(&stage(Transfer::Sftp), STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+                            let out = conn
+                                .exec(&stage(Transfer::Sftp), STEP_TIMEOUT)
+                                .await
+                                .map_err(|e| e.to_string())?;
                             (format!("sftp{resumed}"), out)
                         }
                         None => {
@@ -1402,7 +1415,10 @@ impl Executor {
                 ArtifactSource::Url(u) => {
                     let url = r.render(u, host, &self.run_id, None)?;
                     let cmd = stage(Transfer::Pull { url: &url });
-                    let out = conn.exec(&cmd, UPLOAD_TIMEOUT).await.map_err(|e| format!("downloading: {e}"))?;
+                    let out = conn
+                        .exec(&cmd, UPLOAD_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("downloading: {e}"))?;
                     ("pull".to_string(), out)
                 }
             };

@@ -28,7 +28,11 @@ const INSTALL: &str = "install dash and busybox (scripts/setup.sh does)";
 
 fn shells() -> Vec<Shell> {
     let mut out = Vec::new();
-    for (name, bin) in [("dash", "/usr/bin/dash"), ("busybox", "/usr/bin/busybox"), ("bash --posix", "/usr/bin/bash")] {
+    for (name, bin) in [
+        ("dash", "/usr/bin/dash"),
+        ("busybox", "/usr/bin/busybox"),
+        ("bash --posix", "/usr/bin/bash"),
+    ] {
         assert!(Path::new(bin).exists(), "{bin} is missing: {INSTALL}");
         let dir = tempfile::tempdir().unwrap();
         let path = if name == "busybox" {
@@ -216,14 +220,22 @@ fn preflight_creates_the_layout_takes_the_lock_and_reports_what_is_there() {
         l.foreign_release("1.0.0", "1.0.0");
         std::fs::write(l.rel("1.0.0").join(".tranche-sha256"), "abc\n").unwrap();
         std::fs::write(l.root().join(".tranche-previous"), "0.9.0\n").unwrap();
-        std::fs::write(l.root().join(format!(".tranche-stage/{}.part", "0".repeat(64))), "12345").unwrap();
+        std::fs::write(
+            l.root().join(format!(".tranche-stage/{}.part", "0".repeat(64))),
+            "12345",
+        )
+        .unwrap();
         l.set_current(&format!("{}/releases/1.0.0/", l.r()));
         let out = sh.run(&preflight(&l, "1.0.0", false, false, &lease("r2", 9)));
         assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
         let rep = PreflightReport::parse(&stdout(&out));
         assert_eq!(rep.lock.state, LockState::Held, "{}", show(&sh, &out));
         assert_eq!(rep.lock.owner, Some(lease("r1", 9)));
-        assert_eq!(rep.current.as_deref(), Some("1.0.0"), "absolute current with a trailing slash");
+        assert_eq!(
+            rep.current.as_deref(),
+            Some("1.0.0"),
+            "absolute current with a trailing slash"
+        );
         assert_eq!(rep.previous.as_deref(), Some("0.9.0"));
         assert_eq!(rep.staged.as_deref(), Some("abc"));
         assert_eq!(rep.releases, vec!["1.0.0"]);
@@ -260,7 +272,11 @@ fn preflight_under_become_refuses_a_layout_another_user_can_write() {
         std::fs::set_permissions(&stage, std::fs::Permissions::from_mode(0o777)).unwrap();
         let out = sh.run(&preflight(&l, "2.0.0", false, true, &lease("r1", 9)));
         assert_eq!(code(&out), exit(HostExit::Untrusted), "{}", show(&sh, &out));
-        assert!(String::from_utf8_lossy(&out.stderr).contains(".tranche-stage"), "{}", show(&sh, &out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(".tranche-stage"),
+            "{}",
+            show(&sh, &out)
+        );
         assert!(!l.root().join(".tranche-lock").exists(), "no lock is left behind");
         // Without become (the login user writes as itself) it is fine.
         let out = sh.run(&preflight(&l, "2.0.0", false, false, &lease("r1", 9)));
@@ -283,7 +299,10 @@ fn stage_writes_checks_and_unpacks_and_resumes_a_cut_upload() {
         let (tgz, sha) = artifact("2.0.0");
         let out = sh.run_with(&stage_stdin(&l, "2.0.0", &sha, 0), &tgz);
         assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
-        assert_eq!(std::fs::read_to_string(l.rel("2.0.0").join("VERSION")).unwrap(), "2.0.0");
+        assert_eq!(
+            std::fs::read_to_string(l.rel("2.0.0").join("VERSION")).unwrap(),
+            "2.0.0"
+        );
         assert_eq!(
             std::fs::read_to_string(l.rel("2.0.0").join(".tranche-sha256")).unwrap(),
             format!("{sha}\n")
@@ -296,7 +315,10 @@ fn stage_writes_checks_and_unpacks_and_resumes_a_cut_upload() {
         std::fs::write(part(&l, &sha), &tgz[..half]).unwrap();
         let out = sh.run_with(&stage_stdin(&l, "3.0.0", &sha, half as u64), &tgz[half..]);
         assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
-        assert_eq!(std::fs::read_to_string(l.rel("3.0.0").join("VERSION")).unwrap(), "3.0.0");
+        assert_eq!(
+            std::fs::read_to_string(l.rel("3.0.0").join("VERSION")).unwrap(),
+            "3.0.0"
+        );
 
         // A part that changed since preflight is not appended to.
         std::fs::write(part(&l, &sha), b"xyz").unwrap();
@@ -348,7 +370,10 @@ fn stage_never_replaces_the_live_release_however_current_is_written() {
             );
             assert!(!l.rel("2.0.0").join(".tranche-sha256").exists());
             // No unpack directory is left behind.
-            let left: Vec<_> = std::fs::read_dir(l.root().join("releases")).unwrap().flatten().collect();
+            let left: Vec<_> = std::fs::read_dir(l.root().join("releases"))
+                .unwrap()
+                .flatten()
+                .collect();
             assert_eq!(left.len(), 1, "{how} {}: {left:?}", sh.name);
         }
         // The same content: adopted in place (marker added), not replaced.
@@ -373,7 +398,10 @@ fn stage_never_replaces_the_live_release_however_current_is_written() {
         l.set_current("releases/1.0.0");
         let out = sh.run_with(&stage_stdin(&l, "2.0.0", &sha, 0), &tgz);
         assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
-        assert_eq!(std::fs::read_to_string(l.rel("2.0.0").join("VERSION")).unwrap(), "2.0.0");
+        assert_eq!(
+            std::fs::read_to_string(l.rel("2.0.0").join("VERSION")).unwrap(),
+            "2.0.0"
+        );
     }
 }
 
@@ -453,7 +481,10 @@ fn pull_downloads_checks_and_unpacks() {
         let url = serve(tgz);
         let out = sh.run(&remote::stage(&l.r(), "2.0.0", &sha, Transfer::Pull { url: &url }, 0));
         assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
-        assert_eq!(std::fs::read_to_string(l.rel("2.0.0").join("VERSION")).unwrap(), "2.0.0");
+        assert_eq!(
+            std::fs::read_to_string(l.rel("2.0.0").join("VERSION")).unwrap(),
+            "2.0.0"
+        );
     }
 }
 
@@ -497,7 +528,10 @@ fn planted_symlinks_are_never_written_through() {
         let out = sh.run(&remote::lock::renew(&l.r(), &lease("r1", 99)));
         assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
         assert!(!lock.join("owner").symlink_metadata().unwrap().file_type().is_symlink());
-        assert_eq!(std::fs::read_to_string(l.tmp.path().join("crafted")).unwrap(), "run=r1\n");
+        assert_eq!(
+            std::fs::read_to_string(l.tmp.path().join("crafted")).unwrap(),
+            "run=r1\n"
+        );
 
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "{}", sh.name);
     }
@@ -518,8 +552,14 @@ fn switch_points_current_records_previous_and_prunes_but_never_the_live_release(
         l.set_current("releases/1.0");
         let out = sh.run(&remote::switch(&l.r(), "2.0", 2, "1.0", "1.0"));
         assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
-        assert_eq!(std::fs::read_link(l.root().join("current")).unwrap(), PathBuf::from("releases/2.0"));
-        assert_eq!(std::fs::read_to_string(l.root().join(".tranche-previous")).unwrap(), "1.0\n");
+        assert_eq!(
+            std::fs::read_link(l.root().join("current")).unwrap(),
+            PathBuf::from("releases/2.0")
+        );
+        assert_eq!(
+            std::fs::read_to_string(l.root().join(".tranche-previous")).unwrap(),
+            "1.0\n"
+        );
         let mut left: Vec<String> = std::fs::read_dir(l.root().join("releases"))
             .unwrap()
             .flatten()
@@ -542,10 +582,18 @@ fn status_reports_where_current_resolves() {
         let out = sh.run(&remote::status(&l.r()));
         assert_eq!((code(&out), remote::parse_current(&stdout(&out))), (Some(0), None));
         l.foreign_release("2.0.0", "2.0.0");
-        for target in ["releases/2.0.0", "./releases/2.0.0/", &format!("{}/releases/2.0.0", l.r())] {
+        for target in [
+            "releases/2.0.0",
+            "./releases/2.0.0/",
+            &format!("{}/releases/2.0.0", l.r()),
+        ] {
             l.set_current(target);
             let out = sh.run(&remote::status(&l.r()));
-            assert_eq!(remote::parse_current(&stdout(&out)).as_deref(), Some("2.0.0"), "{target}");
+            assert_eq!(
+                remote::parse_current(&stdout(&out)).as_deref(),
+                Some("2.0.0"),
+                "{target}"
+            );
         }
     }
 }
@@ -586,7 +634,13 @@ fn take_over_of_a_stale_lock_has_exactly_one_winner() {
             .collect();
         let outs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
         let winners: Vec<usize> = (0..8).filter(|&i| code(&outs[i]) == Some(0)).collect();
-        assert_eq!(winners.len(), 1, "{}: {:?}", sh.name, outs.iter().map(|o| show(&sh, o)).collect::<Vec<_>>());
+        assert_eq!(
+            winners.len(),
+            1,
+            "{}: {:?}",
+            sh.name,
+            outs.iter().map(|o| show(&sh, o)).collect::<Vec<_>>()
+        );
         for (i, o) in outs.iter().enumerate() {
             if i != winners[0] {
                 assert_eq!(code(o), exit(HostExit::LockLost), "{}", show(&sh, o));
@@ -617,7 +671,10 @@ fn renewal_after_unlock_or_takeover_says_not_ours_and_writes_nothing() {
         let out = sh.run(&remote::lock::renew(&l.r(), &lease("r1", 20)));
         assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
         assert_eq!(LockReport::parse(&stdout(&out)).state, LockState::Renewed);
-        assert_eq!(Lease::parse(&std::fs::read_to_string(&owner).unwrap()), Some(lease("r1", 20)));
+        assert_eq!(
+            Lease::parse(&std::fs::read_to_string(&owner).unwrap()),
+            Some(lease("r1", 20))
+        );
 
         // `tranche unlock`, then another run takes the lock.
         let out = sh.run(&remote::lock::break_lock(&l.r()));
@@ -625,7 +682,10 @@ fn renewal_after_unlock_or_takeover_says_not_ours_and_writes_nothing() {
         let out = sh.run(&remote::lock::renew(&l.r(), &lease("r1", 30)));
         assert_eq!(code(&out), exit(HostExit::NotOurs), "{}", show(&sh, &out));
         assert_eq!(LockReport::parse(&stdout(&out)).state, LockState::Gone);
-        assert!(!l.root().join(".tranche-lock").exists(), "renewal must not create a lock");
+        assert!(
+            !l.root().join(".tranche-lock").exists(),
+            "renewal must not create a lock"
+        );
 
         let out = sh.run(&preflight(&l, "2.0.0", false, false, &lease("r2", 40)));
         assert_eq!(PreflightReport::parse(&stdout(&out)).lock.state, LockState::Acquired);
@@ -633,7 +693,10 @@ fn renewal_after_unlock_or_takeover_says_not_ours_and_writes_nothing() {
         assert_eq!(code(&out), exit(HostExit::NotOurs), "{}", show(&sh, &out));
         let rep = LockReport::parse(&stdout(&out));
         assert_eq!((rep.state, rep.owner), (LockState::Taken, Some(lease("r2", 40))));
-        assert_eq!(Lease::parse(&std::fs::read_to_string(&owner).unwrap()), Some(lease("r2", 40)));
+        assert_eq!(
+            Lease::parse(&std::fs::read_to_string(&owner).unwrap()),
+            Some(lease("r2", 40))
+        );
 
         // Release removes only our own lock.
         let out = sh.run(&remote::lock::release(&l.r(), "r1"));

@@ -25,7 +25,15 @@ pub fn take_over(root: &str, stale: &Lease, ours: &Lease) -> RemoteCommand {
 /// Renew our lease if our run still holds the lock; exits `NotOurs` (printing `lock=gone`, or
 /// `lock=taken` and the holder) when it does not.
 pub fn renew(root: &str, lease: &Lease) -> RemoteCommand {
-    RemoteCommand::new(LOCK, ["renew".to_string(), root.to_string(), lease.run.clone(), lease.to_file()])
+    RemoteCommand::new(
+        LOCK,
+        [
+            "renew".to_string(),
+            root.to_string(),
+            lease.run.clone(),
+            lease.to_file(),
+        ],
+    )
 }
 
 /// Release the lock if `run` holds it.

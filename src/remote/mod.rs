@@ -137,7 +137,14 @@ const PREFLIGHT: &str = include_str!("preflight.sh");
 /// Preflight in one round trip: the layout (created unless `check`), what is there, the free
 /// space, the lock (taken, or only looked at for a check) and where `current` resolves to.
 /// `become_root`: refuse directories another user could write to (root would write there).
-pub fn preflight(root: &str, version: &str, sha256: &str, check: bool, become_root: bool, owner: &str) -> RemoteCommand {
+pub fn preflight(
+    root: &str,
+    version: &str,
+    sha256: &str,
+    check: bool,
+    become_root: bool,
+    owner: &str,
+) -> RemoteCommand {
     RemoteCommand::new(
         PREFLIGHT,
         [
@@ -296,7 +303,9 @@ mod tests {
         let cmd = stage("/srv/app", evil, "ab", Transfer::Pull { url: evil }, 0);
         // The script text is the constant, whatever the values.
         assert_eq!(cmd.script, STAGE);
-        assert!(cmd.to_command().starts_with(&format!("sh -c {} tranche ", quote(&cmd.program()))));
+        assert!(cmd
+            .to_command()
+            .starts_with(&format!("sh -c {} tranche ", quote(&cmd.program()))));
         assert_eq!(cmd.args[1], evil);
         assert_eq!(cmd.args[5], evil);
     }
@@ -337,7 +346,10 @@ mod tests {
         let h = "a".repeat(64);
         assert_eq!(parse_hash(&format!("sha256={h}\n")), Some(h));
         assert_eq!(parse_hash("sha256=zz\n"), None);
-        assert_eq!(parse_current("current=/srv/a/releases/2.0.0\n").as_deref(), Some("2.0.0"));
+        assert_eq!(
+            parse_current("current=/srv/a/releases/2.0.0\n").as_deref(),
+            Some("2.0.0")
+        );
         assert_eq!(parse_current("current=\n"), None);
     }
 }
