@@ -67,13 +67,15 @@ fn staging_never_replaces_the_live_release_behind_an_absolute_current() {
         pb.to_str().unwrap(),
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(demo.join("releases/2.0.0/HANDMADE"))
+            .ok()
+            .as_deref(),
+        Some("fixed by hand during an incident\n"),
+        "the live release was replaced:\n{stderr}"
+    );
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("is the current release"), "{stderr}");
-    assert_eq!(
-        std::fs::read_to_string(demo.join("releases/2.0.0/HANDMADE")).unwrap(),
-        "fixed by hand during an incident\n",
-        "the live release was replaced"
-    );
     assert!(fleet.all_up(), "{:?}", fleet.servers());
 }
 
@@ -104,8 +106,12 @@ fn become_never_writes_through_links_the_login_user_planted() {
     symlink("/srv/victim", stage.join(format!("{}.part", fleet.sha256("2.0.0")))).unwrap();
     let out = fleet.tranche(&["release", "-i", inv.to_str().unwrap(), pb.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"root's file\n",
+        "root wrote through the link:\n{stderr}"
+    );
     assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's file\n", "{stderr}");
     assert!(stderr.contains("under become"), "{stderr}");
     std::fs::remove_dir_all(&stage).unwrap();
 
@@ -114,8 +120,12 @@ fn become_never_writes_through_links_the_login_user_planted() {
     symlink("/srv/victim", demo.join(".tranche-previous")).unwrap();
     let out = fleet.tranche(&["release", "-i", inv.to_str().unwrap(), pb.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"root's file\n",
+        "root wrote through the link:\n{stderr}"
+    );
     assert_ne!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "root's file\n", "{stderr}");
     assert_eq!(fleet.current(1).as_deref(), Some("1.0.0"));
 
     // Given back to root: the release goes through, and `.tranche-previous` is a new file.
