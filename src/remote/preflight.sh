@@ -60,11 +60,22 @@ if [ "$mode" = check ]; then
   else
     echo lock=free
   fi
-elif new_lock "$root" "$owner"; then
-  echo lock=acquired
 else
-  echo lock=held
-  print_owner "$lock/owner"
+  # A lock without its owner file is another run's take-over in progress (the stale lock renamed
+  # away, the new one not yet in place): look again a few times before reporting it as it is.
+  n=0
+  while :; do
+    if new_lock "$root" "$owner"; then
+      echo lock=acquired
+      break
+    fi
+    if [ -f "$lock/owner" ] || [ "$n" -ge 20 ]; then
+      echo lock=held
+      print_owner "$lock/owner"
+      break
+    fi
+    n=$((n + 1))
+  done
 fi
 
 c=$(resolved "$root/current")
