@@ -740,3 +740,63 @@ fn scripts_are_shellcheck_clean() {
         );
     }
 }
+
+/// A host with GNU wget and no curl: the download goes through `wget -T 60 -- URL`, and a hostile
+/// URL runs nothing there either.
+#[test]
+fn pull_with_gnu_wget_when_curl_is_missing() {
+    assert!(
+        Path::new("/usr/bin/wget").exists(),
+        "/usr/bin/wget is missing: install wget"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir("/usr/bin").unwrap().flatten() {
+        let name = e.file_name();
+        if name != "curl" && name != "sh" {
+            symlink(e.path(), dir.path().join(&name)).unwrap();
+        }
+    }
+    symlink("/usr/bin/dash", dir.path().join("sh")).unwrap();
+    let path = dir.path().display().to_string();
+    let run = |cmd: &RemoteCommand, cwd: &Path| {
+        Command::new(dir.path().join("sh"))
+            .arg("-c")
+            .arg(cmd.to_command())
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+    let l = Layout::new();
+    let (tgz, sha) = artifact("2.0.0");
+    let url = serve(tgz);
+    let out = run(
+        &remote::stage(&l.r(), "2.0.0", &sha, Transfer::Pull { url: &url }, 0),
+        l.tmp.path(),
+    );
+    assert_eq!(code(&out), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(l.rel("2.0.0").join("VERSION")).unwrap(),
+        "2.0.0"
+    );
+    for v in HOSTILE {
+        let url = format!("http://127.0.0.1:9/{v}");
+        let out = run(
+            &remote::stage(&l.r(), "3.0.0", &sha, Transfer::Pull { url: &url }, 1024),
+            l.tmp.path(),
+        );
+        assert_eq!(
+            code(&out),
+            exit(HostExit::DownloadFailed),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("wget exit"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!l.pwned(), "{v:?} ran");
+    }
+}
