@@ -80,8 +80,13 @@ print_owner() {
 # that is not empty) fails, so exactly one of two racing runs wins, and no lock is ever seen
 # without its owner file. Nothing is written through a name another user could have planted.
 new_lock() {
-  t=$(mktemp -d "$1/.tranche-lock.new.XXXXXX") || return 1
-  if printf '%s' "$2" > "$t/owner" && chmod 755 "$t" && mv -T "$t" "$1/.tranche-lock" 2>/dev/null; then
+  # `mkdir` (one program, the umask's mode) under a name this shell owns; `mktemp` only when a
+  # crashed shell of the same pid left that name behind.
+  t=$1/.tranche-lock.new.$$
+  if ! mkdir "$t" 2>/dev/null; then
+    t=$(mktemp -d "$1/.tranche-lock.new.XXXXXX") && chmod 755 "$t" || return 1
+  fi
+  if printf '%s' "$2" > "$t/owner" && mv -T "$t" "$1/.tranche-lock" 2>/dev/null; then
     return 0
   fi
   rm -rf -- "$t"
