@@ -1428,14 +1428,20 @@ impl Executor {
                     _ => out.describe(),
                 });
             }
-            Ok(via)
+            Ok((via, crate::remote::parse_staged(&out.stdout)))
         }
         .await;
         match &result {
-            Ok(via) => {
+            Ok((via, staged)) => {
                 let note = match r.artifact_size {
                     Some(size) => format!("{} sent over {via}, sha256 verified", crate::units::human_size(size)),
                     None => "downloaded by the host, sha256 verified".into(),
+                };
+                let note = match staged {
+                    Some(crate::remote::Staged::Adopted) => {
+                        format!("{note}; the live {rel} was this artifact already: marked, left in place")
+                    }
+                    _ => note,
                 };
                 self.step_done(batch, &host.name, Step::Stage, Status::Ok, t, note)
             }

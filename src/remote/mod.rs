@@ -245,6 +245,24 @@ pub fn stage(root: &str, version: &str, sha256: &str, how: Transfer, bandwidth: 
     )
 }
 
+/// What `stage` did with the verified artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staged {
+    /// Unpacked into a new `releases/<version>`.
+    Unpacked,
+    /// The live `releases/<version>` (without a marker) was the artifact: marked, left in place.
+    Adopted,
+}
+
+/// What `stage` printed (`staged=unpacked|adopted`); `None` when it did not finish.
+pub fn parse_staged(stdout: &str) -> Option<Staged> {
+    match field(stdout, "staged").as_deref() {
+        Some("unpacked") => Some(Staged::Unpacked),
+        Some("adopted") => Some(Staged::Adopted),
+        _ => None,
+    }
+}
+
 /// The sha256 of a cut upload at `part`: prints `sha256=HEX`.
 pub fn hash(part: &str) -> RemoteCommand {
     RemoteCommand::new(HASH, [part])
@@ -351,5 +369,8 @@ mod tests {
             Some("2.0.0")
         );
         assert_eq!(parse_current("current=\n"), None);
+        assert_eq!(parse_staged("staged=adopted\n"), Some(Staged::Adopted));
+        assert_eq!(parse_staged("staged=unpacked\n"), Some(Staged::Unpacked));
+        assert_eq!(parse_staged(""), None);
     }
 }
