@@ -77,6 +77,23 @@ fn staging_never_replaces_the_live_release_behind_an_absolute_current() {
     assert_ne!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("is the current release"), "{stderr}");
     assert!(fleet.all_up(), "{:?}", fleet.servers());
+
+    // The same release as the artifact: adopted in place (marked), not replaced.
+    std::fs::remove_file(demo.join("releases/2.0.0/HANDMADE")).unwrap();
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("left in place"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(demo.join("releases/2.0.0/.tranche-sha256")).unwrap(),
+        format!("{}\n", fleet.sha256("2.0.0"))
+    );
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
 }
 
 /// Finding 6: under become, links the login user planted at the upload `.part` and at
