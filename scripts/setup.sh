@@ -6,6 +6,10 @@ need=()
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v sudo >/dev/null 2>&1 || need+=(sudo)
+# The host-side scripts are tested under dash, busybox sh and bash --posix, and shellchecked.
+command -v dash >/dev/null 2>&1 || need+=(dash)
+command -v busybox >/dev/null 2>&1 || need+=(busybox)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

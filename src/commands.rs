@@ -283,7 +283,7 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
                 &playbook,
                 &done,
                 &settings,
-                &crate::lock::release(&root, &id),
+                &crate::remote::lock::release(&root, &id),
             )) {
                 if let Err(e) = res {
                     eprintln!("warning: {host}: could not release the lock: {e}; it expires by itself");
@@ -400,8 +400,9 @@ async fn on_each_host(
     p: &crate::playbook::Playbook,
     hosts: &[crate::inventory::Host],
     settings: &ssh::SshSettings,
-    script: &str,
+    script: &crate::remote::RemoteCommand,
 ) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
+    let script = &script.to_command();
     let gate = Arc::new(tokio::sync::Semaphore::new(settings.max_connecting.max(1)));
     futures::future::join_all(hosts.iter().map(|h| {
         let gate = gate.clone();
@@ -437,13 +438,20 @@ pub fn unlock(files: &Files, ssh: &SshOptions) -> i32 {
         Ok(x) => x,
         Err(code) => return code,
     };
-    let script = crate::lock::break_lock(&r.playbook.layout.root);
+    let script = crate::remote::lock::break_lock(&r.playbook.layout.root);
     let results = runtime().block_on(on_each_host(&r.playbook, &r.targets, &settings, &script));
     let mut failed = 0;
     for (host, res) in results {
-        match res.map(|out| crate::lock::parse_state(&out.stdout)) {
-            Ok((_, true, Some(owner))) => eprintln!("{host}: removed the lock of {}", owner.describe()),
-            Ok((_, true, None)) => eprintln!("{host}: removed a lock without an owner file"),
+        use crate::remote::lock::{LockReport, LockState};
+        match res.map(|out| LockReport::parse(&out.stdout)) {
+            Ok(LockReport {
+                state: LockState::Held,
+                owner: Some(owner),
+            }) => eprintln!("{host}: removed the lock of {}", owner.describe()),
+            Ok(LockReport {
+                state: LockState::Held,
+                owner: None,
+            }) => eprintln!("{host}: removed a lock without an owner file"),
             Ok(_) => eprintln!("{host}: not locked"),
             Err(e) => {
                 failed += 1;

@@ -13,10 +13,12 @@ use tokio::sync::{watch, Semaphore};
 use crate::events::{Event, EventKind, Status, Step};
 use crate::exit_code;
 use crate::inventory::Host;
-use crate::playbook::{shell_quote, ArtifactSource};
+use crate::playbook::ArtifactSource;
 use crate::policy::{self, Cancel, CancelReason, FailureBudget, Undo};
 use crate::registry::RegistryClient;
 use crate::release::Release;
+use crate::remote::lock::LockState;
+use crate::remote::{HostExit, PreflightReport, Transfer};
 use crate::ssh::{Connection, Endpoint, SshSettings};
 
 /// Connections being set up at once by default (`--max-connecting`). sshd's MaxStartups starts
@@ -74,11 +76,11 @@ async fn resumable(conn: &Connection, local: &std::path::Path, part: &str, n: u6
     if n == 0 || n >= size {
         return 0;
     }
-    let cmd = format!("{NICE} {SHA256_FN} h {}", shell_quote(part));
+    let cmd = crate::remote::hash(part).to_command();
     let Ok(out) = conn.exec(&cmd, STEP_TIMEOUT).await else {
         return 0;
     };
-    let remote = out.stdout.split_whitespace().next().unwrap_or("").to_string();
+    let remote = crate::remote::parse_hash(&out.stdout).unwrap_or_default();
     let path = local.to_path_buf();
     let local_hash = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
         use sha2::Digest;
@@ -90,20 +92,10 @@ async fn resumable(conn: &Connection, local: &std::path::Path, part: &str, n: u6
     })
     .await;
     match local_hash {
-        Ok(Ok(h)) if out.success() && h == remote => n,
+        Ok(Ok(h)) if out.success() && !remote.is_empty() && h == remote => n,
         _ => 0,
     }
 }
-
-/// Sets `$n` to a prefix that runs a program at a lower CPU priority (`nice -n 10`) where the
-/// host has `nice`. Staging runs while the host still serves traffic: its hashing, unpacking and
-/// downloading yield the CPU to the service (and, on a busy host, to the batch in flight).
-const NICE: &str = "n=; if command -v nice >/dev/null 2>&1; then n='nice -n 10'; fi;";
-
-/// A shell function `h FILE` printing the file's sha256 (then more fields): `openssl dgst`
-/// where the host has it (it uses the CPU's SHA instructions: about 6 times less CPU than
-/// coreutils' `sha256sum` on the benchmark machine), `sha256sum` otherwise; niced (`NICE`).
-const SHA256_FN: &str = "h() { if command -v openssl >/dev/null 2>&1; then $n openssl dgst -sha256 -r \"$1\"; else $n sha256sum \"$1\"; fi; };";
 
 /// What a run does to the hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -207,6 +199,10 @@ pub struct Executor {
     left_out: std::sync::Mutex<Vec<String>>,
     /// The step each host is in, for the record of a run stopped at once.
     in_flight: std::sync::Mutex<BTreeMap<String, Step>>,
+    /// How often the locks are renewed while the run goes on (rollback pass included).
+    pub renew_every: Duration,
+    /// Hosts whose lock this run found gone or taken when renewing it.
+    lost_locks: std::sync::Mutex<Vec<String>>,
 }
 
 impl Executor {
@@ -239,6 +235,8 @@ impl Executor {
             interrupt_signal: watch::channel(false).0,
             in_flight: std::sync::Mutex::new(BTreeMap::new()),
             left_out: std::sync::Mutex::new(Vec::new()),
+            renew_every: Duration::from_secs(600),
+            lost_locks: std::sync::Mutex::new(Vec::new()),
             zone_gates,
         }
     }
@@ -295,6 +293,8 @@ impl Executor {
     fn no_new_host(&self) -> Option<&'static str> {
         if self.is_interrupted() {
             Some("the run was interrupted")
+        } else if !self.lost_locks.lock().expect("lost locks").is_empty() {
+            Some("this run lost the lock of a host")
         } else if FailureBudget::new(self.release.budget).is_exceeded(self.failed.load(Ordering::SeqCst)) {
             Some("the failure budget was exceeded")
         } else {
@@ -598,6 +598,9 @@ impl Executor {
                 if self.is_interrupted() {
                     cancel.escalate(CancelReason::Signal);
                 }
+                if !self.lost_locks.lock().expect("lost locks").is_empty() {
+                    cancel.escalate(CancelReason::LockLost);
+                }
                 if cancel.is_cancelled() {
                     break;
                 }
@@ -688,10 +691,10 @@ impl Executor {
         let watch_interrupt = async {
             let mut renewed = Instant::now();
             loop {
-                if self.is_interrupted() {
+                if self.is_interrupted() || !self.lost_locks.lock().expect("lost locks").is_empty() {
                     halted.store(true, Ordering::SeqCst);
                 }
-                if renewed.elapsed() > Duration::from_secs(600) {
+                if renewed.elapsed() > self.renew_every {
                     self.renew_locks(&states).await;
                     renewed = Instant::now();
                 }
@@ -723,14 +726,21 @@ impl Executor {
             // The same limits as the release: a batch at a time (the latest first), each host
             // through the same pipeline.
             let mut rolled = Vec::new();
-            for b in r.batches.iter().rev() {
-                let these: Vec<usize> = changed.iter().copied().filter(|i| b.hosts.contains(i)).collect();
-                let res = join_all(these.iter().map(|&i| {
-                    let st = states[i].as_ref().expect("changed hosts passed preflight");
-                    self.rollback_host(&r.targets[i], st, batch_of[&i])
-                }))
-                .await;
-                rolled.extend(these.into_iter().zip(res));
+            let rollback_pass = async {
+                for b in r.batches.iter().rev() {
+                    let these: Vec<usize> = changed.iter().copied().filter(|i| b.hosts.contains(i)).collect();
+                    let res = join_all(these.iter().map(|&i| {
+                        let st = states[i].as_ref().expect("changed hosts passed preflight");
+                        self.rollback_host(&r.targets[i], st, batch_of[&i])
+                    }))
+                    .await;
+                    rolled.extend(these.into_iter().zip(res));
+                }
+            };
+            // The locks are renewed through the rollback pass too.
+            tokio::select! {
+                _ = rollback_pass => {}
+                _ = self.keep_renewing(&states) => {}
             }
             for (i, ok) in rolled {
                 if ok {
@@ -756,6 +766,10 @@ impl Executor {
         let ok = results.values().filter(|s| **s == Status::Ok).count();
         let skipped = results.values().filter(|s| **s == Status::Skipped).count();
         let failed = self.failed.load(Ordering::SeqCst);
+        let lost_locks = self.lost_locks.lock().expect("lost locks").clone();
+        if !lost_locks.is_empty() {
+            cancel.escalate(CancelReason::LockLost);
+        }
         let code = policy::exit_code(cancel, failed, all_done);
         let outcome = Outcome {
             exit_code: code,
@@ -781,6 +795,11 @@ impl Executor {
                 r.targets.len(),
                 self.run_id
             ),
+            exit_code::HOSTS_FAILED if failed == 0 => format!(
+                "stopped with {} of {} hosts not done",
+                r.targets.len() - results.len(),
+                r.targets.len()
+            ),
             exit_code::HOSTS_FAILED => format!(
                 "{failed} host(s) failed within the budget of {} ({} reverted to the release they had; a host that failed before it left the registry was not changed)",
                 r.budget,
@@ -797,6 +816,14 @@ impl Executor {
                     p.rollout.on_failure.as_str()
                 ),
             },
+        };
+        let msg = if lost_locks.is_empty() {
+            msg
+        } else {
+            format!(
+                "{msg}; THIS RUN LOST THE LOCK OF {} (another run may be changing them)",
+                lost_locks.join(", ")
+            )
         };
         let left_out = self.left_out.lock().expect("left out").clone();
         let msg = if left_out.is_empty() {
@@ -1062,26 +1089,64 @@ impl Executor {
 
     async fn release_lock(&self, st: &HostState) {
         if st.locked {
-            let cmd = crate::lock::release(&self.release.playbook.layout.root, &self.run_id);
-            if let Err(e) = st.conn.exec(&cmd, STEP_TIMEOUT).await {
-                self.event(EventKind::Warning {
-                    host: Some(st.conn.endpoint.name.clone()),
-                    msg: format!("could not release the lock: {e}; it expires by itself"),
-                });
-            }
+            // The script removes the lock only if this run still holds it.
+            let cmd = crate::remote::lock::release(&self.release.playbook.layout.root, &self.run_id);
+            let res = st.conn.exec(&cmd.to_command(), STEP_TIMEOUT).await;
+            let why = match res {
+                Ok(out) if out.success() => return,
+                Ok(out) => out.describe(),
+                Err(e) => e.to_string(),
+            };
+            self.event(EventKind::Warning {
+                host: Some(st.conn.endpoint.name.clone()),
+                msg: format!("could not release the lock: {why}; it expires by itself"),
+            });
         }
     }
 
+    /// Renew the lease on every host this run locked. A host whose lock is gone or held by
+    /// another run (`tranche unlock`, then another run) is a loud warning, and the run ends
+    /// failed: no new host starts, and the summary names it. A renewal that cannot run is a
+    /// warning; the next one tries again.
     async fn renew_locks(&self, states: &[Option<HostState>]) {
-        let cmd = crate::lock::write(&self.release.playbook.layout.root, &self.lease.renewed());
-        join_all(
-            states
-                .iter()
-                .flatten()
-                .filter(|s| s.locked)
-                .map(|s| s.conn.exec(&cmd, STEP_TIMEOUT)),
-        )
-        .await;
+        let cmd = crate::remote::lock::renew(&self.release.playbook.layout.root, &self.lease.renewed()).to_command();
+        let lost = self.lost_locks.lock().expect("lost locks").clone();
+        let locked: Vec<&HostState> = states
+            .iter()
+            .flatten()
+            .filter(|s| s.locked && !lost.contains(&s.conn.endpoint.name))
+            .collect();
+        let results = join_all(locked.iter().map(|s| s.conn.exec(&cmd, STEP_TIMEOUT))).await;
+        for (st, res) in locked.into_iter().zip(results) {
+            let host = st.conn.endpoint.name.clone();
+            let msg = match res {
+                Ok(out) if out.success() => continue,
+                Ok(out) if HostExit::of(&out) == Some(HostExit::NotOurs) => {
+                    let report = crate::remote::lock::LockReport::parse(&out.stdout);
+                    let now = match (report.state, report.owner) {
+                        (LockState::Taken, Some(o)) => format!("{} holds it now", o.describe()),
+                        (LockState::Taken, None) => "another lock without an owner file is there".into(),
+                        _ => "it was removed (`tranche unlock`?)".into(),
+                    };
+                    self.lost_locks.lock().expect("lost locks").push(host.clone());
+                    format!("LOST THE LOCK: this run no longer holds the lock of {host}: {now}; no new host starts and the run fails")
+                }
+                Ok(out) => format!(
+                    "could not renew the lock: {}; the next renewal tries again",
+                    out.describe()
+                ),
+                Err(e) => format!("could not renew the lock: {e}; the next renewal tries again"),
+            };
+            self.event(EventKind::Warning { host: Some(host), msg });
+        }
+    }
+
+    /// Renew the locks every `renew_every`, forever: run it beside whatever must hold them.
+    async fn keep_renewing(&self, states: &[Option<HostState>]) {
+        loop {
+            tokio::time::sleep(self.renew_every).await;
+            self.renew_locks(states).await;
+        }
     }
 
     fn finish(&self, o: &Outcome, started: Instant, msg: String) {
@@ -1147,71 +1212,49 @@ impl Executor {
             });
         }
         let root_path = &r.playbook.layout.root;
-        let root = shell_quote(root_path);
-        let rel = shell_quote(&r.release_dir(&r.playbook.version));
         // One round trip: the layout (created unless this is a check), what is there, the free
-        // space, and the lock.
-        let (prepare, lock) = if check {
-            (String::new(), crate::lock::peek(root_path))
-        } else {
-            (
-                format!("mkdir -p {root}/releases {root}/.tranche-stage || exit 10; "),
-                crate::lock::acquire(root_path, &self.lease),
-            )
-        };
-        let part = shell_quote(&r.part_path());
-        // Shell builtins only, but for `df` (and `wc` when a cut upload is there): every program
-        // a host starts costs about as much as the SSH session itself (see bench/README.md).
-        // `current` is found with `cd -P` and `pwd -P`, last, so that nothing runs after the `cd`.
-        let script = format!(
-            "{prepare}p={root}; while [ ! -d \"$p\" ]; do p=${{p%/*}}; p=${{p:-/}}; done; \
-             test -w \"$p\" || {{ echo \"$p is not writable by ${{USER:-$(id -un)}}\" >&2; exit 10; }}; \
-             if [ -f {rel}/.tranche-sha256 ]; then read -r s < {rel}/.tranche-sha256 || true; echo \"staged=$s\"; fi; \
-             v=; {{ read -r v < {root}/.tranche-previous; }} 2>/dev/null; echo \"previous=$v\"; \
-             for d in {root}/releases/*/; do [ -d \"$d\" ] && echo \"release=$d\"; done; \
-             if [ -s {part} ]; then echo \"part=$(wc -c < {part})\"; fi; \
-             {lock}; df -Pk \"$p\"; \
-             if cd -P {root}/current 2>/dev/null; then printf 'current='; pwd -P; fi"
+        // space, and the lock (only looked at for a check).
+        let cmd = crate::remote::preflight(
+            root_path,
+            &r.playbook.version,
+            &r.sha256,
+            check,
+            conn.become_root,
+            &self.lease.to_file(),
         );
-        let out = conn.exec(&script, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+        let out = match conn.exec(&cmd.to_command(), STEP_TIMEOUT).await {
+            Ok(out) => out,
+            Err(e) => {
+                // The script may have taken the lock before the connection or the time ran out.
+                if !check {
+                    let release = crate::remote::lock::release(root_path, &self.run_id);
+                    let _ = conn.exec(&release.to_command(), STEP_TIMEOUT).await;
+                }
+                conn.close().await;
+                return Err(e.to_string().into());
+            }
+        };
+        let report = PreflightReport::parse(&out.stdout);
+        let acquired = report.lock.state == LockState::Acquired;
         if !out.success() {
+            if acquired {
+                let release = crate::remote::lock::release(root_path, &self.run_id);
+                let _ = conn.exec(&release.to_command(), STEP_TIMEOUT).await;
+            }
+            conn.close().await;
             return Err(format!("checking the layout: {}", out.describe()).into());
         }
-        let field = |k: &str| {
-            out.stdout
-                .lines()
-                .find_map(|l| l.strip_prefix(k))
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .map(str::to_string)
-        };
-        let base = |path: &str| path.trim_end_matches('/').rsplit('/').next().unwrap_or("").to_string();
-        let current = field("current=").map(|c| base(&c)).filter(|c| !c.is_empty());
-        let mut releases: Vec<String> = out
-            .stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("release="))
-            .map(base)
-            .filter(|r| !r.is_empty() && !r.ends_with(".tmp"))
-            .collect();
-        releases.sort();
-        // `df -Pk`: the header, then one line whose fourth field is the free space in KiB.
-        let avail = out
-            .stdout
-            .lines()
-            .skip_while(|l| !l.starts_with("Filesystem"))
-            .nth(1)
-            .and_then(|l| l.split_whitespace().nth(3))
-            .and_then(|a| a.parse::<u64>().ok());
+        let current = report.current.clone();
+        let releases = report.releases.clone();
+        let avail = report.avail_kib;
         // A resumed run knows what the host had before the interrupted run touched it.
         let previous = self.carried.previous.get(&host.name).cloned().or(current.clone());
-        let (acquired, held, owner) = crate::lock::parse_state(&out.stdout);
         let mut st = HostState {
             conn,
             previous,
-            staged_sha: field("staged="),
-            part: field("part=").and_then(|n| n.parse().ok()).unwrap_or(0),
-            recorded_previous: field("previous="),
+            staged_sha: report.staged.clone(),
+            part: report.part,
+            recorded_previous: report.previous.clone(),
             target: r.playbook.version.clone(),
             locked: acquired,
         };
@@ -1220,17 +1263,33 @@ impl Executor {
             st.conn.close().await;
             Err(e)
         };
-        if held && !acquired {
-            match owner {
+        if report.lock.state == LockState::Held {
+            match report.lock.owner {
                 Some(o) if o.run == self.run_id || o.is_expired() => {
                     if !check {
-                        let cmd = crate::lock::write(root_path, &self.lease);
-                        match st.conn.exec(&cmd, STEP_TIMEOUT).await {
+                        // Atomic: the stale lock is renamed away, then ours is put in place; of
+                        // two runs taking it over at once, one wins and the other is refused.
+                        let cmd = crate::remote::lock::take_over(root_path, &o, &self.lease);
+                        match st.conn.exec(&cmd.to_command(), STEP_TIMEOUT).await {
                             Ok(out) if out.success() => st.locked = true,
-                            Ok(out) => {
-                                return fail(st, format!("taking over the lock: {}", out.describe()).into()).await
+                            Ok(out) if HostExit::of(&out) == Some(HostExit::LockLost) => {
+                                let msg = match crate::remote::lock::LockReport::parse(&out.stdout).owner {
+                                    Some(w) => {
+                                        format!("locked by {} (it took over the expired lock first)", w.describe())
+                                    }
+                                    None => "another run took over the expired lock first".to_string(),
+                                };
+                                return fail(st, PreflightError { msg, locked: true }).await;
                             }
-                            Err(e) => return fail(st, format!("taking over the lock: {e}").into()).await,
+                            Ok(out) => {
+                                // The takeover may have got as far as our new lock.
+                                st.locked = true;
+                                return fail(st, format!("taking over the lock: {}", out.describe()).into()).await;
+                            }
+                            Err(e) => {
+                                st.locked = true;
+                                return fail(st, format!("taking over the lock: {e}").into()).await;
+                            }
                         }
                         if o.run != self.run_id {
                             self.event(EventKind::Warning {
@@ -1355,26 +1414,18 @@ impl Executor {
         let root = &p.layout.root;
         let part = r.part_path();
         let rel = r.release_dir(&p.version);
-        let (q_part, q_rel, q_sha) = (shell_quote(&part), shell_quote(&rel), shell_quote(&r.sha256));
-        // A release folder another tool left (no checksum marker) is replaced, unless it is live.
-        let (q_root, q_link) = (shell_quote(root), shell_quote(&format!("releases/{}", p.version)));
-        // After the transfer, in the same shell: check the sha256, unpack into `<rel>.tmp`, mark
-        // it with the checksum and rename it into place. One channel and one shell per host.
-        let check = format!(
-            "{NICE} {SHA256_FN} got=$(h {q_part}); got=${{got%% *}}; \
-             if [ \"$got\" != {q_sha} ]; then rm -f {q_part}; echo \"sha256 mismatch: got $got, expected {}\" >&2; exit 11; fi; \
-             if [ -e {q_rel}.tmp ]; then rm -rf {q_rel}.tmp; fi; mkdir -p {q_rel}.tmp; $n tar -xzf {q_part} -C {q_rel}.tmp; echo {q_sha} > {q_rel}.tmp/.tranche-sha256; \
-             if [ -e {q_rel} ] && [ \"$(readlink {q_root}/current)\" = {q_link} ]; then \
-               if diff -rq -x .tranche-sha256 {q_rel}.tmp {q_rel} >/dev/null 2>&1; then \
-                 mv {q_rel}.tmp/.tranche-sha256 {q_rel}/; rm -rf {q_rel}.tmp {q_part}; exit 0; fi; \
-               echo {q_rel} 'is the current release, was not put there by tranche and differs from the artifact; release under another version' >&2; exit 12; \
-             fi; \
-             if [ -e {q_rel} ]; then rm -rf {q_rel}; fi; mv -T {q_rel}.tmp {q_rel}; rm -f {q_part}",
-            r.sha256
-        );
+        // After the transfer, in the same shell: check the sha256, unpack into a fresh directory,
+        // mark it with the checksum and rename it into place (a release folder another tool
+        // left, without the marker, is replaced unless it is live). One channel and one shell.
+        let stage = |how: Transfer<'_>| {
+            crate::remote::stage(root, &p.version, &r.sha256, how, p.rollout.stage_bandwidth).to_command()
+        };
         let result = async {
             if staged_sha.is_some() {
-                return Err(format!("{rel} already exists with another sha256 ({}); remove it or release under a new version", staged_sha.unwrap_or_default()));
+                return Err(format!(
+                    "{rel} already exists with another sha256 ({}); remove it or release under a new version",
+                    staged_sha.unwrap_or_default()
+                ));
             }
             let bw = p.rollout.stage_bandwidth;
             let (via, out) = match &p.artifact.source {
@@ -1408,17 +1459,15 @@ impl Executor {
                     };
                     match sftp {
                         Some(()) => {
-                            let out = conn.exec(&format!("set -e; {check}"), STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+                            let out = conn
+                                .exec(&stage(Transfer::Sftp), STEP_TIMEOUT)
+                                .await
+                                .map_err(|e| e.to_string())?;
                             (format!("sftp{resumed}"), out)
                         }
                         None => {
-                            let write = if offset > 0 {
-                                format!("[ \"$(wc -c < {q_part})\" -eq {offset} ] || {{ echo 'the partial upload changed' >&2; exit 13; }}; cat >> {q_part}")
-                            } else {
-                                format!("cat > {q_part}")
-                            };
                             let out = conn
-                                .exec_with_input(&format!("set -e; {write}; {check}"), local, offset, bw, UPLOAD_TIMEOUT)
+                                .exec_with_input(&stage(Transfer::Stdin { offset }), local, offset, bw, UPLOAD_TIMEOUT)
                                 .await
                                 .map_err(|e| format!("uploading: {e}"))?;
                             (format!("exec{resumed}"), out)
@@ -1426,28 +1475,35 @@ impl Executor {
                     }
                 }
                 ArtifactSource::Url(u) => {
-                    let url = shell_quote(&r.render(u, host, &self.run_id, None)?);
-                    let (curl_rate, wget_rate) = if bw > 0 { (format!(" --limit-rate {bw}"), format!(" --limit-rate={bw}")) } else { (String::new(), String::new()) };
-                    let cmd = format!(
-                        "{NICE} if command -v curl >/dev/null; then $n curl -fsSL --retry 3{curl_rate} -o {q_part} {url} || {{ echo \"downloading {url} failed\" >&2; exit 14; }}; \
-                         elif command -v wget >/dev/null; then $n wget -q{wget_rate} -O {q_part} {url} || {{ echo \"downloading {url} failed\" >&2; exit 14; }}; \
-                         else echo 'neither curl nor wget is installed' >&2; exit 127; fi; set -e; {check}"
-                    );
-                    let out = conn.exec(&cmd, UPLOAD_TIMEOUT).await.map_err(|e| format!("downloading: {e}"))?;
+                    let url = r.render(u, host, &self.run_id, None)?;
+                    let cmd = stage(Transfer::Pull { url: &url });
+                    let out = conn
+                        .exec(&cmd, UPLOAD_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("downloading: {e}"))?;
                     ("pull".to_string(), out)
                 }
             };
             if !out.success() {
-                return Err(out.describe());
+                return Err(match HostExit::of(&out) {
+                    Some(HostExit::PartChanged) => format!("{}; the next run uploads it again", out.describe()),
+                    _ => out.describe(),
+                });
             }
-            Ok(via)
+            Ok((via, crate::remote::parse_staged(&out.stdout)))
         }
         .await;
         match &result {
-            Ok(via) => {
+            Ok((via, staged)) => {
                 let note = match r.artifact_size {
                     Some(size) => format!("{} sent over {via}, sha256 verified", crate::units::human_size(size)),
                     None => "downloaded by the host, sha256 verified".into(),
+                };
+                let note = match staged {
+                    Some(crate::remote::Staged::Adopted) => {
+                        format!("{note}; the live {rel} was this artifact already: marked, left in place")
+                    }
+                    _ => note,
                 };
                 self.step_done(batch, &host.name, Step::Stage, Status::Ok, t, note)
             }
@@ -1710,24 +1766,21 @@ impl Executor {
             }
         });
         step!(Step::Deploy, async {
-            let root = shell_quote(&p.layout.root);
-            let rel = shell_quote(&format!("releases/{version}"));
             let keep = p.layout.keep.max(1) as usize;
-            let keep_prev = shell_quote(prev.unwrap_or(""));
             // Where the host came from, for `tranche rollback`: the release it leaves, or, when
             // it goes back to that release (a revert), what was recorded before.
             let came_from = match prev {
                 Some(p) if p != version => Some(p),
                 _ => st.recorded_previous.as_deref(),
             };
-            let came_from = shell_quote(came_from.unwrap_or(""));
-            let cmd = format!(
-                "cd {root} && test -d {rel} && ln -sfn {rel} .current.tmp && mv -T .current.tmp current && \
-                 echo {came_from} > .tranche-previous && \
-                 ls -1t releases | while read -r d; do case \"$d\" in *.tmp) continue;; esac; n=$((n+1)); \
-                 if [ $n -gt {keep} ] && [ \"$d\" != {v} ] && [ \"$d\" != {keep_prev} ]; then rm -rf \"releases/$d\"; fi; done",
-                v = shell_quote(version)
-            );
+            let cmd = crate::remote::switch(
+                &p.layout.root,
+                version,
+                keep,
+                prev.unwrap_or(""),
+                came_from.unwrap_or(""),
+            )
+            .to_command();
             let out = conn.exec(&cmd, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
             if out.success() {
                 Ok(format!("current -> releases/{version}"))

@@ -23,6 +23,7 @@ pub mod policy;
 pub mod redact;
 pub mod registry;
 pub mod release;
+pub mod remote;
 pub mod report;
 pub mod ssh;
 pub mod status;

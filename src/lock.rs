@@ -2,11 +2,10 @@
 //! host and writes an owner file (run id, operator, controller host, start, expiry). A second
 //! run on an overlapping set of hosts is refused with the owner's details; the lease is
 //! released at the end of the run, survives a crash until it expires, and `tranche unlock`
-//! breaks it. Only the shell lines and their parsing live here; the executor runs them.
+//! breaks it. The lease's fields live here; the scripts that take, renew, release and break the
+//! lock are in `crate::remote::lock`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use crate::playbook::shell_quote;
 
 /// How long a lease lasts without renewal. Runs renew it before every batch.
 pub const LEASE_TTL: Duration = Duration::from_secs(3600);
@@ -117,66 +116,6 @@ fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 
-fn dir(root: &str) -> String {
-    shell_quote(&format!("{root}/.tranche-lock"))
-}
-
-/// Shell lines that try to take the lock: print `lock=acquired`, or `lock=held` and the
-/// holder's owner file with each line prefixed `owner.`.
-pub fn acquire(root: &str, lease: &Lease) -> String {
-    let d = dir(root);
-    format!(
-        "if mkdir {d} 2>/dev/null; then printf '%s' {o} > {d}/owner; echo lock=acquired; \
-         else echo lock=held; sed 's/^/owner./' {d}/owner 2>/dev/null || true; fi",
-        o = shell_quote(&lease.to_file())
-    )
-}
-
-/// Shell lines that only look: `lock=free`, or `lock=held` and the owner lines.
-pub fn peek(root: &str) -> String {
-    let d = dir(root);
-    format!(
-        "if [ -d {d} ]; then echo lock=held; sed 's/^/owner./' {d}/owner 2>/dev/null || true; else echo lock=free; fi"
-    )
-}
-
-/// Take over (a lease of our own run, or an expired one) or renew.
-pub fn write(root: &str, lease: &Lease) -> String {
-    let d = dir(root);
-    format!(
-        "mkdir -p {d} && printf '%s' {o} > {d}/owner.tmp && mv -f {d}/owner.tmp {d}/owner",
-        o = shell_quote(&lease.to_file())
-    )
-}
-
-/// Release the lock if `run` holds it.
-pub fn release(root: &str, run: &str) -> String {
-    let d = dir(root);
-    // A loop of shell builtins rather than `grep`: one program less to start on every host.
-    format!(
-        "{{ while IFS= read -r l; do if [ \"$l\" = {r} ]; then rm -rf {d}; break; fi; done < {d}/owner; }} 2>/dev/null; true",
-        r = shell_quote(&format!("run={run}"))
-    )
-}
-
-/// Break the lock whoever holds it, printing the owner it had.
-pub fn break_lock(root: &str) -> String {
-    let d = dir(root);
-    format!("if [ -d {d} ]; then echo lock=held; sed 's/^/owner./' {d}/owner 2>/dev/null || true; rm -rf {d}; else echo lock=free; fi")
-}
-
-/// What `acquire`, `peek` or `break_lock` printed: whether the lock is held, and by whom.
-pub fn parse_state(stdout: &str) -> (bool, bool, Option<Lease>) {
-    let acquired = stdout.lines().any(|l| l == "lock=acquired");
-    let held = stdout.lines().any(|l| l == "lock=held");
-    let owner: String = stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("owner."))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    (acquired, held, Lease::parse(&owner))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,10 +133,5 @@ mod tests {
         assert!(l.is_expired());
         assert!(l.describe().contains("run r1 by alice on laptop"));
         assert!(Lease::parse("run=x\n").is_none());
-        let out = format!(
-            "lock=held\n{}",
-            l.to_file().lines().map(|x| format!("owner.{x}\n")).collect::<String>()
-        );
-        assert_eq!(parse_state(&out), (false, true, Some(l)));
     }
 }

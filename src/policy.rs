@@ -30,6 +30,10 @@ pub enum CancelReason {
     Declined,
     /// The first Ctrl-C, SIGTERM or SIGHUP.
     Signal,
+    /// This run lost the lock of a host (another run or `tranche unlock` took it): another run
+    /// may be changing the hosts, so this one starts nothing more, and cannot be resumed as if
+    /// nothing happened.
+    LockLost,
     /// The metric gate was breached after this batch.
     GateBreached(usize),
     /// More hosts failed than the budget allows.
@@ -98,6 +102,7 @@ pub fn leaves_failed_host_out(on_failure: OnFailure, budget: FailureBudget, fail
 pub fn exit_code(cancel: Cancel, failed: usize, all_done: bool) -> i32 {
     match cancel.reason() {
         Some(CancelReason::BudgetExceeded | CancelReason::GateBreached(_)) => exit_code::BUDGET_EXCEEDED,
+        Some(CancelReason::LockLost) => exit_code::HOSTS_FAILED,
         Some(CancelReason::Declined) => exit_code::INTERRUPTED,
         Some(CancelReason::Signal) if !all_done => exit_code::INTERRUPTED,
         _ if failed > 0 => exit_code::HOSTS_FAILED,
@@ -149,6 +154,8 @@ mod tests {
             (&[GateBreached(2), BudgetExceeded], Some(BudgetExceeded)),
             (&[BudgetExceeded, GateBreached(3)], Some(BudgetExceeded)),
             (&[Signal, Signal], Some(Signal)),
+            (&[LockLost, Signal], Some(LockLost)),
+            (&[LockLost, GateBreached(1)], Some(GateBreached(1))),
         ];
         for (reasons, want) in table {
             assert_eq!(cancel(reasons).reason(), *want, "{reasons:?}");
@@ -173,6 +180,10 @@ mod tests {
             (&[Signal, BudgetExceeded], 2, false, 4),
             (&[GateBreached(1)], 0, false, 4),
             (&[GateBreached(1), Signal], 0, true, 4),
+            // A lost lock is a failure of the run even when no host failed or it was interrupted.
+            (&[LockLost], 0, true, 1),
+            (&[Signal, LockLost], 0, false, 1),
+            (&[LockLost, BudgetExceeded], 3, false, 4),
         ];
         for (reasons, failed, all_done, code) in table {
             assert_eq!(

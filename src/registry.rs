@@ -289,13 +289,8 @@ pub fn ssh_address(address: &str) -> Option<(&str, &str)> {
 impl HaproxyApi {
     pub async fn command(&self, cmd: &str) -> Result<String, String> {
         if let (Some(conn), Some((_, path))) = (&self.via, ssh_address(&self.address)) {
-            // socat, else OpenBSD nc, else Python: whichever the load balancer host has.
-            let (p, c) = (crate::playbook::shell_quote(path), crate::playbook::shell_quote(cmd));
-            let script = format!(
-                "if command -v socat >/dev/null; then printf '%s\\n' {c} | socat - UNIX-CONNECT:{p}; \
-                 elif command -v python3 >/dev/null; then python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(sys.argv[2].encode()+b\"\\n\"); sys.stdout.write(s.makefile().read())' {p} {c}; \
-                 else printf '%s\\n' {c} | nc -U -N {p}; fi"
-            );
+            // socat, else Python, else OpenBSD nc: whichever the load balancer host has.
+            let script = crate::remote::haproxy(path, cmd).to_command();
             let out = conn
                 .exec(&script, Duration::from_secs(10))
                 .await

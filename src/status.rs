@@ -8,7 +8,6 @@ use futures::future::join_all;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
-use crate::playbook::shell_quote;
 use crate::release::Release;
 use crate::ssh::{Connection, SshSettings};
 
@@ -43,25 +42,25 @@ pub struct FleetStatus {
 
 pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> FleetStatus {
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
-    let root = shell_quote(&r.playbook.layout.root);
+    let cmd = crate::remote::status(&r.playbook.layout.root).to_command();
     let hosts = join_all(r.targets.iter().map(|h| {
         let gate = gate.clone();
-        let root = root.clone();
+        let cmd = cmd.clone();
         async move {
             let _permit = gate.acquire().await.expect("gate");
             let ep = crate::executor::endpoint(h, settings);
             let res = async {
                 let conn = Connection::open(&ep, settings).await.map_err(|e| e.to_string())?;
                 let out = conn
-                    .exec(&format!("readlink {root}/current || true"), Duration::from_secs(30))
+                    .exec(&cmd, Duration::from_secs(30))
                     .await
                     .map_err(|e| e.to_string());
                 conn.close().await;
                 let out = out?;
-                let link = out.stdout.trim();
-                Ok::<Option<String>, String>(
-                    (!link.is_empty()).then(|| link.rsplit('/').next().unwrap_or(link).to_string()),
-                )
+                if !out.success() {
+                    return Err(out.describe());
+                }
+                Ok::<Option<String>, String>(crate::remote::parse_current(&out.stdout))
             }
             .await;
             let (release, error) = match res {

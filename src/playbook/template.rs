@@ -148,14 +148,8 @@ impl Templates {
     }
 }
 
-/// Quote `s` for a POSIX shell: plain words stay as they are, anything else is single-quoted.
-pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', r"'\''"))
-    }
-}
+/// Quote `s` for a POSIX shell: the one quoting function, `crate::remote::quote`.
+pub use crate::remote::quote as shell_quote;
 
 #[cfg(test)]
 mod tests {
