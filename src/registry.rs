@@ -286,6 +286,9 @@ pub fn ssh_address(address: &str) -> Option<(&str, &str)> {
     Some((&rest[..slash], &rest[slash..]))
 }
 
+/// The most of a runtime API answer that is read.
+const API_ANSWER_MAX: u64 = 8 << 20;
+
 impl HaproxyApi {
     pub async fn command(&self, cmd: &str) -> Result<String, String> {
         if let (Some(conn), Some((_, path))) = (&self.via, ssh_address(&self.address)) {
@@ -300,16 +303,18 @@ impl HaproxyApi {
             }
             return Ok(out.stdout);
         }
+        // The answer is read up to a bound (`show stat` of a large backend is tens of KiB): an
+        // endpoint that is not HAProxy and streams forever cannot fill the memory.
         let fut = async {
             let mut answer = String::new();
             if self.address.starts_with('/') {
                 let mut s = tokio::net::UnixStream::connect(&self.address).await?;
                 s.write_all(format!("{cmd}\n").as_bytes()).await?;
-                s.read_to_string(&mut answer).await?;
+                s.take(API_ANSWER_MAX).read_to_string(&mut answer).await?;
             } else {
                 let mut s = tokio::net::TcpStream::connect(&self.address).await?;
                 s.write_all(format!("{cmd}\n").as_bytes()).await?;
-                s.read_to_string(&mut answer).await?;
+                s.take(API_ANSWER_MAX).read_to_string(&mut answer).await?;
             }
             Ok::<String, std::io::Error>(answer)
         };
@@ -401,6 +406,24 @@ mod tests {
 
     use crate::http_body::tests::{endless_server, test_release};
     use crate::playbook::Registry;
+
+    /// An address that is not HAProxy and streams forever: the answer is read up to its bound,
+    /// in bounded time, and the rest is not read.
+    #[tokio::test]
+    async fn an_endless_runtime_api_answer_is_not_read_whole() {
+        let (port, sent) = endless_server(200, "");
+        let api = super::HaproxyApi {
+            address: format!("127.0.0.1:{port}"),
+            via: None,
+        };
+        let t = Instant::now();
+        let answer = api.command("show info").await.expect("an answer");
+        assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+        assert_eq!(answer.len() as u64, super::API_ANSWER_MAX);
+        std::thread::sleep(Duration::from_millis(200));
+        let n = sent.load(Ordering::SeqCst);
+        assert!(n < 64 << 20, "the server sent {n} bytes");
+    }
 
     /// A registry that fails with an endless error page: the call fails on the first lines of
     /// it, and the rest is not read.
