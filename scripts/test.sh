@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The host-side scripts (src/remote/): POSIX sh, checked by Debian's shellcheck (setup installs it).
+shellcheck -s sh src/remote/*.sh
 bash tests/services/services.sh install
 cargo test --all-targets "$@"
