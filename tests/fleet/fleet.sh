@@ -118,7 +118,7 @@ kind_of() { # index
 prepare_busybox() { # hostdir
   local a bb
   bb=$(command -v busybox) || die "busybox is not installed (apt-get install busybox)"
-  rm -rf "$1/bin" && mkdir -p "$1/bin"
+  rm -rf "${1:?}/bin" && mkdir -p "$1/bin"
   for a in $("$bb" --list); do
     case $a in nice | */*) continue ;; esac
     ln -s "$bb" "$1/bin/$a"
@@ -132,7 +132,7 @@ prepare_busybox() { # hostdir
 # and empty .bashrc/.profile.
 prepare_dropbear() { # hostdir addr
   [ -x /usr/sbin/dropbear ] || die "dropbear is not installed (apt-get install dropbear-bin)"
-  rm -rf "$1/home" "$1/dropbear_ed25519_key" "$1/dropbear.pid"
+  rm -rf "${1:?}/home" "$1/dropbear_ed25519_key" "$1/dropbear.pid"
   dropbearkey -t ed25519 -f "$1/dropbear_ed25519_key" >/dev/null 2>&1 || die "dropbearkey failed"
   mkdir -p "$1/home/.ssh"
   chmod 0755 "$1/home" && chmod 0700 "$1/home/.ssh"
@@ -149,7 +149,7 @@ prepare_dropbear() { # hostdir addr
 # `flock LOCK fleet.sh up` (or of `flock LOCK cargo test`) for as long as they run.
 close_fds() {
   local fd
-  for fd in /proc/$BASHPID/fd/*; do
+  for fd in "/proc/$BASHPID"/fd/*; do
     fd=${fd##*/}
     if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
   done
@@ -166,6 +166,7 @@ start_host() { # index addr kind
   #             would run (/usr/lib/sftp-server) hidden, so the host has no SFTP subsystem.
   (
     close_fds
+    # shellcheck disable=SC2016 # the script expands its own variables, in the namespace
     exec setsid unshare --mount --propagation private /bin/sh -c '
     set -e
     h=$1 addr=$2 kind=$3
@@ -270,7 +271,9 @@ cmd_up() {
   [[ $LB_PORT =~ ^[0-9]+$ && $API_PORT =~ ^[0-9]+$ ]] || die "ports must be numbers"
   local k
   for k in ${BUSYBOX//,/ } ${DROPBEAR//,/ }; do
-    [[ $k =~ ^[0-9]+$ ]] && [ "$k" -ge 1 ] && [ "$k" -le "$HOSTS" ] || die "--busybox/--dropbear: no host $k (hosts are 1..$HOSTS)"
+    if ! [[ $k =~ ^[0-9]+$ ]] || [ "$k" -lt 1 ] || [ "$k" -gt "$HOSTS" ]; then
+      die "--busybox/--dropbear: no host $k (hosts are 1..$HOSTS)"
+    fi
   done
   for k in ${BUSYBOX//,/ }; do
     [[ ",$DROPBEAR," != *",$k,"* ]] || die "host $k cannot be both a busybox and a Dropbear host"
@@ -319,8 +322,8 @@ cmd_up() {
     local hd="$DIR/hosts/h$i"
     mkdir -p "$hd"
     rm -rf "$hd/srv" "$hd/ssh_host_ed25519_key" "$hd/ssh_host_ed25519_key.pub" "$hd/sshd_config" \
-      "$hd/sshd.pid" "$hd/launch.pid" "$hd/mntns" "$hd/install.log" "$hd/bin" "$hd/passwd" \
-      "$hd/busybox" "$hd/home" "$hd/dropbear_ed25519_key" "$hd/dropbear.pid" "$hd/no-sftp-server"
+      "$hd/sshd.pid" "$hd/launch.pid" "$hd/mntns" "$hd/install.log" "${hd:?}/bin" "$hd/passwd" \
+      "$hd/busybox" "${hd:?}/home" "$hd/dropbear_ed25519_key" "$hd/dropbear.pid" "$hd/no-sftp-server"
     mkdir -p "$hd/srv"
     : >"$hd/bashrc"
     echo "$addr" >"$hd/address"
