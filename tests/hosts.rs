@@ -79,7 +79,11 @@ impl Requests {
     fn finish(self) -> (usize, usize, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
         let errors = self.thread.join().unwrap();
-        (self.ok.load(Ordering::SeqCst), self.failed.load(Ordering::SeqCst), errors)
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            errors,
+        )
     }
 }
 
@@ -129,22 +133,65 @@ fn the_busybox_and_dropbear_hosts_are_what_they_claim() {
     let busybox = std::fs::canonicalize("/usr/bin/busybox").unwrap();
 
     // The busybox host: login shell, /bin/sh and PATH.
-    let out = fleet.ssh(BUSYBOX, "echo \"$0|$PATH\"; sh --help 2>&1 | head -n 1; /bin/sh --help 2>&1 | head -n 1");
+    let out = fleet.ssh(
+        BUSYBOX,
+        "echo \"$0|$PATH\"; sh --help 2>&1 | head -n 1; /bin/sh --help 2>&1 | head -n 1",
+    );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.first().copied(), Some(format!("sh|{}", bin.display()).as_str()), "{text}");
-    assert!(lines.len() == 3 && lines[1..].iter().all(|l| l.starts_with("BusyBox v")), "{text}");
+    assert_eq!(
+        lines.first().copied(),
+        Some(format!("sh|{}", bin.display()).as_str()),
+        "{text}"
+    );
+    assert!(
+        lines.len() == 3 && lines[1..].iter().all(|l| l.starts_with("BusyBox v")),
+        "{text}"
+    );
 
     // Not reachable by name at all.
-    let absent = ["bash", "dash", "curl", "openssl", "nice", "nohup", "python3", "perl", "sudo"];
+    let absent = [
+        "bash", "dash", "curl", "openssl", "nice", "nohup", "python3", "perl", "sudo",
+    ];
     for (name, path) in resolve(&fleet, BUSYBOX, &absent) {
         assert_eq!(path, None, "{name} must not be reachable on the busybox host");
     }
     // GNU coreutils' (and tar's, wget's) names are busybox's applets, or nothing.
     let coreutils = [
-        "cat", "cp", "mv", "rm", "ln", "ls", "mkdir", "readlink", "realpath", "stat", "date", "sleep",
-        "head", "tail", "sort", "env", "id", "sha256sum", "md5sum", "mktemp", "timeout", "du", "df",
-        "chmod", "touch", "tr", "wc", "tee", "dirname", "basename", "stdbuf", "numfmt", "tar", "gzip",
+        "cat",
+        "cp",
+        "mv",
+        "rm",
+        "ln",
+        "ls",
+        "mkdir",
+        "readlink",
+        "realpath",
+        "stat",
+        "date",
+        "sleep",
+        "head",
+        "tail",
+        "sort",
+        "env",
+        "id",
+        "sha256sum",
+        "md5sum",
+        "mktemp",
+        "timeout",
+        "du",
+        "df",
+        "chmod",
+        "touch",
+        "tr",
+        "wc",
+        "tee",
+        "dirname",
+        "basename",
+        "stdbuf",
+        "numfmt",
+        "tar",
+        "gzip",
         "wget",
     ];
     let resolved = resolve(&fleet, BUSYBOX, &coreutils);
@@ -321,6 +368,13 @@ fn a_rollback_through_haproxy_on_a_mixed_fleet_drops_no_request() {
     let args = ["rollback", "-i", inv.to_str().unwrap(), pb.to_str().unwrap()];
     run_without_a_failed_request(&fleet, &args, "1.0.0");
     // And forward again to a release still on the hosts.
-    let args = ["rollback", "-i", inv.to_str().unwrap(), pb.to_str().unwrap(), "--to", "2.0.0"];
+    let args = [
+        "rollback",
+        "-i",
+        inv.to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "--to",
+        "2.0.0",
+    ];
     run_without_a_failed_request(&fleet, &args, "2.0.0");
 }
