@@ -378,3 +378,75 @@ fn a_rollback_through_haproxy_on_a_mixed_fleet_drops_no_request() {
     ];
     run_without_a_failed_request(&fleet, &args, "2.0.0");
 }
+
+#[test]
+fn a_fleet_brought_up_under_flock_leaves_the_lock_free() {
+    // `flock LOCK fleet.sh up` (as by hand, or `flock LOCK cargo test`): once `up` returned,
+    // nothing of the fleet may hold LOCK. Dropbear and HAProxy keep inherited descriptors.
+    let dir = std::env::temp_dir().join(format!("tranche-fleet-49-{}", std::process::id()));
+    let lock = std::env::temp_dir().join(format!("tranche-hosts-{}.lock", std::process::id()));
+    let fleet_sh = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fleet/fleet.sh");
+    struct Down(std::path::PathBuf, std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("bash")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fleet/fleet.sh"))
+                .args(["down", "--dir", self.0.to_str().unwrap()])
+                .output();
+            let _ = std::fs::remove_dir_all(&self.0);
+            let _ = std::fs::remove_file(&self.1);
+        }
+    }
+    let _down = Down(dir.clone(), lock.clone());
+    let out = std::process::Command::new("flock")
+        .arg(&lock)
+        .args(["bash", fleet_sh, "up", "--dir", dir.to_str().unwrap(), "--hosts", "3"])
+        .args(["--busybox", "2", "--dropbear", "3", "--net", "127.0.69"])
+        .args(["--lb-port", "18149", "--api-port", "19149"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let free = std::process::Command::new("flock")
+        .args(["-n"])
+        .arg(&lock)
+        .arg("true")
+        .status()
+        .unwrap();
+    let holders: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            std::fs::read_dir(e.path().join("fd"))
+                .map(|fds| {
+                    fds.filter_map(|f| f.ok())
+                        .any(|f| std::fs::read_link(f.path()).ok() == Some(lock.clone()))
+                })
+                .unwrap_or(false)
+        })
+        .map(|e| {
+            std::fs::read_to_string(e.path().join("cmdline"))
+                .unwrap_or_default()
+                .replace('\0', " ")
+        })
+        .collect();
+    assert!(free.success(), "the fleet holds the lock: {holders:?}");
+}
+
+#[test]
+fn the_live_release_installed_by_hand_is_recognised_on_a_busybox_host() {
+    // `install-service` puts releases/1.0.0 there without tranche's checksum marker, and
+    // `current` points to it. Releasing 1.0.0 again must recognise the same content (no
+    // change) on every kind of host. Today's stage script compares the folders with GNU
+    // `diff -x`, which busybox's diff does not have (slot 49 again: run with --test-threads=1).
+    let fleet = Fleet::up_with(49, 3, &[(2, HostKind::Busybox), (3, HostKind::Dropbear)]);
+    fleet.install("1.0.0");
+    let pb = fleet.playbook(
+        "same.yml",
+        "1.0.0",
+        "artifact:\n  path: artifacts/demo-1.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 2\n",
+    );
+    let inv = fleet.inventory();
+    let args = ["release", "-i", inv.to_str().unwrap(), pb.to_str().unwrap()];
+    run_without_a_failed_request(&fleet, &args, "1.0.0");
+}
