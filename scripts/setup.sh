@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Install what the local fleet needs (OpenSSH server, HAProxy, curl, sudo), once. Needs root.
+# Install what the local fleet needs (OpenSSH server, HAProxy, curl, sudo, and busybox and
+# Dropbear for its non-OpenSSH hosts), once. Needs root.
 set -euo pipefail
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v sudo >/dev/null 2>&1 || need+=(sudo)
-# The host-side scripts are tested under dash, busybox sh and bash --posix, and shellchecked.
+# The host-side scripts are tested under dash, busybox sh and bash --posix, and shellchecked;
+# the fleet makes busybox-only hosts and Dropbear hosts.
 command -v dash >/dev/null 2>&1 || need+=(dash)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+[ -x /usr/sbin/dropbear ] || need+=(dropbear-bin)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

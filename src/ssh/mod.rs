@@ -528,7 +528,7 @@ impl Connection {
             .await
             .map_err(|_| SshError::Protocol("connection closed".into()))?;
         let command = self.wrap(command);
-        match tokio::time::timeout(timeout, self.exec_inner(&command, None)).await {
+        match tokio::time::timeout(timeout, self.exec_started(&command, None)).await {
             Ok(r) => r,
             Err(_) => Err(SshError::Timeout(timeout)),
         }
@@ -555,7 +555,7 @@ impl Connection {
             offset,
         };
         let command = self.wrap(command);
-        match tokio::time::timeout(timeout, self.exec_inner(&command, Some(input))).await {
+        match tokio::time::timeout(timeout, self.exec_started(&command, Some(input))).await {
             Ok(r) => r,
             Err(_) => Err(SshError::Timeout(timeout)),
         }
@@ -570,9 +570,28 @@ impl Connection {
         }
     }
 
-    async fn exec_inner(&self, command: &str, input: Option<Input>) -> Result<ExecOutput, SshError> {
+    /// [`Connection::exec_inner`], once more on a new channel if the server closed the first
+    /// one without running the command: Dropbear (2022.83) now and then closes the session
+    /// channel opened right after an SFTP subsystem whose server could not start, before it
+    /// answers the `exec`. A command that never started can be sent again.
+    async fn exec_started(&self, command: &str, input: Option<Input>) -> Result<ExecOutput, SshError> {
+        for _ in 0..2 {
+            if let Some(out) = self.exec_inner(command, input.clone()).await? {
+                return Ok(out);
+            }
+        }
+        Err(SshError::Protocol(
+            "the server closed the channel without running the command, twice".into(),
+        ))
+    }
+
+    /// Run `command` on a new channel; `None` if the server closed the channel (or refused
+    /// the `exec`) before the command started: no answer to the request, no output, no exit.
+    async fn exec_inner(&self, command: &str, input: Option<Input>) -> Result<Option<ExecOutput>, SshError> {
         let mut channel = self.handle.channel_open_session().await?;
         channel.exec(true, command).await?;
+        let mut started = false;
+        let mut send_error = None;
         let mut out = ExecOutput::default();
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
@@ -589,10 +608,19 @@ impl Connection {
             tokio::select! {
                 res = async { writer.as_mut().expect("writer").await }, if writer.is_some() => {
                     writer = None;
-                    match res {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return Err(SshError::Protocol(format!("sending the file: {e}"))),
-                        Err(e) => return Err(SshError::Protocol(format!("sending the file: {e}"))),
+                    let failed = match res {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(e) => Some(e.to_string()),
+                    };
+                    if let Some(e) = failed {
+                        let e = SshError::Protocol(format!("sending the file: {e}"));
+                        if started {
+                            return Err(e);
+                        }
+                        // The channel may be closing before the command ran: see below.
+                        send_error = Some(e);
+                        continue;
                     }
                     if !eof_sent {
                         channel.eof().await?;
@@ -602,19 +630,42 @@ impl Connection {
                 msg = channel.wait() => {
                     let Some(msg) = msg else { break };
                     match msg {
-                        ChannelMsg::Data { data } => push_capped(&mut stdout, &data),
-                        ChannelMsg::ExtendedData { data, ext: 1 } => push_capped(&mut stderr, &data),
-                        ChannelMsg::ExitStatus { exit_status } => out.status = Some(exit_status),
-                        ChannelMsg::ExitSignal { signal_name, .. } => out.signal = Some(format!("{signal_name:?}")),
+                        ChannelMsg::Success => started = true,
+                        ChannelMsg::Failure if !started => break,
+                        ChannelMsg::Data { data } => {
+                            started = true;
+                            push_capped(&mut stdout, &data)
+                        }
+                        ChannelMsg::ExtendedData { data, ext: 1 } => {
+                            started = true;
+                            push_capped(&mut stderr, &data)
+                        }
+                        ChannelMsg::ExitStatus { exit_status } => {
+                            started = true;
+                            out.status = Some(exit_status)
+                        }
+                        ChannelMsg::ExitSignal { signal_name, .. } => {
+                            started = true;
+                            out.signal = Some(format!("{signal_name:?}"))
+                        }
                         ChannelMsg::Close => break,
                         _ => {}
                     }
                 }
             }
         }
+        if !started {
+            if let Some(w) = writer {
+                w.abort();
+            }
+            return Ok(None);
+        }
+        if let Some(e) = send_error {
+            return Err(e);
+        }
         out.stdout = String::from_utf8_lossy(&stdout).into_owned();
         out.stderr = String::from_utf8_lossy(&stderr).into_owned();
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Upload `local` to `remote` over SFTP, at most `bandwidth` bytes per second (0: no cap).
@@ -740,6 +791,7 @@ impl Connection {
     }
 }
 
+#[derive(Clone)]
 struct Input {
     path: PathBuf,
     bandwidth: u64,
@@ -1026,6 +1078,171 @@ fn connect_reason(e: &russh::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An SSH server on loopback that, like Dropbear now and then, closes the first session
+    /// channel it gets an `exec` on without running the command (no reply, EOF, close). Later
+    /// channels run any command: answer, echo the bytes received on stdin, exit 0.
+    #[derive(Clone, Default)]
+    struct ClosesFirstChannel {
+        execs: Arc<std::sync::atomic::AtomicUsize>,
+        stdin: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+
+    impl russh::server::Server for ClosesFirstChannel {
+        type Handler = Self;
+        fn new_client(&mut self, _: Option<std::net::SocketAddr>) -> Self {
+            self.clone()
+        }
+    }
+
+    impl russh::server::Handler for ClosesFirstChannel {
+        type Error = russh::Error;
+
+        async fn auth_publickey(
+            &mut self,
+            _: &str,
+            _: russh::server::VerifiedPublicKey<'_>,
+        ) -> Result<russh::server::Auth, Self::Error> {
+            Ok(russh::server::Auth::Accept)
+        }
+
+        async fn channel_open_session(
+            &mut self,
+            _: russh::Channel<russh::server::Msg>,
+            reply: russh::server::ChannelOpenHandle,
+            _: &mut russh::server::Session,
+        ) -> Result<(), Self::Error> {
+            reply.accept().await;
+            Ok(())
+        }
+
+        async fn exec_request(
+            &mut self,
+            channel: russh::ChannelId,
+            _: &[u8],
+            session: &mut russh::server::Session,
+        ) -> Result<(), Self::Error> {
+            if self.execs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                session.eof(channel)?;
+                session.close(channel)?;
+            } else {
+                self.stdin.lock().unwrap().clear();
+                session.channel_success(channel)?;
+            }
+            Ok(())
+        }
+
+        async fn data(
+            &mut self,
+            _: russh::ChannelId,
+            data: &[u8],
+            _: &mut russh::server::Session,
+        ) -> Result<(), Self::Error> {
+            self.stdin.lock().unwrap().extend_from_slice(data);
+            Ok(())
+        }
+
+        async fn channel_eof(
+            &mut self,
+            channel: russh::ChannelId,
+            session: &mut russh::server::Session,
+        ) -> Result<(), Self::Error> {
+            if self.execs.load(std::sync::atomic::Ordering::SeqCst) > 1 {
+                let got = format!("ran, {} bytes in\n", self.stdin.lock().unwrap().len());
+                session.data(channel, got.into_bytes())?;
+                session.exit_status_request(channel, 0)?;
+                session.eof(channel)?;
+                session.close(channel)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// A [`ClosesFirstChannel`] server and a connection to it.
+    async fn connect_to_closing_server(dir: &Path) -> (Connection, ClosesFirstChannel) {
+        use russh::server::Server as _;
+        let keygen = |path: &Path| {
+            let _ = std::fs::remove_file(path);
+            let _ = std::fs::remove_file(path.with_extension("pub"));
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "ssh-keygen");
+            russh::keys::load_secret_key(path, None).unwrap()
+        };
+        let host_key = keygen(&dir.join("host_key"));
+        let identity = dir.join("id_ed25519");
+        keygen(&identity);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let known_hosts = dir.join("known_hosts");
+        std::fs::write(
+            &known_hosts,
+            format!("[127.0.0.1]:{port} {}\n", host_key.public_key().to_openssh().unwrap()),
+        )
+        .unwrap();
+        let config = Arc::new(russh::server::Config {
+            keys: vec![host_key],
+            ..Default::default()
+        });
+        let mut server = ClosesFirstChannel::default();
+        let state = server.clone();
+        tokio::spawn(async move {
+            let _ = server.run_on_socket(config, &listener).await;
+        });
+        let ep = Endpoint {
+            name: "closing".into(),
+            address: "127.0.0.1".into(),
+            port,
+            user: "root".into(),
+            identities: vec![identity],
+            jump: None,
+        };
+        let settings = SshSettings {
+            known_hosts,
+            accept_new_host_keys: false,
+            identities: vec![],
+            use_agent: false,
+            ask_passphrase: false,
+            config: None,
+            bastions: Bastions::default(),
+            max_connecting: 1,
+            connect_timeout: Duration::from_secs(5),
+            default_user: "root".into(),
+        };
+        (Connection::open(&ep, &settings).await.unwrap(), state)
+    }
+
+    #[tokio::test]
+    async fn a_channel_closed_before_the_command_ran_is_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, server) = connect_to_closing_server(dir.path()).await;
+        let out = conn.exec("true", Duration::from_secs(10)).await.unwrap();
+        assert_eq!(
+            (out.status, out.stdout.as_str()),
+            (Some(0), "ran, 0 bytes in\n"),
+            "{out:?}"
+        );
+        assert_eq!(server.execs.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // With a file on stdin (the upload through `cat`): all of it reaches the second channel.
+        let (conn, server) = connect_to_closing_server(dir.path()).await;
+        let file = dir.path().join("artifact");
+        std::fs::write(&file, vec![7u8; 300_000]).unwrap();
+        let out = conn
+            .exec_with_input("cat > x.part", &file, 0, 0, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            (out.status, out.stdout.as_str()),
+            (Some(0), "ran, 300000 bytes in\n"),
+            "{out:?}"
+        );
+        assert_eq!(server.execs.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 
     #[test]
     fn writes_in_flight_follow_the_round_trip() {

@@ -27,14 +27,41 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The kind of one host of the fleet (tests/fleet/README.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    /// OpenSSH's sshd, the machine's own shell and `PATH` (every host of [`Fleet::up`]).
+    OpenSsh,
+    /// sshd, but root's login shell and `/bin/sh` are busybox, and the sessions' `PATH` holds
+    /// only busybox applets: no bash, GNU coreutils, curl, openssl or nice by name.
+    Busybox,
+    /// Dropbear instead of sshd, without an SFTP subsystem.
+    Dropbear,
+}
+
 impl Fleet {
     /// `slot` picks the network 127.0.<20+slot> and the ports, so tests can run side by side.
     pub fn up(slot: u16, hosts: usize) -> Fleet {
+        Fleet::up_with(slot, hosts, &[])
+    }
+
+    /// [`Fleet::up`] where the hosts named in `kinds` (1-based index, kind) are of another
+    /// kind than OpenSSH, e.g. `&[(3, HostKind::Busybox), (4, HostKind::Dropbear)]`.
+    pub fn up_with(slot: u16, hosts: usize, kinds: &[(usize, HostKind)]) -> Fleet {
         let dir = std::env::temp_dir().join(format!("tranche-fleet-{slot}-{}", std::process::id()));
         let net = format!("127.0.{}", 20 + slot);
         let (lb_port, api_port) = (18100 + slot, 19100 + slot);
         let (hosts_s, lb_s, api_s) = (hosts.to_string(), lb_port.to_string(), api_port.to_string());
-        let out = fleet_sh(&[
+        let list = |want: HostKind| -> String {
+            kinds
+                .iter()
+                .filter(|(_, k)| *k == want)
+                .map(|(i, _)| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let (busybox, dropbear) = (list(HostKind::Busybox), list(HostKind::Dropbear));
+        let mut args = vec![
             "up",
             "--dir",
             dir.to_str().unwrap(),
@@ -46,7 +73,14 @@ impl Fleet {
             &lb_s,
             "--api-port",
             &api_s,
-        ]);
+        ];
+        if !busybox.is_empty() {
+            args.extend(["--busybox", busybox.as_str()]);
+        }
+        if !dropbear.is_empty() {
+            args.extend(["--dropbear", dropbear.as_str()]);
+        }
+        let out = fleet_sh(&args);
         assert!(
             out.status.success(),
             "fleet up failed:\n{}",
@@ -59,6 +93,18 @@ impl Fleet {
             lb_port,
             api_port,
         }
+    }
+
+    /// Run `command` on host `i` (1-based) with plain OpenSSH (`ssh -F DIR/ssh_config`).
+    pub fn ssh(&self, i: usize, command: &str) -> Output {
+        Command::new("ssh")
+            .arg("-F")
+            .arg(self.dir.join("ssh_config"))
+            .arg(format!("{}.{i}", self.net))
+            .arg(command)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run ssh")
     }
 
     pub fn install(&self, version: &str) {

@@ -291,7 +291,9 @@ def cmd_kill_fleet(d):
         victims.update(host_pids(hdir, ns))
         # the recorded sshd (also in ns, unless it never got that far)
         pid = pid_from(os.path.join(hdir, "sshd.pid"))
-        if pid and alive(pid) and os.path.join(hdir, "sshd_config") in cmdline(pid):
+        # (sshd names its config on its command line, dropbear its host key)
+        if pid and alive(pid) and any(os.path.join(hdir, f) in cmdline(pid)
+                                      for f in ("sshd_config", "dropbear_ed25519_key")):
             victims.add(pid)
         # the service by its pidfile (covers a missing mntns file)
         pid = pid_from(os.path.join(hdir, "srv", "demo", "app.pid"))
@@ -326,8 +328,8 @@ def cmd_status(d):
     print("fleet %s  lb %s  api %s  haproxy %s" % (
         d, env.get("FLEET_LB", "?"), env.get("FLEET_API", "?"),
         "up (pid %d)" % hpid if hpid and alive(hpid) else "down"))
-    fmt = "%-5s %-14s %-16s %-16s %-20s %s"
-    print(fmt % ("host", "address", "sshd", "service", "current", "haproxy"))
+    fmt = "%-5s %-14s %-9s %-16s %-16s %-20s %s"
+    print(fmt % ("host", "address", "kind", "sshd", "service", "current", "haproxy"))
     for i, hdir in hosts_of(d):
         name = read(os.path.join(hdir, "name"), "h%02d" % i)
         spid = pid_from(os.path.join(hdir, "sshd.pid"))
@@ -338,7 +340,7 @@ def cmd_status(d):
             cur = "-"
         hs = st.get(name)
         print(fmt % (
-            name, read(os.path.join(hdir, "address"), "?"),
+            name, read(os.path.join(hdir, "address"), "?"), read(os.path.join(hdir, "kind"), "openssh"),
             "up (pid %d)" % spid if spid and alive(spid) else "down",
             "up (pid %d)" % apid if apid and alive(apid) else "down",
             cur,
