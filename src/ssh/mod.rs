@@ -1193,16 +1193,8 @@ mod tests {
         tokio::spawn(async move {
             let _ = server.run_on_socket(config, &listener).await;
         });
-        let ep = Endpoint {
-            name: "closing".into(),
-            address: "127.0.0.1".into(),
-            port,
-            user: "root".into(),
-            identities: vec![identity],
-            jump: None,
-        };
         let settings = SshSettings {
-            known_hosts,
+            known_hosts: Some(known_hosts),
             accept_new_host_keys: false,
             identities: vec![],
             use_agent: false,
@@ -1213,6 +1205,15 @@ mod tests {
             connect_timeout: Duration::from_secs(5),
             default_user: "root".into(),
         };
+        let spec = config::HostSpec {
+            name: "closing".into(),
+            address: Some("127.0.0.1".into()),
+            port: Some(port),
+            user: Some("root".into()),
+            identity: Some(identity),
+            jump: None,
+        };
+        let ep = config::resolve(&spec, &settings);
         (Connection::open(&ep, &settings).await.unwrap(), state)
     }
 
