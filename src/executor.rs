@@ -406,7 +406,7 @@ impl Executor {
             version,
             mode: mode.to_string(),
             hosts: r.targets.len(),
-            plan: crate::report::plan::to_json(r),
+            plan: crate::report::plan::summary(r),
         });
         let endpoints: Vec<Endpoint> = r.targets.iter().map(|h| self.endpoint(h)).collect();
         for msg in crate::ssh::config::warnings(&endpoints) {
