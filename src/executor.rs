@@ -2,7 +2,7 @@
 //! limit, then the batches, each host through its pipeline (SPEC §1), a failure budget over the
 //! whole run. It only emits events; it never prints.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::events::{Event, EventKind, Status, Step};
 use crate::exit_code;
 use crate::inventory::Host;
+use crate::journal::Carried;
 use crate::playbook::{shell_quote, ArtifactSource};
 use crate::policy::{self, Cancel, CancelReason, FailureBudget, Undo};
 use crate::registry::RegistryClient;
@@ -25,7 +26,8 @@ pub const CONNECT_CONCURRENCY: usize = 32;
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
-pub type Emit = Arc<dyn Fn(Event) + Send + Sync>;
+/// Where events go. An error: the journal could not be written; the run stops starting hosts.
+pub type Emit = Arc<dyn Fn(Event) -> Result<(), crate::journal::JournalError> + Send + Sync>;
 
 /// The question of a `confirm` pause, answered by whoever runs the executor (the terminal).
 pub type Confirm = Arc<dyn Fn(usize) -> bool + Send + Sync>;
@@ -117,17 +119,6 @@ pub enum Mode {
     Check,
 }
 
-/// What a resumed run carries over from the journal of the interrupted one.
-#[derive(Debug, Clone, Default)]
-pub struct Carried {
-    /// The release each host had before the interrupted run changed it.
-    pub previous: HashMap<String, String>,
-    /// Hosts whose pipeline had started: they go through it again whatever they look like now.
-    pub started: HashSet<String>,
-    /// Hosts that already failed, counted against the budget.
-    pub failed: usize,
-}
-
 /// Why preflight refused a host.
 struct PreflightError {
     msg: String,
@@ -207,6 +198,12 @@ pub struct Executor {
     left_out: std::sync::Mutex<Vec<String>>,
     /// The step each host is in, for the record of a run stopped at once.
     in_flight: std::sync::Mutex<BTreeMap<String, Step>>,
+    /// How each host's pipeline ended so far, and when the run started: the counts of a run
+    /// stopped at once.
+    finished: std::sync::Mutex<HashMap<String, Status>>,
+    run_started: std::sync::OnceLock<Instant>,
+    /// The journal could not be written: set once, by the first failed write.
+    journal_failed: AtomicBool,
 }
 
 impl Executor {
@@ -240,6 +237,9 @@ impl Executor {
             in_flight: std::sync::Mutex::new(BTreeMap::new()),
             left_out: std::sync::Mutex::new(Vec::new()),
             zone_gates,
+            finished: std::sync::Mutex::new(HashMap::new()),
+            run_started: std::sync::OnceLock::new(),
+            journal_failed: AtomicBool::new(false),
         }
     }
 
@@ -279,15 +279,31 @@ impl Executor {
             host: None,
             msg: msg.clone(),
         });
+        let finished = self.finished.lock().expect("finished").clone();
+        let count = |want: Status| finished.values().filter(|s| **s == want).count();
         self.event(EventKind::RunFinished {
-            ok: 0,
+            ok: count(Status::Ok),
             failed: self.failed.load(Ordering::SeqCst),
-            reverted: 0,
-            skipped: 0,
+            reverted: count(Status::Reverted),
+            skipped: count(Status::Skipped),
             exit_code: exit_code::INTERRUPTED,
-            ms: 0,
+            ms: self.run_started.get().map_or(0, |t| t.elapsed().as_millis() as u64),
             msg,
         });
+    }
+
+    /// The journal could not be written: resume could not trust it past this point, so the run
+    /// stops as if interrupted (no new host starts; hosts in flight finish), and says why.
+    fn journal_failed(&self, e: &crate::journal::JournalError) {
+        if self.journal_failed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.event(EventKind::Warning {
+            host: None,
+            msg: format!("{e}; the run stops: no new host starts, hosts in flight finish"),
+        });
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.interrupt_signal.send_replace(true);
     }
 
     /// Why no new host may start now, if so: the run was interrupted, or (with a window or zone
@@ -350,9 +366,17 @@ impl Executor {
             } => {
                 self.in_flight.lock().expect("in flight").remove(host);
             }
+            EventKind::RunStarted { .. } => {
+                self.run_started.get_or_init(Instant::now);
+            }
             _ => {}
         }
-        (self.emit)(Event::new(&self.run_id, kind));
+        if let EventKind::HostFinished { host, status, .. } = &kind {
+            self.finished.lock().expect("finished").insert(host.clone(), *status);
+        }
+        if let Err(e) = (self.emit)(Event::new(&self.run_id, kind)) {
+            self.journal_failed(&e);
+        }
     }
 
     fn host_done(&self, batch: usize, host: &str, status: Status, started: Instant, msg: impl Into<String>) {
