@@ -72,10 +72,10 @@ impl RunRecord {
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         let dir = run_dir(state_dir, &self.run_id);
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(
-            dir.join("run.json"),
-            serde_json::to_string_pretty(self).expect("record serialises"),
-        )
+        // On disk before the journal's first event: resume needs both.
+        let mut f = File::create(dir.join("run.json"))?;
+        f.write_all(serde_json::to_string_pretty(self).expect("record serialises").as_bytes())?;
+        f.sync_all()
     }
 
     pub fn load(state_dir: &Path, run_id: &str) -> Result<RunRecord, String> {
