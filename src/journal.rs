@@ -74,7 +74,11 @@ impl RunRecord {
         std::fs::create_dir_all(&dir)?;
         // On disk before the journal's first event: resume needs both.
         let mut f = File::create(dir.join("run.json"))?;
-        f.write_all(serde_json::to_string_pretty(self).expect("record serialises").as_bytes())?;
+        f.write_all(
+            serde_json::to_string_pretty(self)
+                .expect("record serialises")
+                .as_bytes(),
+        )?;
         f.sync_all()
     }
 
@@ -401,19 +405,22 @@ fn cut_torn_tail(file: &mut File) -> std::io::Result<()> {
     }
 }
 
-/// The newest run in `state_dir` that did not finish (no `run_finished`, or exit 130).
+/// The newest run in `state_dir` that did not finish (no `run_finished`, or exit 130). A run
+/// whose journal is damaged counts: resuming it says what is wrong, rather than picking an
+/// older run.
 pub fn latest_unfinished(state_dir: &Path) -> Option<String> {
     let mut runs: Vec<String> = std::fs::read_dir(state_dir.join("runs"))
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     runs.sort();
-    runs.into_iter()
-        .rev()
-        .find(|id| match read_journal(&journal_path(state_dir, id)) {
+    runs.into_iter().rev().find(|id| {
+        let path = journal_path(state_dir, id);
+        match read_journal(&path) {
             Ok(s) => matches!(s.exit_code, None | Some(130)),
-            Err(_) => false,
-        })
+            Err(_) => path.exists(),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -684,6 +691,27 @@ mod tests {
         let e = read(&[lines[0].clone(), r#"{"type":"host_exploded"}"#.into()], "").unwrap_err();
         assert!(e.contains("line 2 is not an event"), "{e}");
         assert!(e.contains("journal.jsonl is damaged"), "{e}");
+    }
+
+    #[test]
+    fn the_latest_unfinished_run_may_be_a_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |id: &str, lines: &[String]| {
+            let p = journal_path(dir.path(), id);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        };
+        write("20261121-100000-aaaa", &[run_started("2.0.0"), run_finished(130)]);
+        write("20261121-110000-bbbb", &[run_started("2.0.0"), run_finished(0)]);
+        assert_eq!(latest_unfinished(dir.path()).as_deref(), Some("20261121-100000-aaaa"));
+        write(
+            "20261121-120000-cccc",
+            &[run_started("2.0.0"), "garbage".into(), host_started("a", "1")],
+        );
+        assert_eq!(latest_unfinished(dir.path()).as_deref(), Some("20261121-120000-cccc"));
+        // A run without a journal is no candidate.
+        std::fs::create_dir_all(run_dir(dir.path(), "20261121-130000-dddd")).unwrap();
+        assert_eq!(latest_unfinished(dir.path()).as_deref(), Some("20261121-120000-cccc"));
     }
 
     fn event(kind: EventKind) -> Event {
