@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::cli::{Files, Format, RunOptions, SshOptions};
-use crate::executor::{Carried, Executor, Mode};
-use crate::journal::{self, RunRecord};
+use crate::executor::{Executor, Mode};
+use crate::journal::{self, Carried, RunRecord};
 use crate::release::{Release, ReleaseRequest};
 use crate::{events, exit_code, report, ssh, status};
 
@@ -325,6 +325,7 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
     };
     let rt = runtime();
     let sink = reporter.clone();
+    let record_id = record.run_id.clone();
     let mut exec = Executor::new(r, settings, record.run_id.clone(), Arc::new(move |e| sink.report(&e)));
     exec.assume_yes = run.yes;
     let asker = reporter.clone();
@@ -368,6 +369,20 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
     });
     let outcome = rt.block_on(exec.run());
     reporter.finish();
+    if let Some(e) = reporter.journal_error() {
+        // The run stopped starting hosts when the journal failed; resume reads what did reach it.
+        eprintln!("error: {e}; the run stopped there: no host started after it");
+        eprintln!(
+            "  = hint: free the space or fix {}, then `tranche resume {}` continues",
+            run.state_dir.display(),
+            record_id
+        );
+        rt.shutdown_background();
+        return match outcome.exit_code {
+            exit_code::SUCCESS => exit_code::INTERRUPTED,
+            code => code,
+        };
+    }
     // A confirmation question left waiting on the terminal (the run was interrupted while it
     // asked) must not keep the process alive.
     rt.shutdown_background();

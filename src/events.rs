@@ -1,11 +1,16 @@
 //! The Event type: the only thing the executor emits. Reporters (terminal, plain lines, JSON
 //! Lines) and the journal consume it. The JSON form is SPEC §5; fields are only ever added.
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+
+mod plan;
+pub use plan::{
+    PauseWord, PlanBatch, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause, PlanPauses, PlanSilence,
+    PlanStage, PlanSummary,
+};
 
 /// The pipeline steps of SPEC §1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Preflight,
@@ -38,9 +43,25 @@ impl Step {
             Step::Revert => "revert",
         }
     }
+
+    /// Whether the step changes a host or what it serves (its registration, its alerts): the
+    /// journal is on disk before such a step starts.
+    pub fn changes_host(self) -> bool {
+        match self {
+            Step::Silence
+            | Step::Deregister
+            | Step::Stop
+            | Step::Deploy
+            | Step::Start
+            | Step::Register
+            | Step::Unsilence
+            | Step::Revert => true,
+            Step::Preflight | Step::Stage | Step::Health => false,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -60,7 +81,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum EventKind {
     RunStarted {
@@ -69,7 +90,7 @@ pub enum EventKind {
         hosts: usize,
         /// `release`, `rollback` (to the previous release, or `--to`) or `check` (preflight only).
         mode: String,
-        plan: Value,
+        plan: PlanSummary,
     },
     BatchStarted {
         batch: usize,
@@ -157,7 +178,7 @@ impl EventKind {
             } => {
                 r.scrub(service);
                 r.scrub(version);
-                r.json(plan);
+                plan.redact_with(r);
             }
             EventKind::StepFinished { msg, stderr, .. } => {
                 r.scrub(msg);
@@ -180,7 +201,7 @@ impl EventKind {
 }
 
 /// One event with its envelope.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub v: u32,
     pub ts: String,
@@ -259,13 +280,171 @@ mod tests {
             version: "2".into(),
             hosts: 1,
             mode: "release".into(),
-            plan: serde_json::json!({"silence": {"alertmanager": "http://am:s3cr3t@am:9093"}}),
+            plan: PlanSummary {
+                silence: Some(PlanSilence {
+                    alertmanager: "http://am:s3cr3t@am:9093".into(),
+                    ..PlanSilence::default()
+                }),
+                ..PlanSummary::default()
+            },
         };
         k.redact(&[]);
         let EventKind::RunStarted { plan, .. } = &k else {
             unreachable!()
         };
-        assert_eq!(plan["silence"]["alertmanager"], "http://***@am:9093");
+        assert_eq!(plan.silence.as_ref().unwrap().alertmanager, "http://***@am:9093");
+    }
+
+    /// One event of every kind, with every optional field set one way or the other.
+    fn every_kind() -> Vec<EventKind> {
+        vec![
+            EventKind::RunStarted {
+                service: "demo".into(),
+                version: "2.0.0".into(),
+                hosts: 2,
+                mode: "release".into(),
+                plan: plan::tests::full_plan(),
+            },
+            EventKind::RunStarted {
+                service: "demo".into(),
+                version: "the previous release".into(),
+                hosts: 0,
+                mode: "rollback".into(),
+                plan: PlanSummary::default(),
+            },
+            EventKind::BatchStarted {
+                batch: 1,
+                hosts: vec!["a".into(), "b".into()],
+            },
+            EventKind::HostStarted {
+                batch: 1,
+                host: "a".into(),
+                previous: Some("1.0.0".into()),
+            },
+            EventKind::HostStarted {
+                batch: 1,
+                host: "b".into(),
+                previous: None,
+            },
+            EventKind::StepStarted {
+                batch: 1,
+                host: "a".into(),
+                step: Step::Deregister,
+            },
+            EventKind::StepFinished {
+                batch: 1,
+                host: "a".into(),
+                step: Step::Start,
+                status: Status::Failed,
+                ms: 3,
+                msg: "exit 1".into(),
+                stderr: Some("boom".into()),
+            },
+            EventKind::StepFinished {
+                batch: 1,
+                host: "a".into(),
+                step: Step::Revert,
+                status: Status::Ok,
+                ms: 3,
+                msg: String::new(),
+                stderr: None,
+            },
+            EventKind::HostFinished {
+                batch: 1,
+                host: "a".into(),
+                status: Status::Reverted,
+                ms: 9,
+                msg: "back on 1.0.0".into(),
+            },
+            EventKind::BatchFinished {
+                batch: 1,
+                ok: 1,
+                skipped: 2,
+                failed: 3,
+                ms: 10,
+            },
+            EventKind::GateChecked {
+                batch: 1,
+                status: Status::Skipped,
+                ms: 5,
+                msg: "not finished".into(),
+            },
+            EventKind::Paused {
+                batch: 2,
+                reason: "canary_pause".into(),
+            },
+            EventKind::Resumed { batch: 2 },
+            EventKind::Warning {
+                host: Some("a".into()),
+                msg: "slow".into(),
+            },
+            EventKind::Warning {
+                host: None,
+                msg: "interrupted".into(),
+            },
+            EventKind::RunFinished {
+                ok: 1,
+                failed: 1,
+                reverted: 1,
+                skipped: 0,
+                exit_code: 2,
+                ms: 100,
+                msg: "done".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn every_event_round_trips() {
+        let kinds = every_kind();
+        // Every variant is here (the match fails to compile when one is added).
+        let mut seen = std::collections::BTreeSet::new();
+        for k in &kinds {
+            seen.insert(match k {
+                EventKind::RunStarted { .. } => "run_started",
+                EventKind::BatchStarted { .. } => "batch_started",
+                EventKind::HostStarted { .. } => "host_started",
+                EventKind::StepStarted { .. } => "step_started",
+                EventKind::StepFinished { .. } => "step_finished",
+                EventKind::HostFinished { .. } => "host_finished",
+                EventKind::BatchFinished { .. } => "batch_finished",
+                EventKind::GateChecked { .. } => "gate_checked",
+                EventKind::Paused { .. } => "paused",
+                EventKind::Resumed { .. } => "resumed",
+                EventKind::Warning { .. } => "warning",
+                EventKind::RunFinished { .. } => "run_finished",
+            });
+        }
+        assert_eq!(seen.len(), 12);
+        for kind in kinds {
+            let e = Event::new("20261121-100000-ab12", kind);
+            let line = e.to_json_line();
+            let back: Event = serde_json::from_str(&line).unwrap_or_else(|err| panic!("{line}: {err}"));
+            assert_eq!(back, e, "{line}");
+            assert_eq!(back.to_json_line(), line);
+        }
+        for s in [
+            Step::Preflight,
+            Step::Stage,
+            Step::Silence,
+            Step::Deregister,
+            Step::Stop,
+            Step::Deploy,
+            Step::Start,
+            Step::Health,
+            Step::Register,
+            Step::Unsilence,
+            Step::Revert,
+        ] {
+            let text = serde_json::to_string(&s).unwrap();
+            assert_eq!(text, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<Step>(&text).unwrap(), s);
+        }
+        for s in [Status::Ok, Status::Failed, Status::Skipped, Status::Reverted] {
+            let text = serde_json::to_string(&s).unwrap();
+            assert_eq!(text, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<Status>(&text).unwrap(), s);
+        }
     }
 
     #[test]

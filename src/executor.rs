@@ -2,7 +2,7 @@
 //! limit, then the batches, each host through its pipeline (SPEC §1), a failure budget over the
 //! whole run. It only emits events; it never prints.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +13,7 @@ use tokio::sync::{watch, Semaphore};
 use crate::events::{Event, EventKind, Status, Step};
 use crate::exit_code;
 use crate::inventory::Host;
+use crate::journal::Carried;
 use crate::playbook::ArtifactSource;
 use crate::policy::{self, Cancel, CancelReason, FailureBudget, Undo};
 use crate::registry::RegistryClient;
@@ -27,7 +28,8 @@ pub const CONNECT_CONCURRENCY: usize = 32;
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
-pub type Emit = Arc<dyn Fn(Event) + Send + Sync>;
+/// Where events go. An error: the journal could not be written; the run stops starting hosts.
+pub type Emit = Arc<dyn Fn(Event) -> Result<(), crate::journal::JournalError> + Send + Sync>;
 
 /// The question of a `confirm` pause, answered by whoever runs the executor (the terminal).
 pub type Confirm = Arc<dyn Fn(usize) -> bool + Send + Sync>;
@@ -107,17 +109,6 @@ pub enum Mode {
     Rollback { to: Option<String> },
     /// Preflight only (`plan --check`): change nothing, take no lock.
     Check,
-}
-
-/// What a resumed run carries over from the journal of the interrupted one.
-#[derive(Debug, Clone, Default)]
-pub struct Carried {
-    /// The release each host had before the interrupted run changed it.
-    pub previous: HashMap<String, String>,
-    /// Hosts whose pipeline had started: they go through it again whatever they look like now.
-    pub started: HashSet<String>,
-    /// Hosts that already failed, counted against the budget.
-    pub failed: usize,
 }
 
 /// Why preflight refused a host.
@@ -203,6 +194,12 @@ pub struct Executor {
     pub renew_every: Duration,
     /// Hosts whose lock this run found gone or taken when renewing it.
     lost_locks: std::sync::Mutex<Vec<String>>,
+    /// How each host's pipeline ended so far, and when the run started: the counts of a run
+    /// stopped at once.
+    finished: std::sync::Mutex<HashMap<String, Status>>,
+    run_started: std::sync::OnceLock<Instant>,
+    /// The journal could not be written: set once, by the first failed write.
+    journal_failed: AtomicBool,
 }
 
 impl Executor {
@@ -238,6 +235,9 @@ impl Executor {
             renew_every: Duration::from_secs(600),
             lost_locks: std::sync::Mutex::new(Vec::new()),
             zone_gates,
+            finished: std::sync::Mutex::new(HashMap::new()),
+            run_started: std::sync::OnceLock::new(),
+            journal_failed: AtomicBool::new(false),
         }
     }
 
@@ -277,21 +277,39 @@ impl Executor {
             host: None,
             msg: msg.clone(),
         });
+        let finished = self.finished.lock().expect("finished").clone();
+        let count = |want: Status| finished.values().filter(|s| **s == want).count();
         self.event(EventKind::RunFinished {
-            ok: 0,
+            ok: count(Status::Ok),
             failed: self.failed.load(Ordering::SeqCst),
-            reverted: 0,
-            skipped: 0,
+            reverted: count(Status::Reverted),
+            skipped: count(Status::Skipped),
             exit_code: exit_code::INTERRUPTED,
-            ms: 0,
+            ms: self.run_started.get().map_or(0, |t| t.elapsed().as_millis() as u64),
             msg,
         });
+    }
+
+    /// The journal could not be written: resume could not trust it past this point, so the run
+    /// stops as if interrupted (no new host starts; hosts in flight finish), and says why.
+    fn journal_failed(&self, e: &crate::journal::JournalError) {
+        if self.journal_failed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.event(EventKind::Warning {
+            host: None,
+            msg: format!("{e}; the run stops: no new host starts, hosts in flight finish"),
+        });
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.interrupt_signal.send_replace(true);
     }
 
     /// Why no new host may start now, if so: the run was interrupted, or (with a window or zone
     /// gates, hosts of a batch still wait) failures already exceed the budget.
     fn no_new_host(&self) -> Option<&'static str> {
-        if self.is_interrupted() {
+        if self.journal_failed.load(Ordering::SeqCst) {
+            Some("the journal cannot be written")
+        } else if self.is_interrupted() {
             Some("the run was interrupted")
         } else if !self.lost_locks.lock().expect("lost locks").is_empty() {
             Some("this run lost the lock of a host")
@@ -350,9 +368,17 @@ impl Executor {
             } => {
                 self.in_flight.lock().expect("in flight").remove(host);
             }
+            EventKind::RunStarted { .. } => {
+                self.run_started.get_or_init(Instant::now);
+            }
             _ => {}
         }
-        (self.emit)(Event::new(&self.run_id, kind));
+        if let EventKind::HostFinished { host, status, .. } = &kind {
+            self.finished.lock().expect("finished").insert(host.clone(), *status);
+        }
+        if let Err(e) = (self.emit)(Event::new(&self.run_id, kind)) {
+            self.journal_failed(&e);
+        }
     }
 
     fn host_done(&self, batch: usize, host: &str, status: Status, started: Instant, msg: impl Into<String>) {
@@ -406,7 +432,7 @@ impl Executor {
             version,
             mode: mode.to_string(),
             hosts: r.targets.len(),
-            plan: crate::report::plan::to_json(r),
+            plan: crate::report::plan::summary(r),
         });
         let endpoints: Vec<Endpoint> = r.targets.iter().map(|h| self.endpoint(h)).collect();
         for msg in crate::ssh::config::warnings(&endpoints) {

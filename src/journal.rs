@@ -1,13 +1,33 @@
 //! The run record and its journal under `<state-dir>/runs/<run-id>/`: `run.json` says what was
 //! asked (files, their checksums, the command), `journal.jsonl` holds every event. Together
 //! they are the source of truth for `tranche resume`.
+//!
+//! The journal is written here ([`JournalWriter`]: every event a line, on disk before any step
+//! that changes a host) and read here ([`read_journal`]: typed events replayed, never their
+//! message text).
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::executor::Carried;
+use crate::events::{Event, EventKind, Status, Step};
+
+mod writer;
+pub use writer::{needs_sync, JournalError, JournalWriter};
+
+/// What a resumed run carries over from the journal of the interrupted one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Carried {
+    /// The release each host had before the interrupted run changed it.
+    pub previous: HashMap<String, String>,
+    /// Hosts whose pipeline had started: they go through it again whatever they look like now.
+    pub started: HashSet<String>,
+    /// Hosts that already failed, counted against the budget.
+    pub failed: usize,
+}
 
 /// What a run was asked to do, saved when it starts.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -55,10 +75,14 @@ impl RunRecord {
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         let dir = run_dir(state_dir, &self.run_id);
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(
-            dir.join("run.json"),
-            serde_json::to_string_pretty(self).expect("record serialises"),
-        )
+        // On disk before the journal's first event: resume needs both.
+        let mut f = File::create(dir.join("run.json"))?;
+        f.write_all(
+            serde_json::to_string_pretty(self)
+                .expect("record serialises")
+                .as_bytes(),
+        )?;
+        f.sync_all()
     }
 
     pub fn load(state_dir: &Path, run_id: &str) -> Result<RunRecord, String> {
@@ -86,111 +110,494 @@ impl RunRecord {
 }
 
 /// What the journal says about a run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct JournalSummary {
-    /// Hosts whose pipeline ended (ok, failed or reverted), or that were already there.
+    /// Hosts whose pipeline ended (ok, failed or reverted), or that were already on the release.
     pub done: HashSet<String>,
     pub carried: Carried,
     /// Whether some host passed (so a resumed run needs no canary).
     pub any_ok: bool,
-    /// The exit code of the last `run_finished`, if the run got that far.
+    /// The exit code of the `run_finished` of the last run (the first or a resume), if it got
+    /// that far.
     pub exit_code: Option<i64>,
 }
 
-/// Read a journal. A torn last line (the controller killed mid-write) is ignored.
-pub fn read_journal(path: &Path) -> Result<JournalSummary, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut last: HashMap<String, (String, String)> = HashMap::new();
-    let mut sum = JournalSummary::default();
-    for line in text.lines() {
-        let Ok(e) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let host = e["host"].as_str().unwrap_or_default().to_string();
-        match e["type"].as_str() {
-            Some("host_started") => {
-                sum.carried.started.insert(host.clone());
-                if let Some(prev) = e["previous"].as_str() {
-                    // The first run's view wins: later resumes may already see the new release.
-                    sum.carried.previous.entry(host).or_insert_with(|| prev.to_string());
-                }
-            }
-            Some("host_finished") => {
-                last.insert(
-                    host,
-                    (
-                        e["status"].as_str().unwrap_or_default().to_string(),
-                        e["msg"].as_str().unwrap_or_default().to_string(),
-                    ),
-                );
-            }
-            Some("run_finished") => sum.exit_code = e["exit_code"].as_i64(),
-            _ => {}
+/// Whether a step that started on a host may have left it halfway: out of the registry,
+/// stopped, on another release. (A silence alone leaves it serving; the next run finds it as it
+/// is.)
+fn leaves_host_halfway(step: Step) -> bool {
+    match step {
+        Step::Deregister | Step::Stop | Step::Deploy | Step::Start | Step::Health | Step::Register | Step::Revert => {
+            true
         }
+        Step::Preflight | Step::Stage | Step::Silence | Step::Unsilence => false,
     }
-    for (host, (status, msg)) in last {
-        match status.as_str() {
-            "ok" => {
-                sum.any_ok = true;
-                sum.done.insert(host);
-            }
-            "failed" | "reverted" => {
-                sum.carried.failed += 1;
-                sum.done.insert(host);
-            }
-            "skipped" if !msg.starts_with("not started") => {
-                sum.done.insert(host);
-            }
-            _ => {}
-        }
-    }
-    // Hosts that finished need nothing carried.
-    sum.carried.started.retain(|h| !sum.done.contains(h));
-    Ok(sum)
 }
 
-/// The newest run in `state_dir` that did not finish (no `run_finished`, or exit 130).
+/// How a host's pipeline ended, as far as the journal says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum End {
+    Ok,
+    /// Failed or reverted by its own revert ladder: counted against the budget.
+    Failed,
+    /// Put back by the rollback pass after it had passed: done, not a failure of its own.
+    RolledBack,
+    /// Skipped because it already had the release: nothing to do.
+    AlreadyThere,
+}
+
+/// One host, replayed.
+#[derive(Debug, Default)]
+struct HostReplay {
+    end: Option<End>,
+    /// Its pipeline started (`host_started`) in the current run and did not end.
+    pending: bool,
+    /// A step that may leave it halfway started in the current run, and its pipeline did not
+    /// end with ok, failed or reverted.
+    touched: bool,
+    /// An earlier run left it pending or touched, and no run settled it since.
+    unsettled: bool,
+    /// In the current run: what it had before, and whether staging found the artifact there.
+    previous: Option<String>,
+    stage_skipped: bool,
+}
+
+/// The typed replay of a journal: decisions come from `type`, `step`, `status` and the
+/// versions, never from message text.
+#[derive(Debug, Default)]
+struct Replay {
+    hosts: HashMap<String, HostReplay>,
+    previous: HashMap<String, String>,
+    /// The release the current run moves hosts to (`run_started.version`).
+    version: String,
+    exit_code: Option<i64>,
+}
+
+impl Replay {
+    fn apply(&mut self, e: &Event) {
+        match &e.kind {
+            EventKind::RunStarted { version, .. } => {
+                // A resume appends to the same journal: what the run before left unsettled stays
+                // so until this one settles it.
+                self.version = version.clone();
+                self.exit_code = None;
+                for h in self.hosts.values_mut() {
+                    h.unsettled |= h.pending || h.touched;
+                    h.pending = false;
+                    h.touched = false;
+                    h.previous = None;
+                    h.stage_skipped = false;
+                }
+            }
+            EventKind::HostStarted { host, previous, .. } => {
+                if let Some(prev) = previous {
+                    // The first run's view wins: later resumes may already see the new release.
+                    self.previous.entry(host.clone()).or_insert_with(|| prev.clone());
+                }
+                let h = self.hosts.entry(host.clone()).or_default();
+                h.pending = true;
+                h.previous = previous.clone();
+                h.stage_skipped = false;
+            }
+            EventKind::StepStarted { host, step, .. } if leaves_host_halfway(*step) => {
+                self.hosts.entry(host.clone()).or_default().touched = true;
+            }
+            EventKind::StepFinished {
+                host,
+                step: Step::Stage,
+                status: Status::Skipped,
+                ..
+            } => {
+                self.hosts.entry(host.clone()).or_default().stage_skipped = true;
+            }
+            EventKind::HostFinished { host, status, .. } => {
+                let version = &self.version;
+                let h = self.hosts.entry(host.clone()).or_default();
+                match status {
+                    Status::Ok | Status::Failed | Status::Reverted => {
+                        h.end = Some(match status {
+                            Status::Ok => End::Ok,
+                            Status::Reverted if h.end == Some(End::Ok) => End::RolledBack,
+                            _ => End::Failed,
+                        });
+                        h.pending = false;
+                        h.touched = false;
+                        h.unsettled = false;
+                    }
+                    Status::Skipped => {
+                        // Skipped: not started (interrupted, budget exceeded), or already on the
+                        // release. Already there only when nothing says otherwise: this run found
+                        // it on its version with the artifact staged, and no run left it halfway.
+                        h.pending = false;
+                        let there = !h.touched
+                            && !h.unsettled
+                            && h.stage_skipped
+                            && h.previous.as_deref() == Some(version.as_str());
+                        h.end = there.then_some(End::AlreadyThere);
+                    }
+                }
+            }
+            EventKind::RunFinished { exit_code, .. } => self.exit_code = Some(i64::from(*exit_code)),
+            _ => {}
+        }
+    }
+
+    fn summary(self) -> JournalSummary {
+        let mut sum = JournalSummary {
+            exit_code: self.exit_code,
+            ..JournalSummary::default()
+        };
+        for (name, h) in self.hosts {
+            match h.end {
+                // A host rolled back by the rollback pass had passed.
+                Some(End::Ok | End::RolledBack) => sum.any_ok = true,
+                Some(End::Failed) => sum.carried.failed += 1,
+                Some(End::AlreadyThere) | None => {}
+            }
+            if h.end.is_some() {
+                sum.done.insert(name);
+            } else if h.pending || h.touched || h.unsettled {
+                sum.carried.started.insert(name);
+            }
+        }
+        sum.carried.previous = self.previous;
+        sum
+    }
+}
+
+/// Read a journal. A torn last line (the controller killed mid-write) is ignored; any other
+/// line that is not an event is an error naming it.
+pub fn read_journal(path: &Path) -> Result<JournalSummary, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut replay = Replay::default();
+    let lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
+    for (i, raw) in lines.iter().enumerate() {
+        let torn = !raw.ends_with(b"\n");
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Event>(line) {
+            Ok(e) => replay.apply(&e),
+            // Only the last line can be torn: a write cut short never wrote its newline.
+            Err(_) if torn => break,
+            Err(err) => {
+                return Err(format!(
+                    "{} is damaged: line {} is not an event ({err}); `tranche resume` cannot trust it",
+                    path.display(),
+                    i + 1
+                ))
+            }
+        }
+    }
+    Ok(replay.summary())
+}
+/// The newest run in `state_dir` that did not finish (no `run_finished`, or exit 130). A run
+/// whose journal is damaged counts: resuming it says what is wrong, rather than picking an
+/// older run.
 pub fn latest_unfinished(state_dir: &Path) -> Option<String> {
     let mut runs: Vec<String> = std::fs::read_dir(state_dir.join("runs"))
         .ok()?
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     runs.sort();
-    runs.into_iter()
-        .rev()
-        .find(|id| match read_journal(&journal_path(state_dir, id)) {
+    runs.into_iter().rev().find(|id| {
+        let path = journal_path(state_dir, id);
+        match read_journal(&path) {
             Ok(s) => matches!(s.exit_code, None | Some(130)),
-            Err(_) => false,
-        })
+            Err(_) => path.exists(),
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn journal_summary() {
+    /// An event line as the journal holds it, from the fields after the envelope.
+    fn ev(body: &str) -> String {
+        format!(r#"{{"v":1,"ts":"2026-11-21T10:00:00.000Z","run":"20261121-100000-ab12",{body}}}"#)
+    }
+
+    fn run_started(version: &str) -> String {
+        ev(&format!(
+            r#""type":"run_started","service":"demo","version":"{version}","hosts":4,"mode":"release","plan":{{"v":1}}"#
+        ))
+    }
+    fn host_started(host: &str, previous: &str) -> String {
+        ev(&format!(
+            r#""type":"host_started","batch":1,"host":"{host}","previous":"{previous}""#
+        ))
+    }
+    fn step_started(host: &str, step: &str) -> String {
+        ev(&format!(
+            r#""type":"step_started","batch":1,"host":"{host}","step":"{step}""#
+        ))
+    }
+    fn step_finished(host: &str, step: &str, status: &str) -> String {
+        ev(&format!(
+            r#""type":"step_finished","batch":1,"host":"{host}","step":"{step}","status":"{status}","ms":1,"msg":"""#
+        ))
+    }
+    fn host_finished(host: &str, status: &str, msg: &str) -> String {
+        ev(&format!(
+            r#""type":"host_finished","batch":1,"host":"{host}","status":"{status}","ms":1,"msg":"{msg}""#
+        ))
+    }
+    fn run_finished(code: i32) -> String {
+        ev(&format!(
+            r#""type":"run_finished","ok":0,"failed":0,"reverted":0,"skipped":0,"exit_code":{code},"ms":1,"msg":"m""#
+        ))
+    }
+
+    fn read(lines: &[String], tail: &str) -> Result<JournalSummary, String> {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("j.jsonl");
-        std::fs::write(
-            &p,
-            [
-                r#"{"type":"host_started","host":"a","previous":"1"}"#,
-                r#"{"type":"host_finished","host":"a","status":"ok","msg":"on 2"}"#,
-                r#"{"type":"host_started","host":"b","previous":"1"}"#,
-                r#"{"type":"host_finished","host":"c","status":"failed","msg":"x"}"#,
-                r#"{"type":"host_finished","host":"d","status":"skipped","msg":"not started: the run was interrupted"}"#,
-                r#"{"type":"host_fin"#,
-            ]
-            .join("\n"),
+        let p = dir.path().join("journal.jsonl");
+        let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        text.push_str(tail);
+        std::fs::write(&p, text).unwrap();
+        read_journal(&p)
+    }
+
+    fn set(hosts: &[&str]) -> HashSet<String> {
+        hosts.iter().map(|h| h.to_string()).collect()
+    }
+
+    /// What each journal says: done, started (goes through the pipeline again), failed, any ok,
+    /// exit code.
+    #[test]
+    fn typed_replay_table() {
+        #[allow(clippy::type_complexity)]
+        let cases: Vec<(&str, Vec<String>, &[&str], &[&str], usize, bool, Option<i64>)> = vec![
+            (
+                "a host that passed is done",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "1.0.0"),
+                    step_started("a", "deregister"),
+                    step_started("a", "register"),
+                    host_finished("a", "ok", "on 2.0.0"),
+                ],
+                &["a"],
+                &[],
+                0,
+                true,
+                None,
+            ),
+            (
+                "failed, and reverted by its own ladder: done and counted",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "1.0.0"),
+                    step_started("a", "start"),
+                    host_finished("a", "reverted", "x"),
+                    host_started("b", "1.0.0"),
+                    host_finished("b", "failed", "x"),
+                ],
+                &["a", "b"],
+                &[],
+                2,
+                false,
+                None,
+            ),
+            (
+                "preflight failed: a host_finished without host_started",
+                vec![run_started("2.0.0"), host_finished("a", "failed", "preflight failed")],
+                &["a"],
+                &[],
+                1,
+                false,
+                None,
+            ),
+            (
+                "cut off at stop: started, whatever it looks like now",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "1.0.0"),
+                    step_started("a", "deregister"),
+                    step_finished("a", "deregister", "ok"),
+                    step_started("a", "stop"),
+                ],
+                &[],
+                &["a"],
+                0,
+                false,
+                None,
+            ),
+            (
+                "cut off while its pipeline waited for staging: started too",
+                vec![run_started("2.0.0"), host_started("a", "1.0.0")],
+                &[],
+                &["a"],
+                0,
+                false,
+                None,
+            ),
+            (
+                "skipped before any step that changes it: neither done nor started",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "1.0.0"),
+                    step_finished("a", "stage", "ok"),
+                    step_started("a", "silence"),
+                    host_finished("a", "skipped", "already on 2.0.0"),
+                    run_finished(130),
+                ],
+                &[],
+                &[],
+                0,
+                false,
+                Some(130),
+            ),
+            (
+                "already there (on the version, staged): done, whatever the message says",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "2.0.0"),
+                    step_finished("a", "stage", "skipped"),
+                    host_finished("a", "skipped", "not started: the run was interrupted"),
+                ],
+                &["a"],
+                &[],
+                0,
+                false,
+                None,
+            ),
+            (
+                "on the version but staged again (a rebuilt artifact): not done",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "2.0.0"),
+                    step_finished("a", "stage", "ok"),
+                    host_finished("a", "skipped", "already on 2.0.0"),
+                ],
+                &[],
+                &[],
+                0,
+                false,
+                None,
+            ),
+            (
+                "rolled back by the rollback pass after it passed: done, not a failure",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "1.0.0"),
+                    host_finished("a", "ok", "on 2.0.0"),
+                    step_started("a", "deregister"),
+                    host_finished("a", "reverted", "rolled back to 1.0.0"),
+                    run_finished(3),
+                ],
+                &["a"],
+                &[],
+                0,
+                true,
+                Some(3),
+            ),
+            (
+                "a resume that skipped a host the first run left halfway: still started",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "1.0.0"),
+                    step_started("a", "deploy"),
+                    run_finished(130),
+                    run_started("2.0.0"),
+                    host_started("a", "2.0.0"),
+                    step_finished("a", "stage", "skipped"),
+                    host_finished("a", "skipped", "already on 2.0.0"),
+                ],
+                &[],
+                &["a"],
+                0,
+                false,
+                None,
+            ),
+            (
+                "a resume that finished the host settles it; the exit code is the last run's",
+                vec![
+                    run_started("2.0.0"),
+                    host_started("a", "1.0.0"),
+                    step_started("a", "deploy"),
+                    run_finished(130),
+                    run_started("2.0.0"),
+                    host_started("a", "2.0.0"),
+                    host_finished("a", "ok", "on 2.0.0"),
+                    run_finished(0),
+                ],
+                &["a"],
+                &[],
+                0,
+                true,
+                Some(0),
+            ),
+        ];
+        for (name, lines, done, started, failed, any_ok, code) in cases {
+            let s = read(&lines, "").unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(s.done, set(done), "{name}: done");
+            assert_eq!(s.carried.started, set(started), "{name}: started");
+            assert_eq!(s.carried.failed, failed, "{name}: failed");
+            assert_eq!(s.any_ok, any_ok, "{name}: any ok");
+            assert_eq!(s.exit_code, code, "{name}: exit code");
+        }
+    }
+
+    #[test]
+    fn the_first_runs_previous_release_wins() {
+        let s = read(
+            &[
+                run_started("2.0.0"),
+                host_started("a", "1.0.0"),
+                step_started("a", "stop"),
+                run_finished(130),
+                run_started("2.0.0"),
+                host_started("a", "2.0.0"),
+            ],
+            "",
         )
         .unwrap();
-        let s = read_journal(&p).unwrap();
-        assert_eq!(s.done, HashSet::from(["a".to_string(), "c".to_string()]));
-        assert_eq!(s.carried.started, HashSet::from(["b".to_string()]));
-        assert_eq!(s.carried.previous.get("b").map(String::as_str), Some("1"));
-        assert_eq!(s.carried.failed, 1);
-        assert!(s.any_ok);
-        assert_eq!(s.exit_code, None);
+        assert_eq!(s.carried.previous.get("a").map(String::as_str), Some("1.0.0"));
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_a_corrupt_one_is_an_error() {
+        let lines = [run_started("2.0.0"), host_started("a", "1.0.0")];
+        // Torn: cut mid-line, even mid-character.
+        let s = read(&lines, r#"{"v":1,"type":"host_fin"#).unwrap();
+        assert_eq!(s.carried.started, set(&["a"]));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("j");
+        let mut bytes = format!("{}\n", lines[0]).into_bytes();
+        bytes.extend_from_slice(&"{\"msg\":\"é".as_bytes()[..9]);
+        std::fs::write(&p, bytes).unwrap();
+        assert!(read_journal(&p).is_ok());
+        // A whole event without its newline still counts.
+        let s = read(&lines[..1], &host_started("a", "1.0.0")).unwrap();
+        assert_eq!(s.carried.started, set(&["a"]));
+        // A bad line with lines after it, or a whole bad last line: an error naming it.
+        let e = read(&[lines[0].clone(), r#"{"type":"host_fin"#.into(), lines[1].clone()], "").unwrap_err();
+        assert!(e.contains("line 2 is not an event"), "{e}");
+        let e = read(&[lines[0].clone(), r#"{"type":"host_exploded"}"#.into()], "").unwrap_err();
+        assert!(e.contains("line 2 is not an event"), "{e}");
+        assert!(e.contains("journal.jsonl is damaged"), "{e}");
+    }
+
+    #[test]
+    fn the_latest_unfinished_run_may_be_a_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |id: &str, lines: &[String]| {
+            let p = journal_path(dir.path(), id);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        };
+        write("20261121-100000-aaaa", &[run_started("2.0.0"), run_finished(130)]);
+        write("20261121-110000-bbbb", &[run_started("2.0.0"), run_finished(0)]);
+        assert_eq!(latest_unfinished(dir.path()).as_deref(), Some("20261121-100000-aaaa"));
+        write(
+            "20261121-120000-cccc",
+            &[run_started("2.0.0"), "garbage".into(), host_started("a", "1")],
+        );
+        assert_eq!(latest_unfinished(dir.path()).as_deref(), Some("20261121-120000-cccc"));
+        // A run without a journal is no candidate.
+        std::fs::create_dir_all(run_dir(dir.path(), "20261121-130000-dddd")).unwrap();
+        assert_eq!(latest_unfinished(dir.path()).as_deref(), Some("20261121-120000-cccc"));
     }
 }

@@ -45,7 +45,10 @@ fn renewal_after_unlock_fails_the_run_and_leaves_the_new_owner_alone() {
         release,
         settings,
         "renewing-run".into(),
-        Arc::new(move |e| sink.lock().unwrap().push(serde_json::to_string(&e).unwrap())),
+        Arc::new(move |e| {
+            sink.lock().unwrap().push(serde_json::to_string(&e).unwrap());
+            Ok(())
+        }),
     );
     exec.renew_every = std::time::Duration::from_millis(500);
     let lock = fleet.srv(1).join("demo/.tranche-lock");

@@ -1,6 +1,6 @@
 //! Everything that turns events and plans into text for people or machines. The executor emits
 //! events; the [`Reporter`] fans each one out to the terminal (bars or plain lines), the JSON
-//! Lines stream and the journal.
+//! Lines stream and the journal ([`crate::journal::JournalWriter`]).
 
 mod ci;
 pub mod plan;
@@ -12,16 +12,24 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use crate::events::Event;
+use crate::journal::{JournalError, JournalWriter};
 pub use ci::CiReports;
 pub use terminal::Terminal;
 
-/// Fans events out to every sink. Journal writes are flushed before the call returns, so the
-/// journal is never behind the next remote action.
+/// Fans events out to every sink. The journal is written (and synced before a step that changes
+/// a host) before the call returns, so it is never behind the next remote action.
 pub struct Reporter {
     terminal: Terminal,
     events: Option<Mutex<Box<dyn Write + Send>>>,
-    journal: Option<Mutex<BufWriter<File>>>,
+    journal: Option<Mutex<Journal>>,
     ci: CiReports,
+}
+
+/// The journal, and its first write error: after one, nothing more is written to it (a torn
+/// line must stay the last one), and every report says so.
+struct Journal {
+    writer: JournalWriter,
+    failed: Option<JournalError>,
 }
 
 impl Reporter {
@@ -33,14 +41,10 @@ impl Reporter {
         };
         let journal = match journal {
             None => None,
-            Some(p) => {
-                if let Some(dir) = p.parent() {
-                    std::fs::create_dir_all(dir)?;
-                }
-                Some(Mutex::new(BufWriter::new(
-                    std::fs::OpenOptions::new().create(true).append(true).open(p)?,
-                )))
-            }
+            Some(p) => Some(Mutex::new(Journal {
+                writer: JournalWriter::open(p).map_err(|e| std::io::Error::new(e.source.kind(), e.to_string()))?,
+                failed: None,
+            })),
         };
         Ok(Reporter {
             terminal,
@@ -50,13 +54,22 @@ impl Reporter {
         })
     }
 
-    pub fn report(&self, e: &Event) {
-        let line = e.to_json_line();
+    /// Report an event to every sink. An error: the journal could not be written, now or
+    /// before; the other sinks got the event all the same.
+    pub fn report(&self, e: &Event) -> Result<(), JournalError> {
+        let mut res = Ok(());
         if let Some(j) = &self.journal {
             let mut j = j.lock().expect("journal lock");
-            let _ = writeln!(j, "{line}");
-            let _ = j.flush();
+            if j.failed.is_none() {
+                if let Err(err) = j.writer.append(e) {
+                    j.failed = Some(err);
+                }
+            }
+            if let Some(err) = &j.failed {
+                res = Err(err.clone());
+            }
         }
+        let line = e.to_json_line();
         if let Some(w) = &self.events {
             let mut w = w.lock().expect("events lock");
             let _ = writeln!(w, "{line}");
@@ -66,6 +79,12 @@ impl Reporter {
             self.ci.record(e);
         }
         self.terminal.report(e);
+        res
+    }
+
+    /// The first journal write that failed, if one did.
+    pub fn journal_error(&self) -> Option<JournalError> {
+        self.journal.as_ref()?.lock().expect("journal lock").failed.clone()
     }
 
     /// Also write a JUnit report and a Markdown summary at the end.

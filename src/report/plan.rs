@@ -2,60 +2,106 @@
 
 use std::fmt::Write;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use crate::events::{
+    PauseWord, PlanBatch, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause, PlanPauses, PlanSilence,
+    PlanStage, PlanSummary,
+};
 use crate::playbook::{ArtifactSource, Pause};
 use crate::release::Release;
 use crate::units::{human_duration, human_size};
 
 /// The JSON plan (schema version 1), documented in the README.
 pub fn to_json(r: &Release) -> Value {
+    serde_json::to_value(summary(r)).expect("plans serialise")
+}
+
+/// The plan as `run_started` carries it, and as `tranche plan --format json` prints it.
+pub fn summary(r: &Release) -> PlanSummary {
     let p = &r.playbook;
-    let batches: Vec<Value> = r
+    let batches = r
         .batches
         .iter()
-        .map(|b| {
-            let hosts: Vec<Value> = b.hosts.iter().map(|&i| {
-                let h = &r.targets[i];
-                json!({"name": h.name, "address": h.address, "port": h.port.unwrap_or(22), "zone": h.zone})
-            }).collect();
-            json!({"number": b.number, "canary": b.canary, "size": b.hosts.len(), "zones": zones(r, &b.hosts), "hosts": hosts})
+        .map(|b| PlanBatch {
+            number: b.number,
+            canary: b.canary,
+            size: b.hosts.len(),
+            zones: zones(r, &b.hosts),
+            hosts: b
+                .hosts
+                .iter()
+                .map(|&i| {
+                    let h = &r.targets[i];
+                    PlanHost {
+                        name: h.name.clone(),
+                        address: h.address.clone(),
+                        port: h.port.unwrap_or(22),
+                        zone: h.zone.clone(),
+                    }
+                })
+                .collect(),
         })
         .collect();
     let (mode, source) = match &p.artifact.source {
         ArtifactSource::Path(path) => ("push", path.display().to_string()),
         ArtifactSource::Url(u) => ("pull", u.source.clone()),
     };
-    json!({
-        "v": 1,
-        "service": p.service,
-        "version": p.version,
-        "hosts": p.hosts,
-        "targeted": r.targets.len(),
-        "batches": batches,
-        "stage": {
-            "mode": mode,
-            "source": source,
-            "sha256": r.sha256,
-            "size": r.artifact_size,
-            "concurrency": p.rollout.stage_concurrency,
-            "bandwidth": p.rollout.stage_bandwidth,
+    PlanSummary {
+        v: 1,
+        service: p.service.clone(),
+        version: p.version.clone(),
+        hosts: p.hosts.clone(),
+        targeted: r.targets.len(),
+        batches,
+        stage: PlanStage {
+            mode: mode.into(),
+            source,
+            sha256: r.sha256.clone(),
+            size: r.artifact_size,
+            concurrency: p.rollout.stage_concurrency,
+            bandwidth: p.rollout.stage_bandwidth,
         },
-        "layout": {"root": p.layout.root, "release_dir": r.release_dir(&p.version), "keep": p.layout.keep},
-        "failure": {
-            "max_failures": p.rollout.max_failures.to_string(),
-            "budget": r.budget,
-            "on_failure": p.rollout.on_failure.as_str(),
+        layout: PlanLayout {
+            root: p.layout.root.clone(),
+            release_dir: r.release_dir(&p.version),
+            keep: p.layout.keep,
         },
-        "pauses": {"canary": pause_json(p.rollout.canary_pause), "between_batches": pause_json(p.rollout.pause)},
-        "registry": p.registry.kind(),
-        "spread": if p.rollout.spread_zones { "zone" } else { "none" },
-        "max_per_zone": p.rollout.max_per_zone,
-        "window": r.window,
-        "gate": p.rollout.gate.as_ref().map(|g| json!({"prometheus": crate::redact::url(&g.prometheus), "auth": g.auth.kind(), "query": g.query.source, "max": g.max, "for_ms": g.hold.as_millis() as u64})),
-        "silence": p.silence.as_ref().map(|s| json!({"alertmanager": crate::redact::url(&s.alertmanager), "auth": s.auth.kind(), "matchers": s.matchers.iter().map(|(n, v, re)| json!({"name": n, "value": v.source, "regex": re})).collect::<Vec<_>>()})),
-        "become": p.become_root,
-    })
+        failure: PlanFailure {
+            max_failures: p.rollout.max_failures.to_string(),
+            budget: r.budget,
+            on_failure: p.rollout.on_failure.as_str().into(),
+        },
+        pauses: PlanPauses {
+            canary: pause(p.rollout.canary_pause),
+            between_batches: pause(p.rollout.pause),
+        },
+        registry: p.registry.kind().into(),
+        spread: if p.rollout.spread_zones { "zone" } else { "none" }.into(),
+        max_per_zone: p.rollout.max_per_zone,
+        window: r.window,
+        gate: p.rollout.gate.as_ref().map(|g| PlanGate {
+            prometheus: crate::redact::url(&g.prometheus),
+            auth: g.auth.kind().map(Into::into),
+            query: g.query.source.clone(),
+            max: g.max,
+            for_ms: g.hold.as_millis() as u64,
+        }),
+        silence: p.silence.as_ref().map(|s| PlanSilence {
+            alertmanager: crate::redact::url(&s.alertmanager),
+            auth: s.auth.kind().map(Into::into),
+            matchers: s
+                .matchers
+                .iter()
+                .map(|(n, v, re)| PlanMatcher {
+                    name: n.clone(),
+                    value: v.source.clone(),
+                    regex: *re,
+                })
+                .collect(),
+        }),
+        become_root: p.become_root,
+    }
 }
 
 /// A monitoring endpoint for people: its URL without credentials, and how it authenticates.
@@ -66,10 +112,10 @@ fn shown_endpoint(url: &str, auth: &crate::playbook::HttpAuth) -> String {
     }
 }
 
-fn pause_json(p: Pause) -> Value {
+fn pause(p: Pause) -> PlanPause {
     match p {
-        Pause::Confirm => json!("confirm"),
-        Pause::For(d) => json!(d.as_millis() as u64),
+        Pause::Confirm => PlanPause::Word(PauseWord::Confirm),
+        Pause::For(d) => PlanPause::Ms(d.as_millis() as u64),
     }
 }
 

@@ -90,7 +90,7 @@ impl Terminal {
                 mode,
                 plan,
             } => {
-                let batches = plan["batches"].as_array().map(Vec::len).unwrap_or(0);
+                let batches = plan.batches.len();
                 if let Some(b) = &self.bars {
                     b.overall.set_length(*hosts as u64);
                     b.overall.set_prefix(format!("{service} {version}"));
