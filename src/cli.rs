@@ -21,6 +21,8 @@ pub enum Command {
     Plan {
         #[command(flatten)]
         files: Files,
+        #[command(flatten)]
+        output: QuietOutput,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table, env = "TRANCHE_FORMAT")]
         format: Format,
@@ -72,6 +74,8 @@ pub enum Command {
         #[command(flatten)]
         files: Files,
         #[command(flatten)]
+        output: QuietOutput,
+        #[command(flatten)]
         ssh: SshOptions,
     },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
@@ -85,11 +89,15 @@ pub enum Command {
     Validate {
         #[command(flatten)]
         files: Files,
+        #[command(flatten)]
+        output: QuietOutput,
     },
     /// Report the release `current` points to on every host, and flag a mixed fleet.
     Status {
         #[command(flatten)]
         files: Files,
+        #[command(flatten)]
+        output: QuietOutput,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table, env = "TRANCHE_FORMAT")]
         format: Format,
@@ -147,9 +155,21 @@ pub struct RunOptions {
     /// Plain lines instead of progress bars.
     #[arg(long, env = "TRANCHE_NO_PROGRESS")]
     pub no_progress: bool,
+    /// Only what needs a person: failures, warnings, pauses and the last lines.
+    #[arg(short = 'q', long, env = "TRANCHE_QUIET")]
+    pub quiet: bool,
     /// Where runs keep their journal.
     #[arg(long, default_value = ".tranche", env = "TRANCHE_STATE_DIR")]
     pub state_dir: PathBuf,
+}
+
+/// Output flags every command accepts, so a wrapper can pass them everywhere; these commands
+/// draw no progress bars, so there is nothing for them to turn off.
+#[derive(Debug, Args, Clone, Default)]
+pub struct QuietOutput {
+    /// Accepted for symmetry with `release`: this command draws no progress bars.
+    #[arg(long, env = "TRANCHE_NO_PROGRESS")]
+    pub no_progress: bool,
 }
 
 /// How to reach the hosts.

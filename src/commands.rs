@@ -315,7 +315,7 @@ fn execute(r: Release, record: RunRecord, mode: Mode, carried: Carried, run: &Ru
         return exit_code::CONFIG;
     }
     let journal = journal::journal_path(&run.state_dir, &record.run_id);
-    let terminal = report::Terminal::new(run.no_progress, false);
+    let terminal = report::Terminal::new(run.no_progress, run.quiet);
     let reporter = match report::Reporter::new(terminal, run.events.as_deref(), Some(&journal)) {
         Ok(r) => Arc::new(r.with_ci(run.junit.clone(), run.summary.clone())),
         Err(e) => {

@@ -52,13 +52,14 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
         }
     };
     match cli.command {
-        Command::Validate { files } => commands::validate(&files),
+        Command::Validate { files, .. } => commands::validate(&files),
         Command::Plan {
             files,
             format,
             check,
             events,
             ssh,
+            ..
         } => commands::plan(&files, format, check, events.as_deref(), &ssh),
         Command::Release { files, run, ssh } => commands::release(&files, Mode::Release, &run, &ssh),
         Command::Rollback { files, to, run, ssh } => commands::release(&files, Mode::Rollback { to }, &run, &ssh),
@@ -68,8 +69,8 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
             run,
             ssh,
         } => commands::resume(run_id, force, &run, &ssh),
-        Command::Status { files, format, ssh } => commands::status(&files, format, &ssh),
-        Command::Unlock { files, ssh } => commands::unlock(&files, &ssh),
+        Command::Status { files, format, ssh, .. } => commands::status(&files, format, &ssh),
+        Command::Unlock { files, ssh, .. } => commands::unlock(&files, &ssh),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(shell, &mut Cli::command(), "tranche", &mut std::io::stdout());

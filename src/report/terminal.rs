@@ -66,10 +66,15 @@ impl Terminal {
         }
     }
 
+    /// A line of the run's progress; `--quiet` leaves it out.
     fn line(&self, s: String) {
-        if self.quiet {
-            return;
+        if !self.quiet {
+            self.always(s);
         }
+    }
+
+    /// A line that needs a person whatever `--quiet` says: a failure, a warning, a pause, the end.
+    fn always(&self, s: String) {
         // Not `eprintln!`, which panics when stderr is gone (the terminal closed: SIGHUP), and
         // the run must go on to bring its hosts in flight back.
         let print = || {
@@ -150,14 +155,22 @@ impl Terminal {
                     } else {
                         String::new()
                     };
-                    self.line(format!(
-                        "{b}{host:<12} {:<10} {} {:>6}  {msg}",
-                        step.as_str(),
-                        self.status(*status),
-                        format_ms(*ms)
-                    ));
+                    let print = if *status == Status::Failed {
+                        Self::always
+                    } else {
+                        Self::line
+                    };
+                    print(
+                        self,
+                        format!(
+                            "{b}{host:<12} {:<10} {} {:>6}  {msg}",
+                            step.as_str(),
+                            self.status(*status),
+                            format_ms(*ms)
+                        ),
+                    );
                 } else if *status == Status::Failed {
-                    self.line(format!("  {host}: {} {}: {msg}", step.as_str(), self.status(*status)));
+                    self.always(format!("  {host}: {} {}: {msg}", step.as_str(), self.status(*status)));
                 }
             }
             EventKind::HostFinished {
@@ -174,11 +187,19 @@ impl Terminal {
                     }
                     b.overall.inc(1);
                 }
-                self.line(format!(
-                    "[{batch}] {host:<12} {} {:>6}  {msg}",
-                    self.status(*status),
-                    format_ms(*ms)
-                ));
+                let print = if matches!(status, Status::Ok | Status::Skipped) {
+                    Self::line
+                } else {
+                    Self::always
+                };
+                print(
+                    self,
+                    format!(
+                        "[{batch}] {host:<12} {} {:>6}  {msg}",
+                        self.status(*status),
+                        format_ms(*ms)
+                    ),
+                );
             }
             EventKind::BatchFinished {
                 batch,
@@ -192,15 +213,23 @@ impl Terminal {
                     format_ms(*ms)
                 ));
             }
-            EventKind::Paused { reason, .. } => self.line(format!("paused: {reason}")),
+            EventKind::Paused { reason, .. } => self.always(format!("paused: {reason}")),
             EventKind::Resumed { batch } => self.line(format!("resumed at batch {batch}")),
             EventKind::Warning { host, msg } => {
                 let who = host.as_deref().map(|h| format!("{h}: ")).unwrap_or_default();
-                self.line(format!("{} {who}{msg}", self.paint("warning:", "1;33")));
+                self.always(format!("{} {who}{msg}", self.paint("warning:", "1;33")));
             }
             EventKind::HostStarted { .. } => {}
             EventKind::GateChecked { batch, status, msg, .. } => {
-                self.line(format!("gate after batch {batch}: {} {msg}", self.status(*status)));
+                let print = if *status == Status::Failed {
+                    Self::always
+                } else {
+                    Self::line
+                };
+                print(
+                    self,
+                    format!("gate after batch {batch}: {} {msg}", self.status(*status)),
+                );
             }
             EventKind::RunFinished {
                 ok,
@@ -214,8 +243,8 @@ impl Terminal {
                 if let Some(b) = &self.bars {
                     b.overall.finish_and_clear();
                 }
-                self.line(String::new());
-                self.line(format!(
+                self.always(String::new());
+                self.always(format!(
                     "{}: {ok} ok, {skipped} unchanged, {failed} failed, {reverted} reverted in {} (exit {exit_code})",
                     if *exit_code == 0 {
                         self.paint("done", "1;32")
@@ -224,7 +253,7 @@ impl Terminal {
                     },
                     format_ms(*ms)
                 ));
-                self.line(format!("  {msg}"));
+                self.always(format!("  {msg}"));
             }
         }
     }
