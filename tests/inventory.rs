@@ -33,11 +33,23 @@ fn sources(case: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// `playbook_dir` in the case: group_vars/ and host_vars/ beside a playbook there.
+fn playbook_dir(case: &Path) -> Option<PathBuf> {
+    std::fs::read_to_string(case.join("playbook_dir"))
+        .ok()
+        .map(|d| case.join(d.trim()))
+}
+
+fn load(case: &Path) -> Inventory {
+    Inventory::load_with(&sources(case), playbook_dir(case).as_deref())
+        .unwrap_or_else(|d| panic!("{}: {d}", case.display()))
+}
+
 fn expected(case: &Path, name: &str) -> String {
     std::fs::read_to_string(case.join("expected").join(name)).unwrap()
 }
 
-fn tranche(args: &[&str]) -> (i32, String, String) {
+fn tranche(args: &[String]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_tranche")).args(args).output().unwrap();
     (
         out.status.code().unwrap_or(-1),
@@ -46,13 +58,17 @@ fn tranche(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn inventory_args<'a>(srcs: &'a [PathBuf], rest: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec!["inventory"];
-    for s in srcs {
-        args.push("-i");
-        args.push(s.to_str().unwrap());
+fn inventory_args(case: &Path, rest: &[&str]) -> Vec<String> {
+    let mut args = vec!["inventory".to_string()];
+    for s in sources(case) {
+        args.push("-i".into());
+        args.push(s.display().to_string());
     }
-    args.extend_from_slice(rest);
+    if let Some(d) = playbook_dir(case) {
+        args.push("--playbook-dir".into());
+        args.push(d.display().to_string());
+    }
+    args.extend(rest.iter().map(|s| s.to_string()));
     args
 }
 
@@ -73,8 +89,7 @@ fn same(a: &Value, b: &Value) -> bool {
 fn list_matches_ansible_inventory() {
     let mut failures = Vec::new();
     for case in cases() {
-        let srcs = sources(&case);
-        let (code, out, err) = tranche(&inventory_args(&srcs, &["--list"]));
+        let (code, out, err) = tranche(&inventory_args(&case, &["--list"]));
         let want: Value = serde_json::from_str(&expected(&case, "list.json")).unwrap();
         let got: Value = match serde_json::from_str(&out) {
             Ok(v) => v,
@@ -99,8 +114,7 @@ fn list_matches_ansible_inventory() {
 fn graph_matches_ansible_inventory() {
     let mut failures = Vec::new();
     for case in cases() {
-        let srcs = sources(&case);
-        let (_, out, err) = tranche(&inventory_args(&srcs, &["--graph"]));
+        let (_, out, err) = tranche(&inventory_args(&case, &["--graph"]));
         let want = expected(&case, "graph.txt");
         if out.trim_end() != want.trim_end() {
             failures.push(format!(
@@ -116,7 +130,7 @@ fn graph_matches_ansible_inventory() {
 fn host_vars_match_ansible_inventory_host() {
     let mut failures = Vec::new();
     for case in cases() {
-        let inv = Inventory::load(&sources(&case)).unwrap_or_else(|d| panic!("{}: {d}", case.display()));
+        let inv = load(&case);
         let want: serde_json::Map<String, Value> = serde_json::from_str(&expected(&case, "hosts.json")).unwrap();
         for (host, vars) in &want {
             let got = output::host_vars(&inv, host);
@@ -131,12 +145,11 @@ fn host_vars_match_ansible_inventory_host() {
 #[test]
 fn host_command_prints_one_hosts_vars() {
     let case = fixtures().join("kubespray");
-    let srcs = sources(&case);
-    let (code, out, _) = tranche(&inventory_args(&srcs, &["--host", "node3"]));
+    let (code, out, _) = tranche(&inventory_args(&case, &["--host", "node3"]));
     assert_eq!(code, 0);
     let want: Value = serde_json::from_str(&expected(&case, "hosts.json")).unwrap();
     assert!(same(&serde_json::from_str(&out).unwrap(), &want["node3"]), "{out}");
-    let (code, _, err) = tranche(&inventory_args(&srcs, &["--host", "nope"]));
+    let (code, _, err) = tranche(&inventory_args(&case, &["--host", "nope"]));
     assert_ne!(code, 0);
     assert!(err.contains("no host `nope`"), "{err}");
 }
@@ -145,7 +158,7 @@ fn host_command_prints_one_hosts_vars() {
 fn patterns_select_the_hosts_ansible_selects_in_order() {
     let mut failures = Vec::new();
     for case in cases() {
-        let inv = Inventory::load(&sources(&case)).unwrap_or_else(|d| panic!("{}: {d}", case.display()));
+        let inv = load(&case);
         let want: Vec<Value> = serde_json::from_str(&expected(&case, "patterns.json")).unwrap();
         for w in want {
             let pattern = w["pattern"].as_str().unwrap();
@@ -180,4 +193,101 @@ fn patterns_select_the_hosts_ansible_selects_in_order() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// `ansible-inventory --list > inv.json`, then `-i inv.json`: Ansible itself refuses the saved
+/// file (its YAML plugin wants `children` as a mapping); tranche reads it as the script form.
+#[test]
+fn a_saved_list_is_read_back_as_the_same_inventory() {
+    for case in cases() {
+        let list = case.join("expected/list.json");
+        let (code, out, err) = tranche(&[
+            "inventory".into(),
+            "-i".into(),
+            list.display().to_string(),
+            "--list".into(),
+        ]);
+        assert_eq!(code, 0, "{}: {err}", case.display());
+        let want: Value = serde_json::from_str(&expected(&case, "list.json")).unwrap();
+        assert!(
+            same(&serde_json::from_str(&out).unwrap(), &want),
+            "{}: {out}",
+            case.display()
+        );
+    }
+}
+
+#[test]
+fn vault_encrypted_values_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("group_vars")).unwrap();
+    std::fs::write(dir.path().join("hosts.yml"), "all:\n  hosts:\n    h1:\n").unwrap();
+    std::fs::write(
+        dir.path().join("group_vars/all.yml"),
+        "db_password: !vault |\n  $ANSIBLE_VAULT;1.1;AES256\n  6231\n",
+    )
+    .unwrap();
+    let (code, _, err) = tranche(&[
+        "inventory".into(),
+        "-i".into(),
+        dir.path().join("hosts.yml").display().to_string(),
+        "--list".into(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("variable `db_password` is encrypted with Ansible Vault"),
+        "{err}"
+    );
+    assert!(err.contains("group_vars/all.yml"), "{err}");
+}
+
+/// `hosts:` of a release and `--limit @retry-file` select as Ansible does, and group_vars/
+/// beside the playbook reach the hosts (`tranche plan --format json` shows the targets).
+#[test]
+fn plan_uses_ansible_order_limit_files_and_playbook_group_vars() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("inv")).unwrap();
+    std::fs::create_dir_all(d.join("group_vars")).unwrap();
+    std::fs::write(
+        d.join("inv/hosts"),
+        "[control]\ncp1\n\n[workers]\nw1\nw2\n\n[cluster:children]\nworkers\ncontrol\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("group_vars/workers.yml"), "ansible_port: 2201\n").unwrap();
+    std::fs::write(d.join("retry"), "cp1\nw2\n").unwrap();
+    let playbook =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/playbook.yml")).unwrap();
+    let playbook: String = playbook
+        .lines()
+        .map(|l| if l.starts_with("hosts:") { "hosts: cluster" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(d.join("release.yml"), playbook).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/app.tar.gz"),
+        d.join("app.tar.gz"),
+    )
+    .unwrap();
+    let (code, out, err) = tranche(&[
+        "plan".into(),
+        "-i".into(),
+        d.join("inv/hosts").display().to_string(),
+        d.join("release.yml").display().to_string(),
+        "--format".into(),
+        "json".into(),
+        "--limit".into(),
+        format!("@{}", d.join("retry").display()),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let hosts: Vec<(String, u64)> = plan["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|b| b["hosts"].as_array().unwrap().clone())
+        .map(|h| (h["name"].as_str().unwrap().to_string(), h["port"].as_u64().unwrap()))
+        .collect();
+    // Ansible's order for `cluster`: workers (its first child), then control.
+    assert_eq!(hosts, [("w2".to_string(), 2201), ("cp1".to_string(), 22)], "{out}");
 }
