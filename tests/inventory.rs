@@ -291,3 +291,53 @@ fn plan_uses_ansible_order_limit_files_and_playbook_group_vars() {
     // Ansible's order for `cluster`: workers (its first child), then control.
     assert_eq!(hosts, [("w2".to_string(), 2201), ("cp1".to_string(), 22)], "{out}");
 }
+
+/// The address, port and user tranche connects with are the ones Ansible's ssh plugin takes from
+/// the recorded host variables: `ansible_ssh_*` over `ansible_*`, else the name and no port or
+/// user (left to the SSH config); a plain `user`, `port` or `address` does not count.
+#[test]
+fn connection_settings_are_ansibles() {
+    let s = |v: Option<&Value>| {
+        v.map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    for case in cases() {
+        let inv = load(&case);
+        let want: serde_json::Map<String, Value> = serde_json::from_str(&expected(&case, "hosts.json")).unwrap();
+        for h in &inv.hosts {
+            let empty = serde_json::Map::new();
+            let vars = want.get(&h.name).and_then(Value::as_object).unwrap_or(&empty);
+            let pick = |names: [&str; 2]| s(vars.get(names[0]).or(vars.get(names[1])));
+            let address = pick(["ansible_ssh_host", "ansible_host"]).unwrap_or_else(|| h.name.clone());
+            let port = pick(["ansible_ssh_port", "ansible_port"]).map(|p| p.parse::<u16>().unwrap());
+            let user = pick(["ansible_ssh_user", "ansible_user"]);
+            assert_eq!(
+                (&h.address, h.port, &h.user),
+                (&address, port, &user),
+                "{} {}",
+                case.display(),
+                h.name
+            );
+        }
+    }
+}
+
+#[test]
+fn plain_user_port_and_address_are_ordinary_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hosts");
+    std::fs::write(
+        &path,
+        "[all:vars]\nuser=ansible\nport=8080\naddress=10.9.9.9\n\n[web]\nw1 ansible_user=deploy ansible_ssh_user=ops ansible_host=10.0.0.1 ansible_port=2201\nw2\n",
+    )
+    .unwrap();
+    let inv = Inventory::load(&[path]).unwrap();
+    let w1 = inv.host("w1").unwrap();
+    assert_eq!((w1.address.as_str(), w1.port, w1.user.as_deref()), ("10.0.0.1", Some(2201), Some("ops")));
+    let w2 = inv.host("w2").unwrap();
+    assert_eq!((w2.address.as_str(), w2.port, w2.user.as_deref()), ("w2", None, None));
+    assert_eq!(w2.vars["user"], "ansible");
+    assert_eq!(w2.vars["port"], 8080);
+}

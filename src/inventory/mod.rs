@@ -48,9 +48,9 @@ struct HostEntry {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Host {
     pub name: String,
-    /// Where to connect: `address`/`ansible_host`, else the name.
+    /// Where to connect: `ansible_ssh_host`/`ansible_host`, else the name.
     pub address: String,
-    /// `port`/`ansible_port`; `None` leaves it to the SSH config (then 22).
+    /// `ansible_ssh_port`/`ansible_port`; `None` leaves it to the SSH config (then 22).
     pub port: Option<u16>,
     pub user: Option<String>,
     pub identity_file: Option<PathBuf>,
@@ -444,6 +444,9 @@ fn group_depths(groups: &IndexMap<String, Group>) -> HashMap<String, usize> {
     depth
 }
 
+/// The variables that set where to connect, highest first.
+pub const ADDRESS_VARS: [&str; 2] = ["ansible_ssh_host", "ansible_host"];
+
 fn str_var(vars: &Vars, names: &[&str]) -> Option<String> {
     names.iter().find_map(|n| match vars.get(*n) {
         Some(Value::String(s)) => Some(s.clone()),
@@ -452,8 +455,11 @@ fn str_var(vars: &Vars, names: &[&str]) -> Option<String> {
     })
 }
 
+/// The connection settings come only from Ansible's names (a plain `user`, `port` or `address`
+/// is an ordinary variable, as in Ansible); where both forms are set, `ansible_ssh_*` wins, as
+/// in Ansible's ssh connection plugin. `zone` and `jump` are tranche's own.
 fn host_from_vars(name: &str, vars: Vars, groups: Vec<String>) -> Host {
-    let port = ["port", "ansible_port", "ansible_ssh_port"]
+    let port = ["ansible_ssh_port", "ansible_port"]
         .iter()
         .find_map(|k| match vars.get(*k) {
             Some(Value::Number(n)) => n.as_u64().and_then(|p| u16::try_from(p).ok()),
@@ -462,10 +468,10 @@ fn host_from_vars(name: &str, vars: Vars, groups: Vec<String>) -> Host {
         });
     Host {
         name: name.to_string(),
-        address: str_var(&vars, &["address", "ansible_host", "ansible_ssh_host"]).unwrap_or_else(|| name.to_string()),
+        address: str_var(&vars, &ADDRESS_VARS).unwrap_or_else(|| name.to_string()),
         port,
-        user: str_var(&vars, &["user", "ansible_user", "ansible_ssh_user"]),
-        identity_file: str_var(&vars, &["identity_file", "ansible_ssh_private_key_file"]).map(PathBuf::from),
+        user: str_var(&vars, &["ansible_ssh_user", "ansible_user"]),
+        identity_file: str_var(&vars, &["ansible_ssh_private_key_file", "ansible_private_key_file"]).map(PathBuf::from),
         jump: str_var(&vars, &["jump"]),
         zone: str_var(&vars, &["zone"]),
         vars,
@@ -476,17 +482,17 @@ fn host_from_vars(name: &str, vars: Vars, groups: Vec<String>) -> Host {
 /// Check the connection variables of one host's own or group vars, where their position is known.
 fn check_connection_var(file: &Path, key: &str, value: &Value, pos: Pos, diags: &mut Diagnostics) {
     let bad = match key {
-        "port" | "ansible_port" | "ansible_ssh_port" => match value {
+        "ansible_port" | "ansible_ssh_port" => match value {
             Value::Number(n) => !n.as_u64().is_some_and(|p| (1..=65535).contains(&p)),
             Value::String(s) => !s.parse::<u16>().is_ok_and(|p| p > 0),
             _ => true,
         },
-        "address"
-        | "ansible_host"
-        | "user"
+        "ansible_host"
+        | "ansible_ssh_host"
         | "ansible_user"
-        | "identity_file"
+        | "ansible_ssh_user"
         | "ansible_ssh_private_key_file"
+        | "ansible_private_key_file"
         | "jump"
         | "zone" => !matches!(value, Value::String(s) if !s.is_empty()),
         _ => false,
