@@ -335,9 +335,50 @@ fn plain_user_port_and_address_are_ordinary_variables() {
     .unwrap();
     let inv = Inventory::load(&[path]).unwrap();
     let w1 = inv.host("w1").unwrap();
-    assert_eq!((w1.address.as_str(), w1.port, w1.user.as_deref()), ("10.0.0.1", Some(2201), Some("ops")));
+    assert_eq!(
+        (w1.address.as_str(), w1.port, w1.user.as_deref()),
+        ("10.0.0.1", Some(2201), Some("ops"))
+    );
     let w2 = inv.host("w2").unwrap();
     assert_eq!((w2.address.as_str(), w2.port, w2.user.as_deref()), ("w2", None, None));
     assert_eq!(w2.vars["user"], "ansible");
     assert_eq!(w2.vars["port"], 8080);
+}
+
+/// A resumed run refuses a changed inventory: with a directory of sources (which used to be
+/// unreadable as a file) and with a changed `group_vars/` file beside it or the playbook.
+#[test]
+fn a_run_notices_changed_group_vars_and_reads_inventory_directories() {
+    use tranche::journal::{files_sha256, RunRecord};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("inv/group_vars")).unwrap();
+    std::fs::create_dir_all(d.join("play/host_vars")).unwrap();
+    std::fs::write(d.join("inv/hosts.ini"), "[web]\nw1\n").unwrap();
+    std::fs::write(d.join("inv/group_vars/web.yml"), "ansible_port: 2201\n").unwrap();
+    std::fs::write(d.join("play/host_vars/w1.yml"), "x: 1\n").unwrap();
+    std::fs::write(d.join("play/release.yml"), "service: demo\n").unwrap();
+    let inventories = vec![d.join("inv")];
+    let playbook = d.join("play/release.yml");
+    let sha = |p: &Path| files_sha256(&Inventory::input_files(&inventories, p.parent())).unwrap();
+    let record = RunRecord {
+        run_id: "r".into(),
+        command: "release".into(),
+        to: None,
+        inventories: inventories.clone(),
+        playbook: playbook.clone(),
+        limit: None,
+        extra_vars: Vec::new(),
+        inventory_sha256: sha(&playbook),
+        playbook_sha256: files_sha256(std::slice::from_ref(&playbook)).unwrap(),
+        artifact_sha256: None,
+        started: String::new(),
+    };
+    assert!(record.changes().is_empty(), "{:?}", record.changes());
+    std::fs::write(d.join("inv/group_vars/web.yml"), "ansible_port: 2202\n").unwrap();
+    assert_eq!(record.changes(), ["the inventory changed"]);
+    std::fs::write(d.join("inv/group_vars/web.yml"), "ansible_port: 2201\n").unwrap();
+    assert!(record.changes().is_empty());
+    std::fs::write(d.join("play/host_vars/w1.yml"), "x: 2\n").unwrap();
+    assert_eq!(record.changes(), ["the inventory changed"]);
 }

@@ -244,6 +244,13 @@ impl Inventory {
         Ok(inv)
     }
 
+    /// Every file the inventory is read from (sources, directories walked, and the
+    /// `group_vars/`/`host_vars/` files beside them and the playbook), for a run to notice a
+    /// change to any of them.
+    pub fn input_files(paths: &[PathBuf], playbook_dir: Option<&Path>) -> Vec<PathBuf> {
+        sources::input_files(paths, &basedirs(paths, playbook_dir))
+    }
+
     pub fn host(&self, name: &str) -> Option<&Host> {
         self.index.get(name).map(|&i| &self.hosts[i])
     }
@@ -300,6 +307,23 @@ impl Inventory {
         }
         out
     }
+}
+
+/// Where `group_vars/` and `host_vars/` are looked for: each source's directory (a directory
+/// source itself), then the playbook's.
+fn basedirs(paths: &[PathBuf], playbook_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = paths
+        .iter()
+        .map(|p| {
+            if p.is_dir() {
+                p.clone()
+            } else {
+                p.parent().map(Path::to_path_buf).unwrap_or_default()
+            }
+        })
+        .collect();
+    out.extend(playbook_dir.map(Path::to_path_buf));
+    out
 }
 
 fn is_yaml(path: &Path, text: &str) -> bool {

@@ -74,6 +74,40 @@ pub(super) fn load_source(path: &Path, raw: &mut RawInventory, diags: &mut Diagn
     diags.extend(file_diags);
 }
 
+/// Every file an inventory is read from, in a stable order: the sources (directories walked as
+/// [`load_source`] walks them) and every file under `group_vars/` and `host_vars/` beside each
+/// source and the playbook. A missing source stays in the list, so reading it fails.
+pub(super) fn input_files(paths: &[PathBuf], basedirs: &[PathBuf]) -> Vec<PathBuf> {
+    fn walk(path: &Path, ignore: bool, out: &mut Vec<PathBuf>) {
+        if !path.is_dir() {
+            out.push(path.to_path_buf());
+            return;
+        }
+        let Ok(rd) = std::fs::read_dir(path) else {
+            return;
+        };
+        let mut names: Vec<_> = rd.filter_map(Result::ok).map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            if !ignore || !ignored(&n.to_string_lossy()) {
+                walk(&path.join(n), ignore, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        walk(p, true, &mut out);
+    }
+    for d in basedirs {
+        for sub in ["group_vars", "host_vars"] {
+            if d.join(sub).is_dir() {
+                walk(&d.join(sub), false, &mut out);
+            }
+        }
+    }
+    out
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
