@@ -382,3 +382,18 @@ fn a_run_notices_changed_group_vars_and_reads_inventory_directories() {
     std::fs::write(d.join("play/host_vars/w1.yml"), "x: 2\n").unwrap();
     assert_eq!(record.changes(), ["the inventory changed"]);
 }
+
+/// `-i inventory` names the script in the current directory, never a program on $PATH.
+#[test]
+fn a_relative_script_is_run_from_its_path() {
+    let case = fixtures().join("script-host");
+    let out = Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .current_dir(&case)
+        .env("PATH", "/nonexistent")
+        .args(["inventory", "-i", "inventory", "--list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: Value = serde_json::from_str(&expected(&case, "list.json")).unwrap();
+    assert!(same(&serde_json::from_slice(&out.stdout).unwrap(), &want));
+}

@@ -154,7 +154,9 @@ fn load_script(path: &Path, raw: &mut RawInventory, diags: &mut Diagnostics) {
 }
 
 fn run(path: &Path, args: &[&str]) -> Result<String, String> {
-    let out = Command::new(path)
+    // `-i inventory` is the file here, not a program of that name on $PATH.
+    let program = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let out = Command::new(program)
         .args(args)
         .output()
         .map_err(|e| format!("cannot run the inventory script: {e}"))?;
