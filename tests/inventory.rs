@@ -397,3 +397,25 @@ fn a_relative_script_is_run_from_its_path() {
     let want: Value = serde_json::from_str(&expected(&case, "list.json")).unwrap();
     assert!(same(&serde_json::from_slice(&out.stdout).unwrap(), &want));
 }
+
+/// A bad connection value in `group_vars/` is a positioned error, not a silent port 22.
+#[test]
+fn bad_connection_values_in_group_vars_are_positioned_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("group_vars")).unwrap();
+    std::fs::write(d.join("hosts"), "[web]\nw1\n").unwrap();
+    std::fs::write(d.join("group_vars/web.yml"), "x: 1\nansible_port: ssh\n").unwrap();
+    let (code, _, err) = tranche(&[
+        "inventory".into(),
+        "-i".into(),
+        d.join("hosts").display().to_string(),
+        "--list".into(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("`ansible_port` must be a port number from 1 to 65535, not \"ssh\""),
+        "{err}"
+    );
+    assert!(err.contains("group_vars/web.yml:2:15"), "{err}");
+}

@@ -352,6 +352,14 @@ pub(super) fn load_vars_files(dir: &Path, name: &str, diags: &mut Diagnostics) -
             Ok(None) => {}
             Ok(Some(node)) => match node_value(&node) {
                 Value::Object(m) => {
+                    let mut file_diags = Diagnostics::default();
+                    for (k, v) in node.as_map().unwrap_or_default() {
+                        if let Some(key) = k.scalar() {
+                            super::check_connection_var(&f, key, &node_value(v), v.pos, &mut file_diags);
+                        }
+                    }
+                    file_diags.attach_sources(&f, &text);
+                    diags.extend(file_diags);
                     for (k, v) in m {
                         check_vault(&f, &k, &v, diags);
                         vars.insert(k, v);
