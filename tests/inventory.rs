@@ -419,3 +419,25 @@ fn bad_connection_values_in_group_vars_are_positioned_errors() {
     );
     assert!(err.contains("group_vars/web.yml:2:15"), "{err}");
 }
+
+/// Where Ansible's ssh plugin really connects (recorded from `ansible -m ping -vvv` against
+/// loopback addresses): tranche resolves the same address, port and user for every host.
+#[test]
+fn connections_go_where_ansibles_ssh_plugin_goes() {
+    let mut checked = 0;
+    for case in cases() {
+        let Ok(text) = std::fs::read_to_string(case.join("expected/connection.json")) else {
+            continue;
+        };
+        let inv = load(&case);
+        let want: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
+        assert_eq!(want.len(), inv.hosts.len(), "{}", case.display());
+        for (name, w) in &want {
+            let h = inv.host(name).unwrap_or_else(|| panic!("{} {name}", case.display()));
+            let got = serde_json::json!({"address": h.address, "port": h.port, "user": h.user});
+            assert_eq!(&got, w, "{} {name}", case.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "no connection was recorded");
+}
