@@ -190,8 +190,9 @@ impl RawInventory {
                 join.push(name.clone());
             }
         }
+        let gone: HashSet<&String> = leave.iter().collect();
         let ungrouped = self.group("ungrouped");
-        ungrouped.hosts.retain(|h| !leave.contains(h));
+        ungrouped.hosts.retain(|h| !gone.contains(h));
         for h in &leave {
             self.members.remove(&("ungrouped".to_string(), h.clone()));
         }

@@ -177,7 +177,7 @@ fn run(path: &Path, args: &[&str]) -> Result<String, String> {
 fn list_json(path: &Path, data: IndexMap<String, Value>, raw: &mut RawInventory, script: Option<&Path>) -> Diagnostics {
     let mut diags = Diagnostics::default();
     let mut hostvars: Option<serde_json::Map<String, Value>> = None;
-    let mut seen_hosts: Vec<String> = Vec::new();
+    let mut seen_hosts: indexmap::IndexSet<String> = indexmap::IndexSet::new();
     let err = |m: String| Diagnostic::new(path, None, m);
     for (group, gdata) in data {
         if group == "_meta" {
@@ -217,9 +217,7 @@ fn list_json(path: &Path, data: IndexMap<String, Value>, raw: &mut RawInventory,
                 if let Err(e) = raw.add_hosts(&group, vec![name.to_string()], &Vars::new()) {
                     diags.push(err(e));
                 }
-                if !seen_hosts.iter().any(|s| s == name) {
-                    seen_hosts.push(name.to_string());
-                }
+                seen_hosts.insert(name.to_string());
             }
         }
         if let Some(v) = gdata.get("vars") {
