@@ -690,12 +690,12 @@ bench_scale() {
   {
     echo "all:"
     echo "  vars:"
-    echo "    user: root"
-    echo "    identity_file: $D/id_ed25519"
+    echo "    ansible_user: root"
+    echo "    ansible_ssh_private_key_file: $D/id_ed25519"
     echo "  children:"
     echo "    fleet:"
     echo "      hosts:"
-    for ((i = 1; i <= N; i++)); do printf '        h%04d: { address: %s.%d }\n' "$i" $SCALE_NET $((i % S + 1)); done
+    for ((i = 1; i <= N; i++)); do printf '        h%04d: { ansible_host: %s.%d }\n' "$i" $SCALE_NET $((i % S + 1)); done
   } >"$W/inventory-1000.yml"
   # known_hosts: the fleet's lines, one per address
   cp "$D/known_hosts" "$W/known_hosts"

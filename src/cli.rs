@@ -92,6 +92,37 @@ pub enum Command {
         #[command(flatten)]
         output: QuietOutput,
     },
+    /// Show the inventory as tranche reads it, shaped like `ansible-inventory`'s output:
+    /// --list (JSON), --host H (its variables as JSON) or --graph [GROUP] (a tree).
+    #[command(group(clap::ArgGroup::new("show").required(true).args(["list", "host", "graph"])))]
+    Inventory {
+        /// Inventory source (Ansible YAML or INI file, directory, script, --list JSON); may repeat.
+        #[arg(
+            short = 'i',
+            long = "inventory",
+            required = true,
+            env = "TRANCHE_INVENTORY",
+            value_delimiter = ','
+        )]
+        inventories: Vec<PathBuf>,
+        #[command(flatten)]
+        output: QuietOutput,
+        /// Every group and host, with each host's variables under `_meta.hostvars`.
+        #[arg(long)]
+        list: bool,
+        /// One host's variables.
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// The group tree from `all` (or from GROUP).
+        #[arg(long)]
+        graph: bool,
+        /// With --graph: the group to start from.
+        #[arg(requires = "graph")]
+        group: Option<String>,
+        /// Also read `group_vars/` and `host_vars/` beside the playbook in DIR, as a release does.
+        #[arg(long, value_name = "DIR")]
+        playbook_dir: Option<PathBuf>,
+    },
     /// Report the release `current` points to on every host, and flag a mixed fleet.
     Status {
         #[command(flatten)]

@@ -179,7 +179,11 @@ pub fn release(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) ->
         limit: req.limit.clone(),
         // As written: `@env:NAME` stays a reference, so no secret value reaches run.json.
         extra_vars: files.extra_vars.clone(),
-        inventory_sha256: journal::files_sha256(&req.inventories).unwrap_or_default(),
+        inventory_sha256: journal::files_sha256(&crate::inventory::Inventory::input_files(
+            &req.inventories,
+            req.playbook.parent(),
+        ))
+        .unwrap_or_default(),
         playbook_sha256: journal::files_sha256(std::slice::from_ref(&req.playbook)).unwrap_or_default(),
         artifact_sha256: Some(r.sha256.clone()),
         started: events::now_rfc3339(),

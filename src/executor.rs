@@ -36,7 +36,7 @@ pub type Confirm = Arc<dyn Fn(usize) -> bool + Send + Sync>;
 
 /// The SSH endpoint of an inventory host: its own variables, then the SSH config, then defaults.
 pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
-    let explicit_address = ["address", "ansible_host", "ansible_ssh_host"]
+    let explicit_address = crate::inventory::ADDRESS_VARS
         .iter()
         .any(|k| host.vars.contains_key(*k));
     let spec = crate::ssh::config::HostSpec {

@@ -95,7 +95,10 @@ impl RunRecord {
     /// What changed in the files since the run started, if anything.
     pub fn changes(&self) -> Vec<String> {
         let mut out = Vec::new();
-        match files_sha256(&self.inventories) {
+        match files_sha256(&crate::inventory::Inventory::input_files(
+            &self.inventories,
+            self.playbook.parent(),
+        )) {
             Ok(s) if s == self.inventory_sha256 => {}
             Ok(_) => out.push("the inventory changed".to_string()),
             Err(e) => out.push(format!("the inventory cannot be read: {e}")),

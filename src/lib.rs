@@ -14,6 +14,7 @@ pub mod exit_code;
 pub mod health;
 pub mod http_body;
 pub mod inventory;
+pub mod inventory_cmd;
 pub mod journal;
 pub mod lock;
 pub mod monitor;
@@ -53,6 +54,22 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
     };
     match cli.command {
         Command::Validate { files, .. } => commands::validate(&files),
+        Command::Inventory {
+            inventories,
+            list: _,
+            host,
+            graph,
+            group,
+            playbook_dir,
+            output: _,
+        } => {
+            let show = match (host, graph) {
+                (Some(h), _) => inventory_cmd::Show::Host(h),
+                (None, true) => inventory_cmd::Show::Graph(group),
+                (None, false) => inventory_cmd::Show::List,
+            };
+            inventory_cmd::run(&inventories, playbook_dir.as_deref(), show)
+        }
         Command::Plan {
             files,
             format,

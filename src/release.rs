@@ -42,7 +42,12 @@ pub struct Release {
 
 impl Release {
     pub fn load(req: &ReleaseRequest) -> Result<Release, Diagnostics> {
-        let inventory = Inventory::load(&req.inventories);
+        let playbook_dir = req
+            .playbook
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let inventory = Inventory::load_with(&req.inventories, Some(playbook_dir));
         let playbook = Playbook::load(&req.playbook, &req.extra_vars);
         let (inventory, playbook) = match (inventory, playbook) {
             (Ok(i), Ok(p)) => (i, p),
@@ -67,7 +72,7 @@ impl Release {
             }
         };
         if let Some(limit) = &req.limit {
-            match inventory::select(&inventory, limit) {
+            match inventory::select_limit(&inventory, limit) {
                 Ok(l) => selected.retain(|i| l.contains(i)),
                 Err(e) => diags.push(pattern_error(Path::new("--limit"), None, e.to_string(), &inventory)),
             }
@@ -204,7 +209,12 @@ impl Release {
 }
 
 fn pattern_error(file: &Path, pos: Option<crate::error::Pos>, msg: String, inv: &Inventory) -> Diagnostic {
-    let mut groups: Vec<&str> = inv.groups.keys().map(String::as_str).collect();
+    let mut groups: Vec<&str> = inv
+        .groups
+        .values()
+        .filter(|g| g.name != "ungrouped" || !g.hosts.is_empty())
+        .map(|g| g.name.as_str())
+        .collect();
     groups.sort_unstable();
     Diagnostic::new(file, pos, msg).hint(format!("groups in the inventory: {}", groups.join(", ")))
 }

@@ -218,7 +218,9 @@ struct Builder {
 /// A collection being built: its items, its position, its anchor and `nodes` when it started.
 enum Frame {
     Seq(Vec<Node>, Pos, usize, usize),
-    Map(Vec<(Node, Node)>, Option<Node>, Pos, usize, usize),
+    /// Entries, the pending key, position, anchor, start, and the keys a `<<` merge brought in
+    /// (which a key written later in the same mapping overrides, as YAML's merge key means).
+    Map(Vec<(Node, Node)>, Option<Node>, Pos, usize, usize, Vec<String>),
 }
 
 impl Builder {
@@ -244,19 +246,28 @@ impl Builder {
                 }
             }
             Some(Frame::Seq(items, ..)) => items.push(node),
-            Some(Frame::Map(entries, pending, ..)) => match pending.take() {
+            Some(Frame::Map(entries, pending, _, _, _, merged)) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
                     // `<<: *anchor` merges the anchored mapping's entries that are not set here.
                     if key.scalar() == Some("<<") && matches!(key.kind, Kind::Scalar { plain: true, .. }) {
-                        if let Kind::Map(merged) = node.kind {
-                            for (k, v) in merged {
+                        if let Kind::Map(from) = node.kind {
+                            for (k, v) in from {
                                 if !entries.iter().any(|(e, _)| e.scalar() == k.scalar()) {
+                                    merged.push(k.scalar().unwrap_or_default().to_string());
                                     entries.push((k, v));
                                 }
                             }
                             return;
                         }
+                    }
+                    if let Some(name) = key.scalar().filter(|n| merged.iter().any(|m| m == n)) {
+                        // A key written after `<<: *anchor` overrides the merged value.
+                        let name = name.to_string();
+                        merged.retain(|m| *m != name);
+                        entries.retain(|(k, _)| k.scalar() != Some(name.as_str()));
+                        entries.push((key, node));
+                        return;
                     }
                     if let Some((first, _)) = entries
                         .iter()
@@ -318,7 +329,7 @@ impl MarkedEventReceiver for Builder {
                 self.grow(1, mark);
                 let start = self.nodes;
                 self.stack
-                    .push(Frame::Map(Vec::new(), None, pos_of(mark, 1), anchor, start));
+                    .push(Frame::Map(Vec::new(), None, pos_of(mark, 1), anchor, start, Vec::new()));
             }
             Event::SequenceEnd => {
                 if let Some(Frame::Seq(items, pos, anchor, start)) = self.stack.pop() {
@@ -334,7 +345,7 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(entries, _, pos, anchor, start)) = self.stack.pop() {
+                if let Some(Frame::Map(entries, _, pos, anchor, start, _)) = self.stack.pop() {
                     let weight = self.nodes - start + 1;
                     self.push_node(
                         Node {
@@ -363,6 +374,16 @@ mod tests {
         assert_eq!(b[0].pos, Pos::new(3, 5, 3));
         assert_eq!(n.get("a").unwrap().to_json(), serde_json::json!(1));
         assert_eq!(b[0].to_json(), serde_json::json!("x"));
+    }
+
+    #[test]
+    fn a_key_after_a_merge_overrides_it() {
+        let n = parse(Path::new("f"), "base: &b {x: 1, y: 1}\nc:\n  <<: *b\n  x: 2\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(n.get("c").unwrap().to_json(), serde_json::json!({"y": 1, "x": 2}));
+        // Written twice by hand is still a duplicate.
+        assert!(parse(Path::new("f"), "c:\n  <<: {x: 1}\n  x: 2\n  x: 3\n").is_err());
     }
 
     #[test]

@@ -75,7 +75,7 @@ fn both_files_are_checked_in_one_run() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr.contains("inv-bad-port.yml:5:45"), "{stderr}");
+    assert!(stderr.contains("inv-bad-port.yml:5:58"), "{stderr}");
     assert!(stderr.contains("pb-unknown-nested-key.yml:7:3"), "{stderr}");
 }
 

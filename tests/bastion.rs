@@ -40,12 +40,12 @@ fn releases_through_bastions_from_the_inventory_and_the_ssh_config() {
     let inv = std::fs::read_to_string(fleet.inventory()).unwrap();
     let jumps = inv
         .replace(
-            &format!("h02: {{ address: {net}.2"),
-            &format!("h02: {{ jump: root@{net}.1, address: {net}.2"),
+            &format!("h02: {{ ansible_host: {net}.2"),
+            &format!("h02: {{ jump: root@{net}.1, ansible_host: {net}.2"),
         )
         .replace(
-            &format!("h03: {{ address: {net}.3"),
-            &format!("h03: {{ jump: 'root@{net}.1,root@{net}.2:22', address: {net}.3"),
+            &format!("h03: {{ ansible_host: {net}.3"),
+            &format!("h03: {{ jump: 'root@{net}.1,root@{net}.2:22', ansible_host: {net}.3"),
         );
     assert_ne!(jumps, inv);
     let jinv = fleet.dir.join("jumps.yml");

@@ -16,7 +16,11 @@ fn become_runs_commands_through_sudo_and_a_missing_right_is_a_preflight_error() 
     let inventory = std::fs::read_to_string(fleet.inventory()).unwrap();
     let as_user = |user: &str| {
         let path = fleet.dir.join(format!("{user}.yml"));
-        std::fs::write(&path, inventory.replace("user: root", &format!("user: {user}"))).unwrap();
+        std::fs::write(
+            &path,
+            inventory.replace("ansible_user: root", &format!("ansible_user: {user}")),
+        )
+        .unwrap();
         path
     };
     let (deploy, nosudo) = (as_user("tranche-deploy"), as_user("tranche-nosudo"));

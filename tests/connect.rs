@@ -13,7 +13,7 @@ fn bare_inventory(fleet: &Fleet) -> std::path::PathBuf {
     let inv = std::fs::read_to_string(fleet.inventory()).unwrap();
     let bare: String = inv
         .lines()
-        .filter(|l| !l.contains("identity_file") && !l.contains("user:"))
+        .filter(|l| !l.contains("ansible_ssh_private_key_file") && !l.contains("ansible_user:"))
         .map(|l| format!("{l}\n"))
         .collect();
     let path = fleet.dir.join("bare.yml");

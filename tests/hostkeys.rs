@@ -411,8 +411,8 @@ fn a_bastion_is_checked_under_its_own_name() {
     std::fs::write(
         &jumped,
         inv.replace(
-            &format!("h01: {{ address: {net}.1,"),
-            &format!("h01: {{ address: {net}.1, jump: \"root@{net}.2\","),
+            &format!("h01: {{ ansible_host: {net}.1,"),
+            &format!("h01: {{ ansible_host: {net}.1, jump: \"root@{net}.2\","),
         ),
     )
     .unwrap();

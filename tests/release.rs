@@ -272,7 +272,7 @@ fn unknown_host_key_and_unreachable_host_fail_preflight_and_change_nothing() {
     let with_dead = inv.replace(
         "      hosts:\n",
         &format!(
-            "      hosts:\n        dead: {{ address: {}.99, zone: z9 }}\n",
+            "      hosts:\n        dead: {{ ansible_host: {}.99, zone: z9 }}\n",
             fleet.net
         ),
     );

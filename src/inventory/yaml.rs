@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{check_connection_var, expand_range, RawInventory, Vars};
+use super::{check_connection_var, expand_range, ini::split_host_port, sources, RawInventory, Vars};
 use crate::error::{did_you_mean, Diagnostic, Diagnostics, Pos};
 use crate::yaml::{self, Node};
 
@@ -84,7 +84,9 @@ impl Loader<'_> {
                 Some("hosts") => self.hosts(name, v),
                 Some("vars") => {
                     if let Some(vars) = self.vars(v, &format!("vars of group `{name}`")) {
-                        self.raw.group(name).vars.extend(vars);
+                        for (k, v) in vars {
+                            self.raw.set_group_var(name, &k, v);
+                        }
                     }
                 }
                 Some("children") => {
@@ -146,9 +148,10 @@ impl Loader<'_> {
             return;
         };
         for (k, v) in hosts {
-            let Some(pattern) = self.name(k, "host") else {
+            let Some(written) = self.name(k, "host") else {
                 continue;
             };
+            let (pattern, port) = split_host_port(&written);
             let names = match expand_range(&pattern) {
                 Ok(n) => n,
                 Err(e) => {
@@ -165,7 +168,7 @@ impl Loader<'_> {
                 self.vars(v, &format!("variables of host `{pattern}`"))
             };
             if let Some(vars) = vars {
-                if let Err(e) = self.raw.add_hosts(group, names, &vars) {
+                if let Err(e) = self.raw.add_hosts_port(group, names, port, &vars) {
                     self.err(k, e);
                 }
             }
@@ -186,8 +189,9 @@ impl Loader<'_> {
                 self.err(k, "a variable name must be a string".into());
                 continue;
             };
-            let value = v.to_json();
+            let value = sources::node_value(v);
             check_connection_var(self.file, key, &value, v.pos, self.diags);
+            sources::check_vault(self.file, key, &value, self.diags);
             vars.insert(key.to_string(), value);
         }
         Some(vars)

@@ -145,7 +145,7 @@ impl SshError {
                 "check the host's plain key out of band and add it to known_hosts (ssh-keyscan -t ed25519 HOST)",
             ),
             SshError::Auth { .. } => {
-                Some("set `identity_file` in the inventory, --identity, or load the key into ssh-agent")
+                Some("set `ansible_ssh_private_key_file` in the inventory, --identity, or load the key into ssh-agent")
             }
             _ => None,
         }

@@ -367,13 +367,13 @@ CFG
   {
     echo "all:"
     echo "  vars:"
-    echo "    user: root"
-    echo "    identity_file: $DIR/id_ed25519"
+    echo "    ansible_user: root"
+    echo "    ansible_ssh_private_key_file: $DIR/id_ed25519"
     echo "  children:"
     echo "    fleet:"
     echo "      hosts:"
     for ((i = 1; i <= HOSTS; i++)); do
-      printf '        h%02d: { address: %s.%d, zone: z%d }\n' "$i" "$NET" "$i" $(((i - 1) % 3 + 1))
+      printf '        h%02d: { ansible_host: %s.%d, zone: z%d }\n' "$i" "$NET" "$i" $(((i - 1) % 3 + 1))
     done
   } >"$DIR/inventory.yml"
   build_artifacts
