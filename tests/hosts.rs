@@ -5,11 +5,9 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{events, FileServer, Fleet, HostKind};
+use common::{events, FileServer, Fleet, HostKind, Requests};
 
 /// Hosts 1 and 2 OpenSSH, 3 busybox, 4 Dropbear.
 const BUSYBOX: usize = 3;
@@ -17,74 +15,6 @@ const DROPBEAR: usize = 4;
 
 fn mixed_fleet(slot: u16) -> Fleet {
     Fleet::up_with(slot, 4, &[(BUSYBOX, HostKind::Busybox), (DROPBEAR, HostKind::Dropbear)])
-}
-
-/// GET / through HAProxy in a loop until told to stop (bounded: 3 minutes, 100000 requests);
-/// counts answers 200 and everything else (with what went wrong).
-struct Requests {
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-    thread: std::thread::JoinHandle<Vec<String>>,
-}
-
-impl Requests {
-    fn start(port: u16) -> Requests {
-        let (stop, ok, failed) = (
-            Arc::new(AtomicBool::new(false)),
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        let (st, o, f) = (stop.clone(), ok.clone(), failed.clone());
-        let thread = std::thread::spawn(move || {
-            let start = Instant::now();
-            let mut errors = Vec::new();
-            let mut n = 0;
-            while !st.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(180) && n < 100_000 {
-                n += 1;
-                let res = (|| -> std::io::Result<String> {
-                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-                    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-                    s.write_all(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")?;
-                    let mut out = String::new();
-                    s.read_to_string(&mut out)?;
-                    Ok(out)
-                })();
-                match res {
-                    Ok(r) if r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200") => {
-                        o.fetch_add(1, Ordering::SeqCst);
-                    }
-                    Ok(r) => {
-                        f.fetch_add(1, Ordering::SeqCst);
-                        errors.push(r.lines().next().unwrap_or("").to_string());
-                    }
-                    Err(e) => {
-                        f.fetch_add(1, Ordering::SeqCst);
-                        errors.push(e.to_string());
-                    }
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            errors
-        });
-        Requests {
-            stop,
-            ok,
-            failed,
-            thread,
-        }
-    }
-
-    /// Stop; (answered 200, failed, what failed).
-    fn finish(self) -> (usize, usize, Vec<String>) {
-        self.stop.store(true, Ordering::SeqCst);
-        let errors = self.thread.join().unwrap();
-        (
-            self.ok.load(Ordering::SeqCst),
-            self.failed.load(Ordering::SeqCst),
-            errors,
-        )
-    }
 }
 
 /// Run `args` of tranche on the fleet while requests run through HAProxy; assert exit 0, zero

@@ -3,52 +3,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{events, FileServer, Fleet};
-
-/// GET / through HAProxy in a loop until told to stop (bounded: 3 minutes, 100000 requests).
-fn request_loop(
-    port: u16,
-    stop: Arc<AtomicBool>,
-    ok: Arc<AtomicUsize>,
-    failed: Arc<AtomicUsize>,
-) -> std::thread::JoinHandle<Vec<String>> {
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        let mut errors = Vec::new();
-        let mut n = 0;
-        while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(180) && n < 100_000 {
-            n += 1;
-            let res = (|| -> std::io::Result<String> {
-                let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-                s.set_read_timeout(Some(Duration::from_secs(10)))?;
-                s.write_all(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")?;
-                let mut out = String::new();
-                s.read_to_string(&mut out)?;
-                Ok(out)
-            })();
-            match res {
-                Ok(r) if r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200") => {
-                    ok.fetch_add(1, Ordering::SeqCst);
-                }
-                Ok(r) => {
-                    failed.fetch_add(1, Ordering::SeqCst);
-                    errors.push(r.lines().next().unwrap_or("").to_string());
-                }
-                Err(e) => {
-                    failed.fetch_add(1, Ordering::SeqCst);
-                    errors.push(e.to_string());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        errors
-    })
-}
+use common::{events, FileServer, Fleet, Requests};
 
 /// The largest number of hosts whose `stage` step was in progress at once, from the events.
 fn max_concurrent_stage(evs: &[serde_json::Value]) -> usize {
@@ -77,12 +35,7 @@ fn releases_twelve_hosts_through_haproxy_without_dropping_a_request() {
         "2.0.0",
         "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 4\n  stage:\n    concurrency: 3\n",
     );
-    let (stop, ok, failed) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicUsize::new(0)),
-        Arc::new(AtomicUsize::new(0)),
-    );
-    let looper = request_loop(fleet.lb_port, stop.clone(), ok.clone(), failed.clone());
+    let requests = Requests::start(fleet.lb_port);
     let events_file = fleet.dir.join("events.jsonl");
     let out = fleet.tranche(&[
         "release",
@@ -92,20 +45,11 @@ fn releases_twelve_hosts_through_haproxy_without_dropping_a_request() {
         "--events",
         events_file.to_str().unwrap(),
     ]);
-    stop.store(true, Ordering::SeqCst);
-    let errors = looper.join().unwrap();
+    let (ok, failed, errors) = requests.finish();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert_eq!(
-        failed.load(Ordering::SeqCst),
-        0,
-        "failed requests: {errors:?}\n{stderr}"
-    );
-    assert!(
-        ok.load(Ordering::SeqCst) > 50,
-        "the request loop barely ran: {}",
-        ok.load(Ordering::SeqCst)
-    );
+    assert_eq!(failed, 0, "failed requests: {errors:?}\n{stderr}");
+    assert!(ok > 50, "the request loop barely ran: {ok}");
     for i in 1..=12 {
         assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"), "host {i}");
     }

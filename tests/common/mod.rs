@@ -3,8 +3,12 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Run `tests/fleet/fleet.sh` with `args`.
 fn fleet_sh(args: &[&str]) -> Output {
@@ -601,4 +605,72 @@ pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
     (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// GET / through HAProxy in a loop until told to stop (bounded: 3 minutes, 100000 requests);
+/// counts answers 200 and everything else (with what went wrong).
+pub struct Requests {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicUsize>,
+    failed: Arc<AtomicUsize>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Requests {
+    pub fn start(port: u16) -> Requests {
+        let (stop, ok, failed) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let (st, o, f) = (stop.clone(), ok.clone(), failed.clone());
+        let thread = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut errors = Vec::new();
+            let mut n = 0;
+            while !st.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(180) && n < 100_000 {
+                n += 1;
+                let res = (|| -> std::io::Result<String> {
+                    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+                    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+                    s.write_all(b"GET / HTTP/1.0\r\nHost: demo\r\n\r\n")?;
+                    let mut out = String::new();
+                    s.read_to_string(&mut out)?;
+                    Ok(out)
+                })();
+                match res {
+                    Ok(r) if r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200") => {
+                        o.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(r) => {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        errors.push(r.lines().next().unwrap_or("").to_string());
+                    }
+                    Err(e) => {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        errors.push(e.to_string());
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            errors
+        });
+        Requests {
+            stop,
+            ok,
+            failed,
+            thread,
+        }
+    }
+
+    /// Stop; (answered 200, failed, what failed).
+    pub fn finish(self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, Ordering::SeqCst);
+        let errors = self.thread.join().unwrap();
+        (
+            self.ok.load(Ordering::SeqCst),
+            self.failed.load(Ordering::SeqCst),
+            errors,
+        )
+    }
 }
