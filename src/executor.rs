@@ -1710,6 +1710,19 @@ impl Executor {
         }
     }
 
+    /// A command of the playbook exited while something it started still held its output: say
+    /// so, since the step no longer waits for it (and the process may die with the session).
+    fn warn_leaked(&self, host: &Host, what: &str, out: &crate::ssh::ExecOutput) {
+        if let Some(stream) = out.leaked {
+            self.event(EventKind::Warning {
+                host: Some(host.name.clone()),
+                msg: format!(
+                    "{what} exited, but a process it left running still holds its {stream}; tranche stopped waiting for it. Redirect the output of what it starts in the background (`... >/dev/null 2>&1 &`, or a log file)"
+                ),
+            });
+        }
+    }
+
     /// Register `host` again (a `register` step of its own in the events).
     async fn put_back(&self, host: &Host, st: &HostState, batch: usize) -> Result<(), String> {
         let t = Instant::now();
@@ -1820,12 +1833,14 @@ impl Executor {
             };
             let cmd = r.render(cmd, host, &self.run_id, prev)?;
             let out = conn.exec(&cmd, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+            self.warn_leaked(host, "start.command", &out);
             if !out.success() {
                 return Err(StepFailure::of("", &out));
             }
             if let Some(after) = &p.hooks.after_start {
                 let a = r.render(after, host, &self.run_id, prev)?;
                 let out = conn.exec(&a, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+                self.warn_leaked(host, "hooks.after_start", &out);
                 if !out.success() {
                     return Err(StepFailure::of("hooks.after_start failed: ", &out));
                 }

@@ -317,7 +317,15 @@ pub struct ExecOutput {
     pub stdout: String,
     /// The tail of stderr, for reports.
     pub stderr: String,
+    /// The command exited but something it left running (a service started with `&` without
+    /// redirecting its output) still held this stream open, so tranche stopped waiting for it.
+    pub leaked: Option<&'static str>,
 }
+
+/// How long output may go on after a command's exit status before tranche stops waiting: a
+/// process the command put in the background still holds the stream, and would otherwise keep
+/// the step open until it exits or the step's timeout passes.
+const LEAK_GRACE: Duration = Duration::from_secs(2);
 
 impl ExecOutput {
     pub fn success(&self) -> bool {
@@ -604,8 +612,22 @@ impl Connection {
             channel.eof().await?;
         }
         let mut writer = writer;
+        // After the exit status: the last output, and whether stdout's EOF came.
+        let mut after_exit: Option<tokio::time::Instant> = None;
+        let mut stdout_closed = false;
         loop {
+            let grace = async {
+                match after_exit {
+                    Some(t) => tokio::time::sleep_until(t + LEAK_GRACE).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
+                _ = grace => {
+                    out.leaked = Some(if stdout_closed { "stderr" } else { "stdout" });
+                    let _ = channel.close().await;
+                    break;
+                }
                 res = async { writer.as_mut().expect("writer").await }, if writer.is_some() => {
                     writer = None;
                     let failed = match res {
@@ -634,18 +656,23 @@ impl Connection {
                         ChannelMsg::Failure if !started => break,
                         ChannelMsg::Data { data } => {
                             started = true;
+                            after_exit = after_exit.map(|_| tokio::time::Instant::now());
                             push_capped(&mut stdout, &data)
                         }
                         ChannelMsg::ExtendedData { data, ext: 1 } => {
                             started = true;
+                            after_exit = after_exit.map(|_| tokio::time::Instant::now());
                             push_capped(&mut stderr, &data)
                         }
+                        ChannelMsg::Eof => stdout_closed = true,
                         ChannelMsg::ExitStatus { exit_status } => {
                             started = true;
+                            after_exit = Some(tokio::time::Instant::now());
                             out.status = Some(exit_status)
                         }
                         ChannelMsg::ExitSignal { signal_name, .. } => {
                             started = true;
+                            after_exit = Some(tokio::time::Instant::now());
                             out.signal = Some(format!("{signal_name:?}"))
                         }
                         ChannelMsg::Close => break,
