@@ -96,14 +96,8 @@ pub enum Command {
     /// --list (JSON), --host H (its variables as JSON) or --graph [GROUP] (a tree).
     #[command(group(clap::ArgGroup::new("show").required(true).args(["list", "host", "graph"])))]
     Inventory {
-        /// Inventory source (Ansible YAML or INI file, directory, script, --list JSON); may repeat.
-        #[arg(
-            short = 'i',
-            long = "inventory",
-            required = true,
-            env = "TRANCHE_INVENTORY",
-            value_delimiter = ','
-        )]
+        /// Inventory source (file, directory, script, --list JSON); may repeat [default: the `inventory` of ansible.cfg].
+        #[arg(short = 'i', long = "inventory", env = "TRANCHE_INVENTORY", value_delimiter = ',')]
         inventories: Vec<PathBuf>,
         #[command(flatten)]
         output: QuietOutput,
@@ -146,14 +140,8 @@ pub enum Format {
 /// The inventory and the playbook.
 #[derive(Debug, Args)]
 pub struct Files {
-    /// Inventory file (Ansible YAML or INI); may repeat.
-    #[arg(
-        short = 'i',
-        long = "inventory",
-        required = true,
-        env = "TRANCHE_INVENTORY",
-        value_delimiter = ','
-    )]
+    /// Inventory source (file, directory, script, --list JSON); may repeat [default: the `inventory` of ansible.cfg].
+    #[arg(short = 'i', long = "inventory", env = "TRANCHE_INVENTORY", value_delimiter = ',')]
     pub inventories: Vec<PathBuf>,
     /// The release plan.
     #[arg(env = "TRANCHE_PLAYBOOK")]

@@ -28,11 +28,53 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn request(files: &Files) -> Result<ReleaseRequest, i32> {
     Ok(ReleaseRequest {
-        inventories: files.inventories.clone(),
+        inventories: inventories(&files.inventories)?,
         playbook: files.playbook.clone(),
         limit: files.limit.clone(),
         extra_vars: resolve_extra_vars(&files.extra_vars)?,
     })
+}
+
+/// The `ansible.cfg` Ansible would read here, if any, read once; a `host_key_checking = False`
+/// in it is said to be ignored (tranche never checks host keys less).
+pub fn ansible_cfg() -> Option<&'static crate::ansible_cfg::AnsibleCfg> {
+    static CFG: std::sync::OnceLock<Option<crate::ansible_cfg::AnsibleCfg>> = std::sync::OnceLock::new();
+    CFG.get_or_init(|| {
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let cwd = std::env::current_dir().ok()?;
+        let env = std::env::var("ANSIBLE_CONFIG").ok();
+        let path = crate::ansible_cfg::find(&cwd, home.as_deref(), env.as_deref())?;
+        match crate::ansible_cfg::load(&path, home.as_deref()) {
+            Ok(cfg) => {
+                if cfg.host_key_checking_off {
+                    eprintln!(
+                        "warning: {} sets host_key_checking = False; tranche checks host keys anyway (see --accept-new-host-keys)",
+                        path.display()
+                    );
+                }
+                Some(cfg)
+            }
+            Err(e) => {
+                eprintln!("warning: {e}; it is not used");
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+/// The inventory sources: `-i`, else the `inventory` of `ansible.cfg`.
+pub fn inventories(given: &[PathBuf]) -> Result<Vec<PathBuf>, i32> {
+    if !given.is_empty() {
+        return Ok(given.to_vec());
+    }
+    match ansible_cfg().filter(|c| !c.inventory.is_empty()) {
+        Some(cfg) => Ok(cfg.inventory.clone()),
+        None => {
+            eprintln!("error: no inventory: pass -i INVENTORY (or set `inventory` in ansible.cfg)");
+            Err(exit_code::CONFIG)
+        }
+    }
 }
 
 /// The `-e` values as templates see them: `KEY=@env:NAME` read from the environment (and made
@@ -124,7 +166,9 @@ pub fn plan(files: &Files, format: Format, check: bool, events_to: Option<&str>,
 /// The SSH settings of a run, from the options and the defaults.
 pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
     let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let cfg = ansible_cfg();
     let mut identities: Vec<PathBuf> = o.identity.iter().cloned().collect();
+    identities.extend(cfg.and_then(|c| c.private_key_file.clone()));
     for name in ["id_ed25519", "id_ecdsa", "id_rsa"] {
         identities.push(home.join(".ssh").join(name));
     }
@@ -146,7 +190,11 @@ pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
         bastions: ssh::Bastions::default(),
         max_connecting: o.max_connecting,
         connect_timeout: o.connect_timeout,
-        default_user: o.user.clone().unwrap_or_else(crate::lock::current_user),
+        default_user: o
+            .user
+            .clone()
+            .or_else(|| cfg.and_then(|c| c.remote_user.clone()))
+            .unwrap_or_else(crate::lock::current_user),
     })
 }
 

@@ -5,6 +5,7 @@
 // Diagnostics and templates are carried by value on purpose: they are built once per problem.
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
+pub mod ansible_cfg;
 pub mod cli;
 pub mod commands;
 pub mod error;
@@ -68,7 +69,10 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> i32 {
                 (None, true) => inventory_cmd::Show::Graph(group),
                 (None, false) => inventory_cmd::Show::List,
             };
-            inventory_cmd::run(&inventories, playbook_dir.as_deref(), show)
+            match commands::inventories(&inventories) {
+                Ok(inventories) => inventory_cmd::run(&inventories, playbook_dir.as_deref(), show),
+                Err(code) => code,
+            }
         }
         Command::Plan {
             files,
