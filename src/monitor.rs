@@ -398,4 +398,57 @@ mod tests {
         let n = sent.load(std::sync::atomic::Ordering::SeqCst);
         assert!(n < 32 << 20, "the server sent {n} bytes");
     }
+
+    /// An Alertmanager answering 503 then 200 (with `body`), counting requests.
+    fn flaky_alertmanager(body: &'static str) -> (u16, Arc<Mutex<usize>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(Mutex::new(0usize));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let n = {
+                    let mut c = seen.lock().unwrap();
+                    *c += 1;
+                    *c
+                };
+                let mut req = [0u8; 8192];
+                let _ = s.read(&mut req);
+                let (status, answer) = if n == 1 { (503, "busy") } else { (200, body) };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        (port, count)
+    }
+
+    /// Creating and expiring a silence retry a 503 (for `registry.retry`), and say so.
+    #[tokio::test]
+    async fn silences_are_retried_through_a_503() {
+        let (port, count) = flaky_alertmanager(r#"{"silenceID":"s-7"}"#);
+        let (_dir, r) = test_release(&format!(
+            "silence:\n  alertmanager: http://127.0.0.1:{port}\n  matchers: {{instance: \"{{{{ host.name }}}}\"}}\n"
+        ));
+        let sil = r.playbook.silence.as_ref().unwrap();
+        let http = reqwest::Client::new();
+        let created = super::create_silence(&http, &r, sil, &r.targets[0], "run").await;
+        assert_eq!(
+            created,
+            Ok(("s-7".to_string(), " after 1 retry (HTTP 503)".to_string()))
+        );
+        assert_eq!(*count.lock().unwrap(), 2);
+
+        let (port, count) = flaky_alertmanager("");
+        let (_dir, r) = test_release(&format!(
+            "silence:\n  alertmanager: http://127.0.0.1:{port}\n  matchers: {{instance: x}}\n"
+        ));
+        let sil = r.playbook.silence.as_ref().unwrap();
+        let expired = super::expire_silence(&http, sil, "s-7", r.playbook.registry_retry).await;
+        assert_eq!(expired, Ok(" after 1 retry (HTTP 503)".to_string()));
+        assert_eq!(*count.lock().unwrap(), 2);
+    }
 }
