@@ -1067,8 +1067,15 @@ impl Executor {
             step: Step::Silence,
         });
         match crate::monitor::create_silence(&self.http, &self.release, sil, host, &self.run_id).await {
-            Ok(id) => {
-                self.step_done(batch, &host.name, Step::Silence, Status::Ok, t, format!("silence {id}"));
+            Ok((id, retried)) => {
+                self.step_done(
+                    batch,
+                    &host.name,
+                    Step::Silence,
+                    Status::Ok,
+                    t,
+                    format!("silence {id}{retried}"),
+                );
                 Ok(Some(id))
             }
             Err(e) => {
@@ -1090,14 +1097,14 @@ impl Executor {
             host: host.name.clone(),
             step: Step::Unsilence,
         });
-        match crate::monitor::expire_silence(&self.http, sil, &id).await {
-            Ok(()) => self.step_done(
+        match crate::monitor::expire_silence(&self.http, sil, &id, self.release.playbook.registry_retry).await {
+            Ok(retried) => self.step_done(
                 batch,
                 &host.name,
                 Step::Unsilence,
                 Status::Ok,
                 t,
-                format!("silence {id} expired"),
+                format!("silence {id} expired{retried}"),
             ),
             Err(e) => self.step_done(
                 batch,

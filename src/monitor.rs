@@ -9,7 +9,7 @@ use crate::http_body::{read_prefix, BODY_LIMIT};
 use crate::inventory::Host;
 use crate::playbook::{Gate, HttpAuth, Silence};
 use crate::redact;
-use crate::registry::error_chain;
+use crate::registry::{error_chain, http_transient, retry, status_transient, CallError};
 use crate::release::Release;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,14 +41,16 @@ pub async fn check_alertmanager(http: &reqwest::Client, s: &Silence) -> Result<(
     }
 }
 
-/// Create a silence for `host` (Alertmanager API v2). Returns its id.
+/// Create a silence for `host` (Alertmanager API v2), retrying transient failures for
+/// `registry.retry`. Returns its id and what was retried (` after 2 retries (HTTP 503)` or
+/// nothing).
 pub async fn create_silence(
     http: &reqwest::Client,
     r: &Release,
     s: &Silence,
     host: &Host,
     run_id: &str,
-) -> Result<String, String> {
+) -> Result<(String, String), String> {
     let ctx = r.context(host, run_id, None);
     let mut matchers = Vec::new();
     for (name, value, regex) in &s.matchers {
@@ -69,42 +71,72 @@ pub async fn create_silence(
         "createdBy": "tranche",
         "comment": format!("tranche run {run_id}: {} {} on {}", r.playbook.service, r.playbook.version, host.name),
     });
+    let (id, retried) = retry(r.playbook.registry_retry, || post_silence(http, s, &body)).await?;
+    Ok((id, retried.note()))
+}
+
+/// One try of creating a silence.
+async fn post_silence(http: &reqwest::Client, s: &Silence, body: &Value) -> Result<String, CallError> {
     let url = format!("{}/api/v2/silences", s.alertmanager);
     let shown = redact::url(&url);
     let resp = authorize(http.post(&url), &s.auth)
-        .json(&body)
+        .json(body)
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("POST {shown}: {}", error_chain(&e)))?;
+        .map_err(|e| CallError {
+            msg: format!("POST {shown}: {}", error_chain(&e)),
+            transient: http_transient(&e).map(str::to_string),
+        })?;
     let status = resp.status().as_u16();
     let answer = read_prefix(resp, BODY_LIMIT).await;
     if status != 200 {
-        return Err(format!("POST {shown} answered {status}: {}", excerpt(&answer.text)));
+        return Err(CallError {
+            msg: format!("POST {shown} answered {status}: {}", excerpt(&answer.text)),
+            transient: status_transient(status),
+        });
     }
     let text = answer.whole().map_err(|e| format!("POST {shown}: {e}"))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("POST {shown}: unreadable answer ({e})"))?;
     v["silenceID"]
         .as_str()
         .map(str::to_string)
-        .ok_or_else(|| format!("POST {shown}: no silenceID in {}", excerpt(&text)))
+        .ok_or_else(|| format!("POST {shown}: no silenceID in {}", excerpt(&text)).into())
 }
 
-/// Expire a silence.
-pub async fn expire_silence(http: &reqwest::Client, s: &Silence, id: &str) -> Result<(), String> {
+/// Expire a silence, retrying transient failures for `retry`. Returns what was retried
+/// (` after 1 retry (connection refused)` or nothing).
+pub async fn expire_silence(
+    http: &reqwest::Client,
+    s: &Silence,
+    id: &str,
+    retry_for: Duration,
+) -> Result<String, String> {
+    let ((), retried) = retry(retry_for, || delete_silence(http, s, id)).await?;
+    Ok(retried.note())
+}
+
+/// One try of expiring a silence.
+async fn delete_silence(http: &reqwest::Client, s: &Silence, id: &str) -> Result<(), CallError> {
     let url = format!("{}/api/v2/silence/{id}", s.alertmanager);
     let shown = redact::url(&url);
     let resp = authorize(http.delete(&url), &s.auth)
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("DELETE {shown}: {}", error_chain(&e)))?;
+        .map_err(|e| CallError {
+            msg: format!("DELETE {shown}: {}", error_chain(&e)),
+            transient: http_transient(&e).map(str::to_string),
+        })?;
     match resp.status().as_u16() {
         200 => Ok(()),
-        code => Err(format!(
-            "DELETE {shown} answered {code}: {}",
-            excerpt(&read_prefix(resp, BODY_LIMIT).await.text)
-        )),
+        code => Err(CallError {
+            msg: format!(
+                "DELETE {shown} answered {code}: {}",
+                excerpt(&read_prefix(resp, BODY_LIMIT).await.text)
+            ),
+            transient: status_transient(code),
+        }),
     }
 }
 
@@ -271,11 +303,13 @@ mod tests {
         );
         let http = reqwest::Client::new();
         super::check_alertmanager(&http, sil).await.unwrap();
-        let id = super::create_silence(&http, &r, sil, &r.targets[0], "run")
+        let (id, _) = super::create_silence(&http, &r, sil, &r.targets[0], "run")
             .await
             .unwrap();
         assert_eq!(id, "s-1");
-        super::expire_silence(&http, sil, &id).await.unwrap();
+        super::expire_silence(&http, sil, &id, std::time::Duration::ZERO)
+            .await
+            .unwrap();
         assert_eq!(super::gate_value(&http, gate, "up").await, Ok(0.5));
         let seen = seen.lock().unwrap().clone();
         let basic = format!(
@@ -363,5 +397,58 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(200));
         let n = sent.load(std::sync::atomic::Ordering::SeqCst);
         assert!(n < 32 << 20, "the server sent {n} bytes");
+    }
+
+    /// An Alertmanager answering 503 then 200 (with `body`), counting requests.
+    fn flaky_alertmanager(body: &'static str) -> (u16, Arc<Mutex<usize>>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let count = Arc::new(Mutex::new(0usize));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let n = {
+                    let mut c = seen.lock().unwrap();
+                    *c += 1;
+                    *c
+                };
+                let mut req = [0u8; 8192];
+                let _ = s.read(&mut req);
+                let (status, answer) = if n == 1 { (503, "busy") } else { (200, body) };
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+            }
+        });
+        (port, count)
+    }
+
+    /// Creating and expiring a silence retry a 503 (for `registry.retry`), and say so.
+    #[tokio::test]
+    async fn silences_are_retried_through_a_503() {
+        let (port, count) = flaky_alertmanager(r#"{"silenceID":"s-7"}"#);
+        let (_dir, r) = test_release(&format!(
+            "silence:\n  alertmanager: http://127.0.0.1:{port}\n  matchers: {{instance: \"{{{{ host.name }}}}\"}}\n"
+        ));
+        let sil = r.playbook.silence.as_ref().unwrap();
+        let http = reqwest::Client::new();
+        let created = super::create_silence(&http, &r, sil, &r.targets[0], "run").await;
+        assert_eq!(
+            created,
+            Ok(("s-7".to_string(), " after 1 retry (HTTP 503)".to_string()))
+        );
+        assert_eq!(*count.lock().unwrap(), 2);
+
+        let (port, count) = flaky_alertmanager("");
+        let (_dir, r) = test_release(&format!(
+            "silence:\n  alertmanager: http://127.0.0.1:{port}\n  matchers: {{instance: x}}\n"
+        ));
+        let sil = r.playbook.silence.as_ref().unwrap();
+        let expired = super::expire_silence(&http, sil, "s-7", r.playbook.registry_retry).await;
+        assert_eq!(expired, Ok(" after 1 retry (HTTP 503)".to_string()));
+        assert_eq!(*count.lock().unwrap(), 2);
     }
 }

@@ -97,7 +97,8 @@ fn http_registry_sends_the_templated_calls_and_a_500_stops_the_run_untouched() {
         "the token leaked"
     );
 
-    // The registry now answers 500: the canary's deregister fails and the run stops at once. No
+    // The registry now answers 500 (with retries off: `registry.retry: 0s`): the canary's
+    // deregister fails and the run stops at once. No
     // host was stopped; but a registry that answered 500 may still have acted, so the canary is
     // registered again, and as that fails too it is named as possibly out of the registry.
     rec.status.store(500, std::sync::atomic::Ordering::SeqCst);
@@ -107,7 +108,7 @@ fn http_registry_sends_the_templated_calls_and_a_500_stops_the_run_untouched() {
         "1.0.0",
         "fleet",
         &body.replace("2.0.0", "1.0.0"),
-        &registry,
+        &format!("{registry}  retry: 0s\n"),
     );
     let ev = fleet.dir.join("fail.jsonl");
     let out = run(&pb3, &ev);

@@ -334,6 +334,10 @@ impl Decoder<'_> {
             Some(n) => self.registry(n),
             None => Some(Registry::None),
         };
+        let registry_retry = match top.get("registry").and_then(|n| n.get("retry")) {
+            Some(n) => self.duration(n, "registry.retry", check::WAIT_MAX),
+            None => Some(DEFAULT_REGISTRY_RETRY),
+        };
         let stop = match top.get("stop") {
             Some(n) => self.stop(n),
             None => Some(Stop {
@@ -382,6 +386,7 @@ impl Decoder<'_> {
             layout: layout?,
             rollout: rollout?,
             registry: registry?,
+            registry_retry: registry_retry?,
             stop: stop?,
             start,
             health,
@@ -684,14 +689,14 @@ impl Decoder<'_> {
         };
         match kind.as_str() {
             "none" => {
-                self.map(node, "registry", &["kind"])?;
+                self.map(node, "registry", &["kind", "retry"])?;
                 Some(Registry::None)
             }
             "command" => {
                 let m = self.map(
                     node,
                     "registry",
-                    &["kind", "deregister", "register", "delegate", "drain"],
+                    &["kind", "deregister", "register", "delegate", "drain", "retry"],
                 )?;
                 let dereg = self
                     .required(&m, "deregister", "registry")
@@ -709,7 +714,7 @@ impl Decoder<'_> {
                 })
             }
             "http" => {
-                let m = self.map(node, "registry", &["kind", "deregister", "register", "drain"])?;
+                let m = self.map(node, "registry", &["kind", "deregister", "register", "drain", "retry"])?;
                 let dereg = self
                     .required(&m, "deregister", "registry")
                     .and_then(|n| self.http_call(n, "registry.deregister"));
@@ -730,7 +735,11 @@ impl Decoder<'_> {
             "dubbo" => self.preset(node, "dubbo"),
             "etcd" => self.preset(node, "etcd"),
             "haproxy" => {
-                let m = self.map(node, "registry", &["kind", "address", "backend", "server", "drain"])?;
+                let m = self.map(
+                    node,
+                    "registry",
+                    &["kind", "address", "backend", "server", "drain", "retry"],
+                )?;
                 let address = self.required(&m, "address", "registry").and_then(|n| {
                     let a = self.string(n, "registry.address")?;
                     if a.starts_with("ssh://")
@@ -781,7 +790,7 @@ impl Decoder<'_> {
     /// The registry presets: HTTP calls built from a few settings (documented in the README,
     /// with the API call each one makes).
     fn preset(&mut self, node: &Node, kind: &'static str) -> Option<Registry> {
-        const COMMON: [&str; 4] = ["kind", "address", "token", "drain"];
+        const COMMON: [&str; 5] = ["kind", "address", "token", "drain", "retry"];
         let extra: &[&str] = match kind {
             "consul" => &["service_id"],
             "nacos" => &["service_name", "ip", "port", "namespace", "group", "cluster"],

@@ -25,6 +25,10 @@ pub struct Playbook {
     pub layout: Layout,
     pub rollout: Rollout,
     pub registry: Registry,
+    /// `registry.retry`: how long registry, load balancer and monitoring calls retry a
+    /// transient failure (refused, reset, timeout, 5xx, 429) before the step fails; zero turns
+    /// retries off.
+    pub registry_retry: std::time::Duration,
     pub stop: Stop,
     pub start: Option<Template>,
     pub health: Option<Health>,
@@ -208,6 +212,9 @@ impl std::fmt::Debug for HttpAuth {
         }
     }
 }
+
+/// `registry.retry` when the playbook does not set it.
+pub const DEFAULT_REGISTRY_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How a host is taken out of traffic and put back.
 #[derive(Debug, Clone)]

@@ -674,3 +674,25 @@ impl Requests {
         )
     }
 }
+
+impl Fleet {
+    /// Kill HAProxy (SIGKILL, by its pidfile), as a crashed load balancer.
+    pub fn lb_stop(&self) {
+        let out = fleet_sh(&["lb-stop", "--dir", self.dir.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "lb-stop failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Start HAProxy again from the same config; returns once its runtime API answers.
+    pub fn lb_start(&self) {
+        let out = fleet_sh(&["lb-start", "--dir", self.dir.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "lb-start failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -8,6 +8,7 @@
 #   fleet.sh install-service --dir DIR VERSION
 #   fleet.sh status --dir DIR
 #   fleet.sh down --dir DIR
+#   fleet.sh lb-stop|lb-start --dir DIR   HAProxy down (by its pidfile), up again (same config)
 #
 # FLEET_TIMEOUT (seconds, default 20) bounds every wait.
 set -euo pipefail
@@ -19,7 +20,7 @@ TIMEOUT=${FLEET_TIMEOUT:-20}
 VERSIONS=(1.0.0 2.0.0)
 
 die() { echo "fleet: $*" >&2; exit 1; }
-usage() { sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 # ------------------------------------------------------------------ arguments
 [ $# -ge 1 ] || usage
@@ -461,6 +462,34 @@ cmd_down() {
   return 0
 }
 
+# ------------------------------------------------------------------ lb-stop / lb-start
+# HAProxy down as a crash would take it (SIGKILL: no graceful stop), for fault tests; lb-start
+# starts it again from the same haproxy.cfg and waits until its runtime API answers.
+cmd_lb_stop() {
+  DIR=$(cd "$DIR" 2>/dev/null && pwd -P) || die "no directory $DIR"
+  local pid
+  pid=$(cat "$DIR/haproxy.pid" 2>/dev/null) || die "no $DIR/haproxy.pid: HAProxy is not running"
+  [[ $pid =~ ^[0-9]+$ ]] || die "bad pid in $DIR/haproxy.pid"
+  kill -KILL "$pid" 2>/dev/null || true
+  local t=$((TIMEOUT * 10))
+  while kill -0 "$pid" 2>/dev/null; do
+    t=$((t - 1)); [ $t -gt 0 ] || die "HAProxy ($pid) did not stop"
+    sleep 0.1
+  done
+  rm -f "$DIR/haproxy.pid"
+  echo "fleet: HAProxy stopped" >&2
+}
+
+cmd_lb_start() {
+  DIR=$(cd "$DIR" 2>/dev/null && pwd -P) || die "no directory $DIR"
+  load_env
+  [ ! -f "$DIR/haproxy.pid" ] || die "HAProxy already runs ($DIR/haproxy.pid)"
+  (close_fds && exec haproxy -D -p "$DIR/haproxy.pid" -f "$DIR/haproxy.cfg") </dev/null >>"$DIR/haproxy.log" 2>&1 \
+    || { cat "$DIR/haproxy.log" >&2; die "haproxy did not start"; }
+  "${HELPER[@]}" wait-api "$FLEET_API" "$TIMEOUT" || die "HAProxy API did not answer within ${TIMEOUT}s"
+  echo "fleet: HAProxy started" >&2
+}
+
 cmd_status() {
   DIR=$(cd "$DIR" 2>/dev/null && pwd -P) || die "no directory $DIR"
   "${HELPER[@]}" status "$DIR"
@@ -471,5 +500,7 @@ case $CMD in
   install-service) cmd_install_service ;;
   down) cmd_down ;;
   status) cmd_status ;;
+  lb-stop) cmd_lb_stop ;;
+  lb-start) cmd_lb_start ;;
   *) usage ;;
 esac
