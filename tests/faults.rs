@@ -24,11 +24,7 @@ fn sshd_killed_mid_batch_fails_that_host_only_and_keeps_it_serving() {
     let body = format!("artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 1\n  max_failures: 1\n{SLOW_STOP}");
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &[]);
     // h03's sshd dies (with the connection tranche holds to it) while batch 2 runs, before h03's
     // turn. (Killed during one of h03's own commands, that command may go on running on the
     // host, and the outcome would depend on what it does.)
@@ -69,11 +65,7 @@ fn connection_cut_during_upload_fails_the_host_before_it_leaves_the_balancer() {
     let body = "artifact:\n  path: artifacts/demo-big.tar.gz\nrollout:\n  canary: 1\n  batch: 2\n  max_failures: 1\n  stage:\n    concurrency: 3\n    bandwidth: 4MiB/s\n";
     let pb = fleet.playbook("r.yml", "2.0.0", body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &[]);
     wait_event(&ev, 60, |e| {
         e["type"] == "step_started" && e["host"] == "h02" && e["step"] == "stage"
     });
@@ -248,11 +240,7 @@ fn sigint_once_lets_the_batch_finish_then_resume_continues() {
         format!("artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 1\n{SLOW_STOP}");
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &[]);
     wait_event(&ev, 60, |e| {
         e["type"] == "step_started" && e["host"] == "h02" && e["step"] == "stop"
     });
@@ -287,11 +275,7 @@ fn sigint_twice_stops_at_once_and_resume_brings_the_host_back() {
         format!("artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 1\n{SLOW_STOP}");
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &[]);
     wait_event(&ev, 60, |e| {
         e["type"] == "step_started" && e["host"] == "h02" && e["step"] == "stop"
     });
@@ -321,10 +305,7 @@ fn controller_killed_then_resume_finishes_the_same_as_an_uninterrupted_run() {
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
     let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &[]);
     let started = wait_event(&ev, 60, |e| {
         e["type"] == "step_started" && e["host"] == "h02" && e["step"] == "stop"
     });
@@ -377,10 +358,7 @@ fn two_runs_at_once_on_overlapping_hosts_and_unlock() {
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
     let inv = fleet.inventory();
-    let mut first = fleet.spawn_tranche(
-        "first",
-        &args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut first = fleet.spawn_release("first", &pb, &ev, &[]);
     let started = wait_event(&ev, 60, |e| e["type"] == "batch_started");
     let run_id = started["run"].as_str().unwrap().to_string();
     // A second run on h02..h03 overlaps: refused, naming the holder; nothing of it happens.

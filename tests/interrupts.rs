@@ -25,11 +25,7 @@ fn signal_during_a_pause(slot: u16, sig: &str) {
     let body = "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  canary_pause: 1h\n";
     let pb = fleet.playbook("r.yml", "2.0.0", body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &release_args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &["--yes"]);
     wait_event(&ev, 60, |e| e["type"] == "paused");
     let t = std::time::Instant::now();
     signal(&child, sig);
@@ -69,11 +65,7 @@ fn ctrl_c_during_the_gate_window_ends_the_run_at_once() {
     );
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &release_args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &["--yes"]);
     wait_event(&ev, 60, |e| e["type"] == "batch_finished" && e["batch"] == 1);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let t = std::time::Instant::now();
@@ -97,11 +89,7 @@ fn ci_cancel_sigint_then_sigterm_lets_the_host_in_flight_finish() {
         format!("artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 1\n{SLOW_STOP}");
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &release_args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &["--yes"]);
     wait_event(&ev, 60, |e| {
         e["type"] == "step_started" && e["host"] == "h02" && e["step"] == "stop"
     });
@@ -195,11 +183,7 @@ fn resume_refuses_a_rebuilt_artifact_and_never_leaves_a_cut_off_host_out() {
     );
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &release_args(inv.to_str().unwrap(), pb.to_str().unwrap(), ev.to_str().unwrap()),
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &["--yes"]);
     let started = wait_event(&ev, 60, |e| {
         e["type"] == "step_started" && e["host"] == "h02" && e["step"] == "stop"
     });

@@ -66,21 +66,7 @@ fn a_full_journal_disk_stops_the_run_and_resume_finishes_it() {
         "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 1\n  canary_pause: 2s\n";
     let pb = fleet.playbook("r.yml", "2.0.0", body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &[
-            "release",
-            "-i",
-            inv.to_str().unwrap(),
-            pb.to_str().unwrap(),
-            "--events",
-            ev.to_str().unwrap(),
-            "--state-dir",
-            state.to_str().unwrap(),
-            "--yes",
-        ],
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &["--state-dir", state.to_str().unwrap(), "--yes"]);
     let paused = wait_event(&ev, 60, |e| e["type"] == "paused");
     let run_id = paused["run"].as_str().unwrap().to_string();
     let filler = tmpfs.fill();
@@ -138,19 +124,7 @@ fn a_run_stopped_at_once_records_its_counts_so_far() {
         format!("artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 1\n{SLOW_STOP}");
     let pb = fleet.playbook("r.yml", "2.0.0", &body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &[
-            "release",
-            "-i",
-            inv.to_str().unwrap(),
-            pb.to_str().unwrap(),
-            "--events",
-            ev.to_str().unwrap(),
-            "--yes",
-        ],
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &["--yes"]);
     wait_event(&ev, 60, |e| {
         e["type"] == "step_started" && e["host"] == "h02" && e["step"] == "stop"
     });

@@ -17,18 +17,7 @@ fn haproxy_down_for_5s_mid_batch_does_not_fail_the_release() {
     let body = "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 3\n  max_failures: 0\n";
     let pb = fleet.playbook("r.yml", "2.0.0", body);
     let ev = fleet.dir.join("ev.jsonl");
-    let inv = fleet.inventory();
-    let mut child = fleet.spawn_tranche(
-        "run",
-        &[
-            "release",
-            "-i",
-            inv.to_str().unwrap(),
-            pb.to_str().unwrap(),
-            "--events",
-            ev.to_str().unwrap(),
-        ],
-    );
+    let mut child = fleet.spawn_release("run", &pb, &ev, &[]);
     for h in ["h02", "h03", "h04"] {
         wait_event(&ev, 60, |e| {
             e["type"] == "step_finished" && e["host"] == h && e["step"] == "deregister" && e["status"] == "ok"

@@ -476,6 +476,22 @@ impl Fleet {
             .expect("spawn tranche")
     }
 
+    /// Start `tranche release -i <this fleet's inventory> PLAYBOOK --events EVENTS` and `extra`
+    /// in the background, as [`Fleet::spawn_tranche`] does.
+    pub fn spawn_release(&self, name: &str, playbook: &Path, events: &Path, extra: &[&str]) -> std::process::Child {
+        let inventory = self.inventory();
+        let mut args = vec![
+            "release",
+            "-i",
+            inventory.to_str().unwrap(),
+            playbook.to_str().unwrap(),
+            "--events",
+            events.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        self.spawn_tranche(name, &args)
+    }
+
     pub fn stderr_of(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.join(format!("{name}.err"))).unwrap_or_default()
     }
