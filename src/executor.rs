@@ -251,8 +251,7 @@ impl Executor {
                 msg: "interrupted: no new host starts; hosts in flight finish (press Ctrl-C again to stop now)".into(),
             });
         }
-        self.interrupted.store(true, Ordering::SeqCst);
-        self.interrupt_signal.send_replace(true);
+        self.stop_starting_hosts();
     }
 
     /// The second Ctrl-C: record where every host in flight was and end the run record.
@@ -300,8 +299,7 @@ impl Executor {
             host: None,
             msg: format!("{e}; the run stops: no new host starts, hosts in flight finish"),
         });
-        self.interrupted.store(true, Ordering::SeqCst);
-        self.interrupt_signal.send_replace(true);
+        self.stop_starting_hosts();
     }
 
     /// Why no new host may start now, if so: the run was interrupted, or (with a window or zone
@@ -318,6 +316,13 @@ impl Executor {
         } else {
             None
         }
+    }
+
+    /// No new host starts from now on, and every wait (a pause, a confirmation, the gate's
+    /// window) ends: what an interruption and an unwritable journal both do.
+    fn stop_starting_hosts(&self) {
+        self.interrupted.store(true, Ordering::SeqCst);
+        self.interrupt_signal.send_replace(true);
     }
 
     fn is_interrupted(&self) -> bool {
