@@ -210,7 +210,7 @@ pub struct SshOptions {
     #[arg(long, value_name = "FILE", env = "TRANCHE_IDENTITY")]
     pub identity: Option<PathBuf>,
     /// Connections being set up at once (the rest wait their turn).
-    #[arg(long, default_value_t = crate::executor::CONNECT_CONCURRENCY, value_name = "N", env = "TRANCHE_MAX_CONNECTING")]
+    #[arg(long, default_value_t = crate::ssh::CONNECT_CONCURRENCY, value_name = "N", env = "TRANCHE_MAX_CONNECTING")]
     pub max_connecting: usize,
     /// Give up connecting to a host after this long.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, env = "TRANCHE_CONNECT_TIMEOUT")]

@@ -9,15 +9,8 @@ use crate::cli::{Files, Format, RunOptions, SshOptions};
 use crate::executor::{Executor, Mode};
 use crate::journal::{self, Carried, RunRecord};
 use crate::release::{Release, ReleaseRequest};
+use crate::units::plural;
 use crate::{events, exit_code, report, ssh, status};
-
-pub fn plural(n: usize) -> &'static str {
-    if n == 1 {
-        ""
-    } else {
-        "s"
-    }
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -131,7 +124,7 @@ pub fn plan(files: &Files, format: Format, check: bool, events_to: Option<&str>,
         Ok(r) => r,
         Err(code) => return code,
     };
-    let redact = crate::redact::Redactor::new(r.secrets());
+    let redact = crate::redact::Redactor::new(crate::redact::secrets_of(&r));
     match format {
         Format::Json => {
             let mut plan = report::plan::to_json(&r);
@@ -194,7 +187,7 @@ pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
             .user
             .clone()
             .or_else(|| cfg.and_then(|c| c.remote_user.clone()))
-            .unwrap_or_else(crate::lock::current_user),
+            .unwrap_or_else(crate::operator::current_user),
     })
 }
 

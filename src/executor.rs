@@ -22,9 +22,6 @@ use crate::remote::lock::LockState;
 use crate::remote::{HostExit, PreflightReport, Transfer};
 use crate::ssh::{Connection, Endpoint, SshSettings};
 
-/// Connections being set up at once by default (`--max-connecting`). sshd's MaxStartups starts
-/// refusing unauthenticated connections past 10 per sshd; spread over hosts, 32 is safe.
-pub const CONNECT_CONCURRENCY: usize = 32;
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
@@ -204,7 +201,7 @@ pub struct Executor {
 
 impl Executor {
     pub fn new(release: Release, settings: SshSettings, run_id: String, emit: Emit) -> Self {
-        let secrets = release.secrets();
+        let secrets = crate::redact::secrets_of(&release);
         let lease = crate::lock::Lease::new(&run_id, &crate::events::now_rfc3339());
         let zone_gates = match release.playbook.rollout.max_per_zone {
             Some(n) => release

@@ -26,7 +26,7 @@ pub async fn http_check(
         .timeout(timeout)
         .send()
         .await
-        .map_err(|e| format!("{shown}: {}", crate::registry::error_chain(&e)))?;
+        .map_err(|e| format!("{shown}: {}", crate::http_body::error_chain(&e)))?;
     let status = resp.status().as_u16();
     if status != expect_status {
         return Err(format!("{shown} answered {status}, expected {expect_status}"));

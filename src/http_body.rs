@@ -49,13 +49,24 @@ pub async fn read_prefix(mut resp: reqwest::Response, limit: usize) -> BodyPrefi
             }
             Ok(None) => break,
             Err(e) => {
-                out.error = Some(crate::registry::error_chain(&e));
+                out.error = Some(error_chain(&e));
                 break;
             }
         }
     }
     out.text = String::from_utf8_lossy(&buf).into_owned();
     out
+}
+
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

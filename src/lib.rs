@@ -19,6 +19,7 @@ pub mod inventory_cmd;
 pub mod journal;
 pub mod lock;
 pub mod monitor;
+pub mod operator;
 pub mod planner;
 pub mod playbook;
 pub mod policy;

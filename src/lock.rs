@@ -21,19 +21,6 @@ pub struct Lease {
     pub expires: u64,
 }
 
-/// The name of the user running tranche: `$USER`, `$LOGNAME`, or `id -un`.
-pub fn current_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .ok()
-        .filter(|s| !s.is_empty())
-        .or_else(|| {
-            let out = std::process::Command::new("id").arg("-un").output().ok()?;
-            Some(String::from_utf8_lossy(&out.stdout).trim().to_string()).filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "unknown".into())
-}
-
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -44,7 +31,7 @@ fn now_secs() -> u64 {
 impl Lease {
     /// A lease for `run`, held by the person and machine running tranche.
     pub fn new(run: &str, started: &str) -> Lease {
-        let operator = current_user();
+        let operator = crate::operator::current_user();
         let controller = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .or_else(|_| std::env::var("HOSTNAME"))

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::http_body::error_chain;
 use crate::http_body::{read_prefix, BODY_LIMIT};
 use crate::inventory::Host;
 use crate::playbook::{Gate, HttpAuth, Silence};
 use crate::redact;
-use crate::registry::{error_chain, http_transient, retry, status_transient, CallError};
+use crate::registry::{http_transient, retry, status_transient, CallError};
 use crate::release::Release;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -328,7 +329,7 @@ mod tests {
             "{seen:?}"
         );
         // Both are secrets of the release, and neither shows in the plan or in Debug output.
-        let secrets = r.secrets();
+        let secrets = crate::redact::secrets_of(&r);
         assert!(secrets.contains(&"am-token-5up3r".to_string()), "{secrets:?}");
         assert!(secrets.contains(&"prom-pa55-w0rd".to_string()), "{secrets:?}");
         let plan = crate::report::plan::to_json(&r);

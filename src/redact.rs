@@ -406,11 +406,15 @@ mod tests {
         use crate::http_body::tests::test_release;
         let (_d, r) =
             test_release("registry:\n  kind: consul\n  address: http://127.0.0.1:8500\n  token: \"c0nsul-t0ken\"\n");
-        assert!(r.secrets().contains(&"c0nsul-t0ken".to_string()), "{:?}", r.secrets());
+        assert!(
+            secrets_of(&r).contains(&"c0nsul-t0ken".to_string()),
+            "{:?}",
+            secrets_of(&r)
+        );
         let (_d, r) = test_release(
             "registry:\n  kind: etcd\n  address: http://127.0.0.1:2379\n  token: \"etcd-t0ken\"\n  key: k\n  value: v\n",
         );
-        let s = r.secrets();
+        let s = secrets_of(&r);
         assert!(
             s.contains(&"etcd-t0ken".to_string()) && s.contains(&"Bearer etcd-t0ken".to_string()),
             "{s:?}"
@@ -418,7 +422,7 @@ mod tests {
         let (_d, r) = test_release(
             "registry:\n  kind: http\n  deregister:\n    url: http://x/out\n    headers: {X-Api-Key: \"k3y-{{ host.name }}\", Accept: \"text/plain\"}\n  register: http://x/in\n",
         );
-        assert_eq!(r.secrets(), ["k3y-h1"]);
+        assert_eq!(secrets_of(&r), ["k3y-h1"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Mutex;
 
+use crate::http_body::error_chain;
 use crate::inventory::Host;
 use crate::playbook::{HttpCall, Registry};
 use crate::release::Release;
@@ -393,17 +394,6 @@ where
         delay = (delay * 2).min(RETRY_DELAY_MAX);
         retried.count += 1;
     }
-}
-
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// HAProxy's runtime API over TCP (`host:port`), a local Unix socket (`/path`), or a Unix

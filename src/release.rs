@@ -180,12 +180,6 @@ impl Release {
         (self.batches, self.window) = planner::plan_with_window(self.targets.len(), c, &r.batch, r.window);
     }
 
-    /// The secret values of this release (`crate::redact::secrets_of`): they never appear in
-    /// output, events or the journal.
-    pub fn secrets(&self) -> Vec<String> {
-        crate::redact::secrets_of(self)
-    }
-
     /// The release directory on a host.
     pub fn release_dir(&self, version: &str) -> String {
         format!("{}/releases/{version}", self.playbook.layout.root)

@@ -101,6 +101,15 @@ pub fn human_size(n: u64) -> String {
     }
 }
 
+/// "s" unless there is exactly one: `format!("{n} host{}", plural(n))`.
+pub fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

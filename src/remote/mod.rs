@@ -9,11 +9,11 @@
 //! all three in `tests/remote_scripts.rs`.
 
 pub mod lock;
+mod output;
 mod quote;
 
+pub use output::ExecOutput;
 pub use quote::quote;
-
-use crate::ssh::ExecOutput;
 
 /// Functions every script starts with (`die`, `resolved`, `holds`, `low`, `sha256`, locks).
 const COMMON: &str = include_str!("common.sh");

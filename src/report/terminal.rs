@@ -100,7 +100,7 @@ impl Terminal {
                     b.overall.set_length(*hosts as u64);
                     b.overall.set_prefix(format!("{service} {version}"));
                 }
-                let s = crate::commands::plural(*hosts);
+                let s = crate::units::plural(*hosts);
                 self.line(match mode.as_str() {
                     "check" => format!("preflight check of {hosts} host{s} for {service} {version}, changing nothing"),
                     _ => format!(

@@ -330,7 +330,7 @@ impl Tokens<'_> {
             match chars.next() {
                 Some('%') => out.push('%'),
                 Some('d') => out.push_str(&self.home.display().to_string()),
-                Some('u') => out.push_str(&crate::lock::current_user()),
+                Some('u') => out.push_str(&crate::operator::current_user()),
                 Some('h') => out.push_str(self.address),
                 Some('n') => out.push_str(self.typed),
                 Some('p') => out.push_str(&self.port.to_string()),

@@ -15,6 +15,12 @@ use tokio::sync::Semaphore;
 pub mod config;
 pub mod host_keys;
 
+pub use crate::remote::ExecOutput;
+
+/// Connections being set up at once by default (`--max-connecting`). sshd's MaxStartups starts
+/// refusing unauthenticated connections past 10 per sshd; spread over hosts, 32 is safe.
+pub const CONNECT_CONCURRENCY: usize = 32;
+
 use host_keys::{HostKeyPolicy, Learning, Recorded, Verdict};
 
 /// OpenSSH's default `MaxSessions`: more session channels at once on one connection are refused.
@@ -309,54 +315,10 @@ impl client::Handler for Client {
     }
 }
 
-/// The output of one remote command.
-#[derive(Debug, Clone, Default)]
-pub struct ExecOutput {
-    pub status: Option<u32>,
-    pub signal: Option<String>,
-    pub stdout: String,
-    /// The tail of stderr, for reports.
-    pub stderr: String,
-    /// The command exited but something it left running (a service started with `&` without
-    /// redirecting its output) still held this stream open, so tranche stopped waiting for it.
-    pub leaked: Option<&'static str>,
-}
-
 /// How long output may go on after a command's exit status before tranche stops waiting: a
 /// process the command put in the background still holds the stream, and would otherwise keep
 /// the step open until it exits or the step's timeout passes.
 const LEAK_GRACE: Duration = Duration::from_secs(2);
-
-impl ExecOutput {
-    pub fn success(&self) -> bool {
-        self.status == Some(0)
-    }
-
-    /// The last `n` lines of stderr.
-    pub fn stderr_tail(&self, n: usize) -> String {
-        let lines: Vec<&str> = self.stderr.trim_end().lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// "exit 3: <last line of stderr>", for messages.
-    pub fn describe(&self) -> String {
-        let how = match (&self.status, &self.signal) {
-            (_, Some(sig)) => format!("killed by signal {sig}"),
-            (Some(s), None) => format!("exit {s}"),
-            (None, None) => "no exit status".to_string(),
-        };
-        let last = self
-            .stderr
-            .trim()
-            .lines()
-            .last()
-            .or_else(|| self.stdout.trim().lines().last());
-        match last {
-            Some(l) => format!("{how}: {l}"),
-            None => how,
-        }
-    }
-}
 
 /// One SSH connection to one host, reused for every step of that host.
 pub struct Connection {
@@ -572,7 +534,7 @@ impl Connection {
     /// `command` as it is sent: through `sudo -n sh -c` when the connection becomes root.
     fn wrap(&self, command: &str) -> String {
         if self.become_root {
-            format!("sudo -n -- sh -c {}", crate::playbook::shell_quote(command))
+            format!("sudo -n -- sh -c {}", crate::remote::quote(command))
         } else {
             command.to_string()
         }
