@@ -389,14 +389,14 @@ mod tests {
             extra_vars: vec![],
         };
         let r = crate::release::Release::load(&req).unwrap();
-        let crate::playbook::Registry::Haproxy { address, backend, server, drain } = &r.playbook.registry else {
+        let crate::playbook::RegistrySpec::Haproxy { address, backend, server } = &r.playbook.registry.spec else {
             panic!("not haproxy")
         };
         let adapter = super::Haproxy {
             address: address.clone(),
             backend: backend.clone(),
             server: server.clone(),
-            drain: *drain,
+            drain: Duration::ZERO,
             retry: Duration::ZERO,
             lb: Default::default(),
         };

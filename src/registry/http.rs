@@ -10,7 +10,7 @@ use super::retry::{http_transient, retry, status_transient, CallError};
 use super::{sleep_drain, Registry, RegistryError, CALL_TIMEOUT};
 use crate::http_body::error_chain;
 use crate::inventory::Host;
-use crate::playbook::HttpCall;
+use crate::playbook::{HttpCall, Template, Templates};
 use crate::release::Release;
 use crate::ssh::Connection;
 
@@ -23,6 +23,8 @@ pub struct Http {
     pub drain: Duration,
     pub retry: Duration,
     pub client: reqwest::Client,
+    /// The templates of a preset's calls, compiled apart from the playbook's.
+    pub templates: Option<Templates>,
 }
 
 impl Http {
@@ -36,6 +38,7 @@ impl Http {
                 .timeout(CALL_TIMEOUT)
                 .build()
                 .expect("http client"),
+            templates: None,
         }
     }
 
@@ -48,14 +51,22 @@ impl Http {
 
     /// One try of an HTTP call.
     async fn call(&self, r: &Release, host: &Host, run_id: &str, call: &HttpCall) -> Result<String, CallError> {
-        let url = r.render(&call.url, host, run_id, None)?;
+        let ctx = self
+            .templates
+            .as_ref()
+            .map(|_| crate::release::template_context(&r.playbook, host, run_id, None));
+        let render = |t: &Template| match (&self.templates, &ctx) {
+            (Some(own), Some(ctx)) => own.render(t, ctx),
+            _ => r.render(t, host, run_id, None),
+        };
+        let url = render(&call.url)?;
         let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| CallError::from(e.to_string()))?;
         let mut req = self.client.request(method, &url);
         for (name, value) in &call.headers {
-            req = req.header(name, r.render(value, host, run_id, None)?);
+            req = req.header(name, render(value)?);
         }
         if let Some(body) = &call.body {
-            req = req.body(r.render(body, host, run_id, None)?);
+            req = req.body(render(body)?);
         }
         let shown = crate::redact::url(&url);
         let resp = req.send().await.map_err(|e| {
@@ -134,11 +145,11 @@ mod tests {
 
     use super::*;
     use crate::http_body::tests::{endless_server, test_release};
-    use crate::playbook::Registry as Spec;
+    use crate::playbook::RegistrySpec as Spec;
 
     /// The `http` adapter of a release whose registry is `kind: http`.
     fn adapter(r: &Release) -> Http {
-        let Spec::Http { deregister, register, .. } = &r.playbook.registry else {
+        let Spec::Http { deregister, register } = &r.playbook.registry.spec else {
             panic!("not http")
         };
         Http::new(deregister.clone(), register.clone(), Duration::ZERO, r.playbook.registry_retry)

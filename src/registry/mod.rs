@@ -7,6 +7,7 @@ mod command;
 mod error;
 mod haproxy;
 mod http;
+mod presets;
 mod retry;
 
 use std::sync::OnceLock;
@@ -81,40 +82,73 @@ pub trait Registry: Send + Sync {
 
 /// The adapter for the playbook's `registry`: the one place its kinds are told apart.
 pub fn build(p: &Playbook) -> Box<dyn Registry> {
-    use crate::playbook::Registry as Spec;
-    let retry = p.registry_retry;
-    match &p.registry {
+    use crate::playbook::RegistrySpec as Spec;
+    let (retry, drain) = (p.registry_retry, p.registry.drain);
+    match &p.registry.spec {
         Spec::None => Box::new(NoRegistry),
-        Spec::Command {
-            deregister,
-            register,
-            delegate,
-            drain,
-        } => Box::new(command::Command::new(
+        Spec::Command { deregister, register } => Box::new(command::Command::new(
             deregister.clone(),
             register.clone(),
-            delegate.clone(),
-            *drain,
-        )),
-        Spec::Http {
-            deregister,
-            register,
+            p.registry.delegate.clone(),
             drain,
-            ..
-        } => Box::new(http::Http::new(deregister.clone(), register.clone(), *drain, retry)),
+        )),
+        Spec::Http { deregister, register } => {
+            Box::new(http::Http::new(deregister.clone(), register.clone(), drain, retry))
+        }
+        Spec::Preset { name, settings } => match presets::calls(name, settings) {
+            Ok((deregister, register, templates)) => {
+                let mut http = http::Http::new(deregister, register, drain, retry);
+                http.templates = Some(templates);
+                Box::new(http)
+            }
+            Err(e) => Box::new(Unusable(e)),
+        },
         Spec::Haproxy {
             address,
             backend,
             server,
-            drain,
         } => Box::new(haproxy::Haproxy {
             address: address.clone(),
             backend: backend.clone(),
             server: server.clone(),
-            drain: *drain,
+            drain,
             retry,
             lb: OnceLock::new(),
         }),
+    }
+}
+
+/// A registry whose calls could not be built: it fails its preflight, before anything changes.
+struct Unusable(String);
+
+impl Registry for Unusable {
+    fn preflight(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
+        let e = RegistryError::NotSent(self.0.clone());
+        async move { Err(e) }.boxed()
+    }
+
+    fn deregister<'a>(
+        &'a self,
+        _: &'a Release,
+        _: &'a Host,
+        _: &'a Connection,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<String, RegistryError>> {
+        self.preflight().map(|r| r.map(|()| String::new())).boxed()
+    }
+
+    fn register<'a>(
+        &'a self,
+        _: &'a Release,
+        _: &'a Host,
+        _: &'a Connection,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<String, RegistryError>> {
+        self.preflight().map(|r| r.map(|()| String::new())).boxed()
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        async {}.boxed()
     }
 }
 
