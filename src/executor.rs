@@ -962,7 +962,14 @@ impl Executor {
             let mut conn = match (Connection::open(&ep, &self.settings).await, link.role) {
                 (Ok(conn), _) => conn,
                 (Err(e), LinkRole::Delegate) => {
-                    self.step_done(0, target, Step::Preflight, Status::Failed, t, format!("registry delegate: {e}"));
+                    self.step_done(
+                        0,
+                        target,
+                        Step::Preflight,
+                        Status::Failed,
+                        t,
+                        format!("registry delegate: {e}"),
+                    );
                     return Err(format!("the registry delegate {target} cannot be reached: {e}"));
                 }
                 (Err(e), LinkRole::LoadBalancer) => return Err(format!("the load balancer host {target}: {e}")),
@@ -1754,7 +1761,13 @@ impl Executor {
     }
 
     /// Deregister, stop, point `current` at `version`, start, wait healthy, register.
-    async fn switch(&self, host: &Host, st: &HostState, batch: usize, version: &str) -> Result<(), (Step, String, bool)> {
+    async fn switch(
+        &self,
+        host: &Host,
+        st: &HostState,
+        batch: usize,
+        version: &str,
+    ) -> Result<(), (Step, String, bool)> {
         let r = &self.release;
         let p = &r.playbook;
         let conn = &st.conn;

@@ -85,10 +85,12 @@ async fn post_silence(http: &reqwest::Client, s: &Silence, body: &Value) -> Resu
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| CallError::new(
-            format!("POST {shown}: {}", error_chain(&e)),
-            http_transient(&e).map(str::to_string),
-        ))?;
+        .map_err(|e| {
+            CallError::new(
+                format!("POST {shown}: {}", error_chain(&e)),
+                http_transient(&e).map(str::to_string),
+            )
+        })?;
     let status = resp.status().as_u16();
     let answer = read_prefix(resp, BODY_LIMIT).await;
     if status != 200 {
@@ -125,10 +127,12 @@ async fn delete_silence(http: &reqwest::Client, s: &Silence, id: &str) -> Result
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| CallError::new(
-            format!("DELETE {shown}: {}", error_chain(&e)),
-            http_transient(&e).map(str::to_string),
-        ))?;
+        .map_err(|e| {
+            CallError::new(
+                format!("DELETE {shown}: {}", error_chain(&e)),
+                http_transient(&e).map(str::to_string),
+            )
+        })?;
     match resp.status().as_u16() {
         200 => Ok(()),
         code => Err(CallError::new(

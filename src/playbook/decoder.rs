@@ -214,7 +214,14 @@ impl Decoder<'_> {
     }
 
     /// Credentials in the URL's userinfo and in `token`/`basic_auth` would both be sent.
-    pub(super) fn credentials_once(&mut self, m: &Map, url_key: &str, url: &Option<String>, auth: &Option<HttpAuth>, what: &str) {
+    pub(super) fn credentials_once(
+        &mut self,
+        m: &Map,
+        url_key: &str,
+        url: &Option<String>,
+        auth: &Option<HttpAuth>,
+        what: &str,
+    ) {
         let in_url = url.as_deref().is_some_and(|u| {
             let rest = u.split_once("://").map_or(u, |(_, r)| r);
             rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())].contains('@')

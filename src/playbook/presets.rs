@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
+use super::check;
 use super::decoder::Decoder;
 use super::registry::{Registry, RegistrySpec};
-use super::check;
 use crate::yaml::Node;
 
 /// What a preset setting is when the playbook leaves it out.
@@ -61,7 +61,10 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "dubbo",
-        settings: &[("address", Default("http://{{ host.address }}:22222")), ("service", Omitted)],
+        settings: &[
+            ("address", Default("http://{{ host.address }}:22222")),
+            ("service", Omitted),
+        ],
     },
     Preset {
         name: "etcd",

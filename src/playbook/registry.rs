@@ -216,7 +216,10 @@ impl Decoder<'_> {
                     kind: "haproxy",
                     drain: drain?,
                     templates: vec![backend.clone(), server.clone()],
-                    haproxy_names: vec![("registry.backend", backend.clone()), ("registry.server", server.clone())],
+                    haproxy_names: vec![
+                        ("registry.backend", backend.clone()),
+                        ("registry.server", server.clone()),
+                    ],
                     ..Registry::of(RegistrySpec::Haproxy {
                         address: address?,
                         backend,

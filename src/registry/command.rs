@@ -37,7 +37,14 @@ impl Command {
         }
     }
 
-    async fn run(&self, r: &Release, host: &Host, conn: &Connection, run_id: &str, t: &Template) -> Result<String, RegistryError> {
+    async fn run(
+        &self,
+        r: &Release,
+        host: &Host,
+        conn: &Connection,
+        run_id: &str,
+        t: &Template,
+    ) -> Result<String, RegistryError> {
         let cmd = r.render(t, host, run_id, None).map_err(RegistryError::NotSent)?;
         match self.link.get() {
             Some(delegate) => {

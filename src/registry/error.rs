@@ -29,7 +29,9 @@ impl RegistryError {
     /// What to check next, for the `hint:` line.
     pub fn hint(&self) -> &'static str {
         match self {
-            RegistryError::NotSent(_) => "nothing was sent to the registry; check the `registry` settings of the playbook",
+            RegistryError::NotSent(_) => {
+                "nothing was sent to the registry; check the `registry` settings of the playbook"
+            }
             RegistryError::Refused(_) => {
                 "the registry refused the call and did not act; check the names and the credentials the playbook sends"
             }
@@ -79,7 +81,11 @@ mod tests {
             (CallError::transient("connection refused", "refused"), false, "NotSent"),
             (CallError::transient("socket missing", "gone"), false, "NotSent"),
             (CallError::from("HAProxy answered: No such server."), false, "Refused"),
-            (CallError::from("HAProxy answered: No such server.").after_acting(), true, "MayHaveActed"),
+            (
+                CallError::from("HAProxy answered: No such server.").after_acting(),
+                true,
+                "MayHaveActed",
+            ),
             (CallError::unknown("exit 1"), true, "MayHaveActed"),
         ] {
             let r = RegistryError::from(e.clone());

@@ -46,7 +46,9 @@ impl Haproxy {
         // splits commands on `;` and one bad name would run another command.
         for (what, name) in [("backend", &b), ("server", &s)] {
             if let Some(problem) = crate::playbook::check::haproxy_name_problem(name) {
-                return Err(RegistryError::NotSent(format!("HAProxy {what} name {name:?} {problem}")));
+                return Err(RegistryError::NotSent(format!(
+                    "HAProxy {what} name {name:?} {problem}"
+                )));
             }
         }
         Ok((b, s))
@@ -329,7 +331,6 @@ pub struct ServerState {
     pub check_enabled: bool,
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
@@ -389,7 +390,12 @@ mod tests {
             extra_vars: vec![],
         };
         let r = crate::release::Release::load(&req).unwrap();
-        let crate::playbook::RegistrySpec::Haproxy { address, backend, server } = &r.playbook.registry.spec else {
+        let crate::playbook::RegistrySpec::Haproxy {
+            address,
+            backend,
+            server,
+        } = &r.playbook.registry.spec
+        else {
             panic!("not haproxy")
         };
         let adapter = super::Haproxy {

@@ -44,7 +44,13 @@ impl Http {
 
     /// An HTTP call, its transient failures retried for `registry.retry`; the note says what
     /// was retried.
-    async fn call_retrying(&self, r: &Release, host: &Host, run_id: &str, call: &HttpCall) -> Result<String, RegistryError> {
+    async fn call_retrying(
+        &self,
+        r: &Release,
+        host: &Host,
+        run_id: &str,
+        call: &HttpCall,
+    ) -> Result<String, RegistryError> {
         let (note, retried) = retry(self.retry, || self.call(r, host, run_id, call)).await?;
         Ok(format!("{note}{}", retried.note()))
     }
@@ -152,7 +158,12 @@ mod tests {
         let Spec::Http { deregister, register } = &r.playbook.registry.spec else {
             panic!("not http")
         };
-        Http::new(deregister.clone(), register.clone(), Duration::ZERO, r.playbook.registry_retry)
+        Http::new(
+            deregister.clone(),
+            register.clone(),
+            Duration::ZERO,
+            r.playbook.registry_retry,
+        )
     }
 
     /// A registry that fails with an endless error page: the call fails on the first lines of
@@ -165,7 +176,11 @@ mod tests {
         ));
         let client = adapter(&r);
         let t = Instant::now();
-        let err = client.call(&r, &r.targets[0], "run", &client.deregister).await.unwrap_err().msg;
+        let err = client
+            .call(&r, &r.targets[0], "run", &client.deregister)
+            .await
+            .unwrap_err()
+            .msg;
         assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
         assert!(
             err.starts_with(&format!(
@@ -213,7 +228,10 @@ mod tests {
         let (_dir, r) = http_release(port, "");
         assert_eq!(r.playbook.registry_retry, Duration::from_secs(30));
         let client = adapter(&r);
-        let note = client.call_retrying(&r, &r.targets[0], "run", &client.register).await.unwrap();
+        let note = client
+            .call_retrying(&r, &r.targets[0], "run", &client.register)
+            .await
+            .unwrap();
         assert_eq!(
             note,
             format!("PUT http://127.0.0.1:{port}/in -> 200 after 2 retries (HTTP 503, HTTP 429)")
@@ -227,8 +245,14 @@ mod tests {
         let (port, seen) = scripted_server(&[404]);
         let (_dir, r) = http_release(port, "");
         let client = adapter(&r);
-        let err = client.call_retrying(&r, &r.targets[0], "run", &client.register).await.unwrap_err();
-        assert_eq!(err.to_string(), format!("PUT http://127.0.0.1:{port}/in answered 404: busy"));
+        let err = client
+            .call_retrying(&r, &r.targets[0], "run", &client.register)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("PUT http://127.0.0.1:{port}/in answered 404: busy")
+        );
         assert!(!err.may_have_acted(), "{err:?}");
         assert_eq!(seen.load(Ordering::SeqCst), 1);
     }
@@ -240,7 +264,10 @@ mod tests {
         let (_dir, r) = http_release(port, "  retry: 0s\n");
         assert_eq!(r.playbook.registry_retry, Duration::ZERO);
         let client = adapter(&r);
-        let err = client.call_retrying(&r, &r.targets[0], "run", &client.register).await.unwrap_err();
+        let err = client
+            .call_retrying(&r, &r.targets[0], "run", &client.register)
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("answered 503"), "{err}");
         assert!(err.may_have_acted(), "{err:?}");
         assert_eq!(seen.load(Ordering::SeqCst), 1);

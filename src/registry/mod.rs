@@ -18,7 +18,9 @@ use futures::FutureExt;
 
 pub use error::RegistryError;
 pub use haproxy::{ssh_address, HaproxyApi, ServerState};
-pub use retry::{http_transient, io_transient, retry, status_transient, CallError, Retried, RETRY_DELAY_FIRST, RETRY_DELAY_MAX};
+pub use retry::{
+    http_transient, io_transient, retry, status_transient, CallError, Retried, RETRY_DELAY_FIRST, RETRY_DELAY_MAX,
+};
 
 use crate::inventory::Host;
 use crate::playbook::Playbook;

@@ -256,9 +256,7 @@ mod tests {
         let start = Instant::now();
         let err = retry(Duration::from_secs(30), || {
             tries.set(tries.get() + 1);
-            async {
-                Err::<(), _>(CallError::from("PUT http://r/out answered 404: no such service"))
-            }
+            async { Err::<(), _>(CallError::from("PUT http://r/out answered 404: no such service")) }
         })
         .await
         .unwrap_err();
@@ -313,7 +311,10 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(tries.get(), 2);
-        assert_eq!(err.msg, "HAProxy answered: No such server. (after 1 retry: connection refused)");
+        assert_eq!(
+            err.msg,
+            "HAProxy answered: No such server. (after 1 retry: connection refused)"
+        );
     }
 
     /// `registry.retry: 0` tries once, and the message is the call's own.
