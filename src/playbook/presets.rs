@@ -132,3 +132,45 @@ impl Decoder<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    fn problems(registry: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("app.tar.gz"), b"x").unwrap();
+        let pb = dir.path().join("playbook.yml");
+        let text = format!("service: demo\nversion: \"2.0.0\"\nartifact:\n  path: app.tar.gz\nregistry:\n{registry}");
+        std::fs::write(&pb, text).unwrap();
+        match super::super::Playbook::load(&pb, &[]) {
+            Ok(_) => String::new(),
+            Err(d) => d.to_string(),
+        }
+    }
+
+    /// A preset's settings are checked when the playbook loads: required ones, unknown keys
+    /// (with the keys it accepts), and the kind itself.
+    #[test]
+    fn preset_settings_are_checked_when_the_playbook_loads() {
+        assert_eq!(problems("  kind: consul\n"), "");
+        assert!(
+            problems("  kind: nacos\n  address: http://n\n").contains("missing required key `port` in `registry`"),
+            "{}",
+            problems("  kind: nacos\n  address: http://n\n")
+        );
+        let p = problems("  kind: etcd\n  address: http://e\n  key: k\n  valeu: v\n");
+        assert!(
+            p.contains("unknown key `valeu`") && p.contains("missing required key `value`"),
+            "{p}"
+        );
+        let p = problems("  kind: eureka\n  address: http://e\n  instance_id: i\n  sid: x\n");
+        assert!(
+            p.contains("accepts: kind, address, token, drain, retry, app, instance_id"),
+            "{p}"
+        );
+        let p = problems("  kind: zookeeper\n");
+        assert!(
+            p.contains("kind is one of: none, command, http, haproxy, consul, nacos, eureka, dubbo, etcd"),
+            "{p}"
+        );
+    }
+}

@@ -113,3 +113,63 @@ pub fn calls(name: &str, settings: &[(&'static str, Template)]) -> Result<(HttpC
     let (deregister, register) = (call(out)?, call(back)?);
     Ok((deregister, register, b.build()))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::http_body::tests::test_release;
+    use crate::playbook::RegistrySpec;
+
+    /// Each preset's calls, rendered for host h1 (127.0.0.1) of service demo 2.0.0: method,
+    /// URL and body, as the README documents them; defaults filled in, URL parts encoded.
+    #[test]
+    fn each_preset_renders_its_documented_calls() {
+        for (settings, out, back) in [
+            (
+                "kind: consul\n  service_id: \"web {{ host.name }}\"\n  token: t0k",
+                "PUT http://127.0.0.1:8500/v1/agent/service/maintenance/web%20h1?enable=true&reason=tranche%20release%202.0.0 -",
+                "PUT http://127.0.0.1:8500/v1/agent/service/maintenance/web%20h1?enable=false -",
+            ),
+            (
+                "kind: nacos\n  address: http://n:8848/\n  port: 8080\n  cluster: c 1",
+                "PUT http://n:8848/nacos/v1/ns/instance?serviceName=demo&ip=127.0.0.1&port=8080&clusterName=c%201&enabled=false -",
+                "PUT http://n:8848/nacos/v1/ns/instance?serviceName=demo&ip=127.0.0.1&port=8080&clusterName=c%201&enabled=true -",
+            ),
+            (
+                "kind: eureka\n  address: http://e/eureka\n  instance_id: \"{{ host.address }}:demo\"",
+                "PUT http://e/eureka/apps/DEMO/127.0.0.1%3Ademo/status?value=OUT_OF_SERVICE -",
+                "DELETE http://e/eureka/apps/DEMO/127.0.0.1%3Ademo/status?value=UP -",
+            ),
+            (
+                "kind: dubbo",
+                "GET http://127.0.0.1:22222/offline -",
+                "GET http://127.0.0.1:22222/online -",
+            ),
+            (
+                "kind: etcd\n  address: http://127.0.0.1:2379\n  key: \"/svc/{{ host.name }}\"\n  value: up",
+                r#"POST http://127.0.0.1:2379/v3/kv/deleterange {"key": "L3N2Yy9oMQ=="}"#,
+                r#"POST http://127.0.0.1:2379/v3/kv/put {"key": "L3N2Yy9oMQ==", "value": "dXA="}"#,
+            ),
+        ] {
+            let (_dir, r) = test_release(&format!("registry:\n  {settings}\n"));
+            let RegistrySpec::Preset { name, settings } = &r.playbook.registry.spec else {
+                panic!("not a preset: {settings}")
+            };
+            let (deregister, register, templates) = super::calls(name, settings).unwrap();
+            let ctx = crate::release::template_context(&r.playbook, &r.targets[0], "run", None);
+            let show = |c: &crate::playbook::HttpCall| {
+                let body = c.body.as_ref().map(|b| templates.render(b, &ctx).unwrap());
+                format!(
+                    "{} {} {}",
+                    c.method,
+                    templates.render(&c.url, &ctx).unwrap(),
+                    body.as_deref().unwrap_or("-")
+                )
+            };
+            assert_eq!((show(&deregister), show(&register)), (out.to_string(), back.to_string()));
+            if *name == "consul" {
+                assert_eq!(deregister.headers[0].0, "X-Consul-Token");
+                assert_eq!(templates.render(&deregister.headers[0].1, &ctx).unwrap(), "t0k");
+            }
+        }
+    }
+}
