@@ -6,8 +6,9 @@ use super::retry::CallError;
 /// known of the registry's state after it, which decides whether there is anything to undo.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RegistryError {
-    /// Nothing reached the registry: a template that does not render, a name refused here, a
-    /// registry that could not be reached at all.
+    /// The registry did not get the call, or put it off: a template that does not render, a
+    /// name refused here, a registry that could not be reached (or answered 429) until
+    /// `registry.retry` ran out.
     #[error("{0}")]
     NotSent(String),
     /// The registry answered and did not act: an HTTP 4xx, HAProxy refusing a command.
