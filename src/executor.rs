@@ -16,7 +16,7 @@ use crate::inventory::Host;
 use crate::journal::Carried;
 use crate::playbook::ArtifactSource;
 use crate::policy::{self, Cancel, CancelReason, FailureBudget, Undo};
-use crate::registry::RegistryClient;
+use crate::registry::{LinkRole, Registry, RegistryError};
 use crate::release::Release;
 use crate::remote::lock::LockState;
 use crate::remote::{HostExit, PreflightReport, Transfer};
@@ -51,6 +51,8 @@ pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
 struct StepFailure {
     msg: String,
     stderr: Option<String>,
+    /// Whether the step may have acted before it failed (read after a failed deregister).
+    may_have_acted: bool,
 }
 
 impl StepFailure {
@@ -58,13 +60,28 @@ impl StepFailure {
         StepFailure {
             msg: format!("{prefix}{}", out.describe()),
             stderr: Some(out.stderr_tail(20)).filter(|s| !s.is_empty()),
+            may_have_acted: true,
         }
     }
 }
 
 impl From<String> for StepFailure {
     fn from(msg: String) -> Self {
-        StepFailure { msg, stderr: None }
+        StepFailure {
+            msg,
+            stderr: None,
+            may_have_acted: true,
+        }
+    }
+}
+
+impl From<RegistryError> for StepFailure {
+    fn from(e: RegistryError) -> Self {
+        StepFailure {
+            may_have_acted: e.may_have_acted(),
+            msg: e.to_string(),
+            stderr: None,
+        }
     }
 }
 
@@ -167,7 +184,7 @@ pub struct Executor {
     run_id: String,
     emit: Emit,
     http: reqwest::Client,
-    registry: RegistryClient,
+    registry: Box<dyn Registry>,
     /// Hosts failed so far in this run, preflight included.
     failed: AtomicUsize,
     /// Values that never appear in events.
@@ -213,12 +230,12 @@ impl Executor {
         };
         Executor {
             assume_yes: false,
+            registry: crate::registry::build(&release.playbook),
             release: Arc::new(release),
             settings,
             run_id,
             emit,
             http: reqwest::Client::new(),
-            registry: RegistryClient::new(None),
             failed: AtomicUsize::new(0),
             secrets,
             mode: Mode::Release,
@@ -505,44 +522,12 @@ impl Executor {
             self.finish(&outcome, started, msg);
             return outcome;
         }
-        // The delegate of a `command` registry must be reachable too; it is not a released
-        // host, so failing to reach it stops the run before anything changes.
-        let delegate_error = match &p.registry {
-            crate::playbook::Registry::Command {
-                delegate: Some(name), ..
-            } => match r.inventory.host(name) {
-                Some(h) => {
-                    let t = Instant::now();
-                    match Connection::open(&self.endpoint(h), &self.settings).await {
-                        Ok(conn) => {
-                            self.registry.set_delegate(conn).await;
-                            None
-                        }
-                        Err(e) => {
-                            self.step_done(
-                                0,
-                                name,
-                                Step::Preflight,
-                                Status::Failed,
-                                t,
-                                format!("registry delegate: {e}"),
-                            );
-                            Some(format!("the registry delegate {name} cannot be reached: {e}"))
-                        }
-                    }
-                }
-                None => Some(format!("the registry delegate {name} is not in the inventory")),
-            },
-            _ => None,
-        };
-        // The load balancer host of an `ssh://` HAProxy address, and the monitoring the run
-        // relies on, must answer before any host changes.
-        let delegate_error = match delegate_error {
-            Some(e) => Some(e),
-            None => match self.connect_lb().await {
-                Err(e) => Some(e),
-                Ok(()) => self.check_monitoring().await.err(),
-            },
+        // The registry's own link (a `command` delegate, an HAProxy load balancer host), the
+        // registry itself, and the monitoring the run relies on must answer before any host
+        // changes.
+        let delegate_error = match self.connect_registry().await {
+            Err(e) => Some(e),
+            Ok(()) => self.check_monitoring().await.err(),
         };
         let budget = FailureBudget::new(r.budget);
         if let Some(code) = policy::preflight_verdict(
@@ -939,47 +924,62 @@ impl Executor {
         Ok(format!("it still serves {prev} and is back in the registry"))
     }
 
-    /// HAProxy's runtime API must answer before anything changes. With
-    /// `registry.address: ssh://[user@]lb-host[:port]/path/to/haproxy.sock`, connect to the load
-    /// balancer host first (an inventory host by that name, or any host the SSH config resolves).
-    async fn connect_lb(&self) -> Result<(), String> {
+    /// The registry must answer before anything changes. The host its calls go through is
+    /// connected first: a `command` delegate (a host of the inventory, not a released one), or
+    /// the load balancer host of `registry.address: ssh://[user@]lb-host[:port]/path` (an
+    /// inventory host by that name, or any host the SSH config resolves).
+    async fn connect_registry(&self) -> Result<(), String> {
         let r = &self.release;
-        let crate::playbook::Registry::Haproxy { address, .. } = &r.playbook.registry else {
-            return Ok(());
-        };
-        let Some((target, _)) = crate::registry::ssh_address(address) else {
-            return self.registry.check_haproxy(address).await;
-        };
-        let ep = match r.inventory.host(target) {
-            Some(h) => self.endpoint(h),
-            None => {
-                let (user, rest) = match target.split_once('@') {
-                    Some((u, r)) => (Some(u.to_string()), r),
-                    None => (None, target),
-                };
-                let (name, port) = match rest.rsplit_once(':') {
-                    Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
-                    _ => (rest.to_string(), None),
-                };
-                let spec = crate::ssh::config::HostSpec {
-                    name,
-                    address: None,
-                    port,
-                    user,
-                    identity: None,
-                    jump: None,
-                };
-                crate::ssh::config::resolve(&spec, &self.settings)
+        if let Some(link) = self.registry.link() {
+            let target = &link.target;
+            let host = r.inventory.host(target);
+            let ep = match (host, link.role) {
+                (Some(h), _) => self.endpoint(h),
+                (None, LinkRole::Delegate) => {
+                    return Err(format!("the registry delegate {target} is not in the inventory"));
+                }
+                (None, LinkRole::LoadBalancer) => {
+                    let (user, rest) = match target.split_once('@') {
+                        Some((u, r)) => (Some(u.to_string()), r),
+                        None => (None, target.as_str()),
+                    };
+                    let (name, port) = match rest.rsplit_once(':') {
+                        Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
+                        _ => (rest.to_string(), None),
+                    };
+                    let spec = crate::ssh::config::HostSpec {
+                        name,
+                        address: None,
+                        port,
+                        user,
+                        identity: None,
+                        jump: None,
+                    };
+                    crate::ssh::config::resolve(&spec, &self.settings)
+                }
+            };
+            let t = Instant::now();
+            let mut conn = match (Connection::open(&ep, &self.settings).await, link.role) {
+                (Ok(conn), _) => conn,
+                (Err(e), LinkRole::Delegate) => {
+                    self.step_done(
+                        0,
+                        target,
+                        Step::Preflight,
+                        Status::Failed,
+                        t,
+                        format!("registry delegate: {e}"),
+                    );
+                    return Err(format!("the registry delegate {target} cannot be reached: {e}"));
+                }
+                (Err(e), LinkRole::LoadBalancer) => return Err(format!("the load balancer host {target}: {e}")),
+            };
+            if let (Some(h), LinkRole::LoadBalancer) = (host, link.role) {
+                conn.become_root = wants_become(&r.playbook, h);
             }
-        };
-        let mut conn = Connection::open(&ep, &self.settings)
-            .await
-            .map_err(|e| format!("the load balancer host {target}: {e}"))?;
-        if let Some(h) = r.inventory.host(target) {
-            conn.become_root = wants_become(&r.playbook, h);
+            self.registry.attach(conn);
         }
-        self.registry.set_lb(conn);
-        self.registry.check_haproxy(address).await
+        self.registry.preflight().await.map_err(String::from)
     }
 
     /// Before anything changes: the gate's query answers, and Alertmanager answers.
@@ -1634,14 +1634,18 @@ impl Executor {
         };
         let (status, msg) = match self.switch(host, st, batch, &version).await {
             Ok(()) => (Status::Ok, format!("on {version}")),
-            Err((step, e)) => {
+            Err((step, e, may_have_acted)) => {
                 let failed_now = self.failed.fetch_add(1, Ordering::SeqCst) + 1;
                 let halt = policy::leaves_failed_host_out(
                     r.playbook.rollout.on_failure,
                     FailureBudget::new(r.budget),
                     failed_now,
                 );
-                let status = if step == Step::Deregister {
+                let status = if step == Step::Deregister && !may_have_acted {
+                    // The registry refused (a 4xx, an explicit no) or was never reached: the
+                    // host is still in traffic, and there is nothing to undo.
+                    Status::Failed
+                } else if step == Step::Deregister {
                     // The call failed, but the registry may have acted before it did (a drain
                     // cut short, an answer lost after the server took the host out): put it
                     // back. The host was not stopped; it still serves its old release.
@@ -1695,7 +1699,7 @@ impl Executor {
             );
             return Status::Failed;
         };
-        let Err((s2, e2)) = self.switch(host, st, batch, prev).await else {
+        let Err((s2, e2, _)) = self.switch(host, st, batch, prev).await else {
             return Status::Reverted;
         };
         match self.restore_traffic(host, st, prev).await {
@@ -1750,14 +1754,20 @@ impl Executor {
                 Ok(())
             }
             Err(e) => {
-                self.step_done(batch, &host.name, Step::Register, Status::Failed, t, e.clone());
-                Err(e)
+                self.step_done(batch, &host.name, Step::Register, Status::Failed, t, e.to_string());
+                Err(e.to_string())
             }
         }
     }
 
     /// Deregister, stop, point `current` at `version`, start, wait healthy, register.
-    async fn switch(&self, host: &Host, st: &HostState, batch: usize, version: &str) -> Result<(), (Step, String)> {
+    async fn switch(
+        &self,
+        host: &Host,
+        st: &HostState,
+        batch: usize,
+        version: &str,
+    ) -> Result<(), (Step, String, bool)> {
         let r = &self.release;
         let p = &r.playbook;
         let conn = &st.conn;
@@ -1784,7 +1794,7 @@ impl Executor {
                             msg: e.msg.clone(),
                             stderr: e.stderr,
                         });
-                        return Err(($step, e.msg));
+                        return Err(($step, e.msg, e.may_have_acted));
                     }
                 }
             }};
@@ -1889,7 +1899,7 @@ impl Executor {
                 self.host_done(batch, &host.name, Status::Reverted, t, format!("rolled back to {prev}"));
                 true
             }
-            Err((step, e)) => {
+            Err((step, e, _)) => {
                 self.leave_out(
                     host,
                     format!(
