@@ -35,7 +35,7 @@ pub fn inventory(inventories: &[PathBuf], playbook_dir: Option<&Path>, show: Sho
             }
         }
     };
-    println!("{text}");
+    super::print_data(format!("{text}\n").as_bytes())?;
     Ok(exit_code::SUCCESS)
 }
 

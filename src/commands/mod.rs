@@ -64,3 +64,17 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Man => docs::man(),
     }
 }
+
+/// Write data (JSON, a completion script, the man page) to stdout. A reader that went away
+/// (`tranche inventory --list | head`) is not an error: the command goes on and ends with its
+/// own exit code, as if its output had all been read.
+fn print_data(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::from(e).context("cannot write to stdout"))
+        }
+        _ => Ok(()),
+    }
+}

@@ -24,7 +24,8 @@ pub fn plan(
         Format::Json => {
             let mut plan = report::plan::to_json(&r);
             redact.json(&mut plan);
-            println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+            let json = serde_json::to_string_pretty(&plan).expect("plan serialises");
+            super::print_data(format!("{json}\n").as_bytes())?;
         }
         Format::Table => eprint!("{}", redact.text(&report::plan::to_table(&r))),
     }

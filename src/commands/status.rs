@@ -10,7 +10,10 @@ pub fn status(files: &Files, format: Format, ssh: &SshOptions) -> anyhow::Result
     let settings = inputs::ssh_settings(ssh)?;
     let s = inputs::runtime().block_on(status::query(&r, &settings, settings.max_connecting));
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&s).expect("status serialises")),
+        Format::Json => {
+            let json = serde_json::to_string_pretty(&s).expect("status serialises");
+            super::print_data(format!("{json}\n").as_bytes())?;
+        }
         Format::Table => eprint!("{}", status::to_table(&s)),
     }
     Ok(if s.mixed || s.unreachable > 0 {
