@@ -1,6 +1,6 @@
 //! What the environment says about how to talk to people, resolved once: whether this is CI,
-//! whether colour is wanted, whether there is a terminal to draw on and to ask on, and the home
-//! directory. Flags win over these (`--no-progress`, `--yes`); the `TRANCHE_<NAME>` variables
+//! whether colour is wanted, whether there is a terminal to draw on and to ask on, the home
+//! directory and `ANSIBLE_CONFIG`. Flags win over these (`--no-progress`, `--yes`); the `TRANCHE_<NAME>` variables
 //! are read by clap as the flags' own values, so the order is flags > env > defaults.
 
 use std::path::PathBuf;
@@ -17,6 +17,8 @@ pub struct Settings {
     pub stderr_tty: bool,
     /// `$HOME`, where `~/.ssh` and `~/.ansible.cfg` live.
     pub home: Option<PathBuf>,
+    /// `ANSIBLE_CONFIG`: the `ansible.cfg` to read before looking in the usual places.
+    pub ansible_config: Option<String>,
 }
 
 impl Settings {
@@ -44,6 +46,7 @@ impl Settings {
             stdin_tty,
             stderr_tty,
             home: var("HOME").map(PathBuf::from),
+            ansible_config: var("ANSIBLE_CONFIG"),
         }
     }
 

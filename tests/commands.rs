@@ -84,7 +84,17 @@ fn errors_print_once_with_their_hint_and_exit_2() {
             "error: no inventory: pass -i INVENTORY (or set `inventory` in ansible.cfg)\n",
         ),
         (
-            &["plan", "-i", "inventory.yml", "playbook.yml", "--format", "json", "--check", "--events", "-"],
+            &[
+                "plan",
+                "-i",
+                "inventory.yml",
+                "playbook.yml",
+                "--format",
+                "json",
+                "--check",
+                "--events",
+                "-",
+            ],
             "error: --format json and --events - would both write to stdout; give --events a file\n",
         ),
     ];
@@ -105,7 +115,9 @@ fn a_missing_run_names_the_state_dir_and_how_to_point_at_another() {
     let err = stderr(&out);
     assert!(err.starts_with("error: no run 20261121-100000-ab12 in st: "), "{err}");
     assert!(
-        err.ends_with("\n  = hint: the runs are the folders of st/runs; pass the --state-dir the run was started with\n"),
+        err.ends_with(
+            "\n  = hint: the runs are the folders of st/runs; pass the --state-dir the run was started with\n"
+        ),
         "{err}"
     );
 }
@@ -116,7 +128,14 @@ fn a_secret_from_an_unset_variable_says_what_to_export() {
     project(dir.path());
     let out = command(
         dir.path(),
-        &["validate", "-i", "inventory.yml", "playbook.yml", "-e", "token=@env:TRANCHE_TEST_UNSET"],
+        &[
+            "validate",
+            "-i",
+            "inventory.yml",
+            "playbook.yml",
+            "-e",
+            "token=@env:TRANCHE_TEST_UNSET",
+        ],
     )
     .env_remove("TRANCHE_TEST_UNSET")
     .output()

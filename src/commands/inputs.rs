@@ -32,10 +32,10 @@ pub fn request(files: &Files) -> anyhow::Result<ReleaseRequest> {
 pub fn ansible_cfg() -> Option<&'static crate::ansible_cfg::AnsibleCfg> {
     static CFG: std::sync::OnceLock<Option<crate::ansible_cfg::AnsibleCfg>> = std::sync::OnceLock::new();
     CFG.get_or_init(|| {
-        let home = Settings::get().home.as_deref();
+        let env = Settings::get();
+        let home = env.home.as_deref();
         let cwd = std::env::current_dir().ok()?;
-        let env = std::env::var("ANSIBLE_CONFIG").ok();
-        let path = crate::ansible_cfg::find(&cwd, home, env.as_deref())?;
+        let path = crate::ansible_cfg::find(&cwd, home, env.ansible_config.as_deref())?;
         match crate::ansible_cfg::load(&path, home) {
             Ok(cfg) => {
                 if cfg.host_key_checking_off {
