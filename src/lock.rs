@@ -7,8 +7,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How long a lease lasts without renewal. Runs renew it every ten minutes while they go on
-/// (the rollback pass included), so the lock of a crashed run is gone within the hour.
+/// How long a lease lasts without renewal. Runs renew it before every batch.
 pub const LEASE_TTL: Duration = Duration::from_secs(3600);
 
 /// Who holds a lock.
