@@ -4,6 +4,7 @@
 
 mod ci;
 pub mod plan;
+pub mod summary;
 mod terminal;
 
 use std::fs::File;

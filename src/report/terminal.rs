@@ -137,6 +137,7 @@ impl Terminal {
                 status,
                 ms,
                 msg,
+                hint,
                 ..
             } => {
                 if let Some(b) = &self.bars {
@@ -171,6 +172,9 @@ impl Terminal {
                     );
                 } else if *status == Status::Failed {
                     self.always(format!("  {host}: {} {}: {msg}", step.as_str(), self.status(*status)));
+                }
+                if let Some(hint) = hint {
+                    self.always(format!("  hint: {hint}"));
                 }
             }
             EventKind::HostFinished {
