@@ -246,7 +246,6 @@ impl Executor {
         }
     }
 
-
     pub(super) async fn release_lock(&self, st: &HostState) {
         if st.locked {
             // The script removes the lock only if this run still holds it.

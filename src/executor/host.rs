@@ -139,13 +139,7 @@ impl Executor {
         }
     }
     /// Steps 4 to 9 for one host of a batch; on failure, back to its previous release.
-    pub(super) async fn host_pipeline(
-        &self,
-        host: &Host,
-        st: &HostState,
-        batch: usize,
-        staged: &mut Staged,
-    ) -> Status {
+    pub(super) async fn host_pipeline(&self, host: &Host, st: &HostState, batch: usize, staged: &mut Staged) -> Status {
         let t = Instant::now();
         let r = &self.release;
         let version = st.target.clone();
@@ -294,7 +288,14 @@ impl Executor {
             step: Step::Revert,
         });
         let Err((s2, e2)) = self.switch(host, st, batch, prev).await else {
-            self.step_done(batch, &host.name, Step::Revert, Status::Ok, t, format!("back on {prev}"));
+            self.step_done(
+                batch,
+                &host.name,
+                Step::Revert,
+                Status::Ok,
+                t,
+                format!("back on {prev}"),
+            );
             return Status::Reverted;
         };
         match self.restore_traffic(host, st, prev).await {
@@ -368,7 +369,13 @@ impl Executor {
     }
 
     /// Deregister, stop, point `current` at `version`, start, wait healthy, register.
-    pub(super) async fn switch(&self, host: &Host, st: &HostState, batch: usize, version: &str) -> Result<(), (Step, String)> {
+    pub(super) async fn switch(
+        &self,
+        host: &Host,
+        st: &HostState,
+        batch: usize,
+        version: &str,
+    ) -> Result<(), (Step, String)> {
         let r = &self.release;
         let p = &r.playbook;
         let conn = &*st.conn;

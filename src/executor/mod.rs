@@ -30,6 +30,10 @@ mod rollback;
 mod seams;
 mod stage;
 
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod scenarios;
 
 use host::StepFailure;
 use preflight::{HostState, Preflight};

@@ -234,7 +234,9 @@ impl Executor {
         let r = &self.release;
         if let (Some(g), Some(first)) = (&r.playbook.rollout.gate, r.targets.first()) {
             let query = r.render(&g.query, first, &self.run_id, None)?;
-            let v = self.gate_probe.value(g, &query)
+            let v = self
+                .gate_probe
+                .value(g, &query)
                 .await
                 .map_err(|e| format!("the metric gate cannot be evaluated: {e}"))?;
             if v > g.max {
@@ -379,11 +381,15 @@ impl Executor {
                                     }
                                     None => "another run took over the expired lock first".to_string(),
                                 };
-                                return fail(st, PreflightError {
-                                    msg,
-                                    locked: true,
-                                    hint: None,
-                                }).await;
+                                return fail(
+                                    st,
+                                    PreflightError {
+                                        msg,
+                                        locked: true,
+                                        hint: None,
+                                    },
+                                )
+                                .await;
                             }
                             Ok(out) => {
                                 // The takeover may have got as far as our new lock.
@@ -416,11 +422,15 @@ impl Executor {
                 }
                 None => {
                     let msg = format!("{root_path}/.tranche-lock exists without an owner file; if no run is going on, `tranche unlock` removes it");
-                    return fail(st, PreflightError {
-                                    msg,
-                                    locked: true,
-                                    hint: None,
-                                }).await;
+                    return fail(
+                        st,
+                        PreflightError {
+                            msg,
+                            locked: true,
+                            hint: None,
+                        },
+                    )
+                    .await;
                 }
             }
         }
@@ -478,5 +488,4 @@ impl Executor {
         }
         Ok(st)
     }
-
 }

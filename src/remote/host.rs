@@ -95,6 +95,9 @@ mod tests {
         assert_eq!(e.hint(), Some("load the key"));
         assert_eq!(e.to_string(), "authentication as a@b failed");
         assert_eq!(RemoteError::Timeout(Duration::from_secs(2)).hint(), None);
-        assert_eq!(RemoteError::Timeout(Duration::from_secs(2)).to_string(), "timed out after 2.0s");
+        assert_eq!(
+            RemoteError::Timeout(Duration::from_secs(2)).to_string(),
+            "timed out after 2.0s"
+        );
     }
 }

@@ -114,9 +114,9 @@ pub fn refused(r: &Refusal) -> String {
             "another run holds the lock of {}; nothing was changed",
             holders.join("; ")
         ),
-        Refusal::OverBudget { failed, budget } => format!(
-            "preflight failed on {failed} host(s), over the budget of {budget}; nothing was changed"
-        ),
+        Refusal::OverBudget { failed, budget } => {
+            format!("preflight failed on {failed} host(s), over the budget of {budget}; nothing was changed")
+        }
     }
 }
 

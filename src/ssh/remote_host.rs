@@ -55,10 +55,7 @@ impl RemoteHost for Connection {
         bandwidth: u64,
         timeout: Duration,
     ) -> RemoteFuture<'a, ExecOutput> {
-        async move {
-            Ok(Connection::exec_with_input(self, command, local, offset, bandwidth, timeout).await?)
-        }
-        .boxed()
+        async move { Ok(Connection::exec_with_input(self, command, local, offset, bandwidth, timeout).await?) }.boxed()
     }
 
     fn upload<'a>(
