@@ -1,21 +1,52 @@
-//! The dispatcher: batches one after another while staging runs ahead, with the pauses between
-//! them, the metric gate after each, and the locks renewed every `renew_every` beside it all.
-//! Every wait (a pause, a confirmation, the gate's window) races the interruption.
+//! The dispatcher: one `select!` loop that owns the run between preflight and the rollback
+//! pass. Its inputs: the host pipelines of the current batch as they end, staging (which runs
+//! ahead of the batches), the interruption, the lease renewal timer, and the wait in progress (a
+//! pause before a batch, or the metric gate's window after one). Its state: which batch, what
+//! each host came to, and why the run stopped ([`Cancel`], which only escalates).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::future::join_all;
+use futures::future::{BoxFuture, Fuse, FusedFuture, FutureExt};
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Semaphore;
 
-use super::{Executor, HostState, STEP_TIMEOUT};
+use super::stage::Staged;
+use super::{Executor, HostState};
 use crate::events::{EventKind, Status};
 use crate::policy::{Cancel, CancelReason, FailureBudget};
-use crate::release::Release;
-use crate::remote::lock::LockState;
-use crate::remote::HostExit;
+
+/// What the dispatcher is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting before batch `i` (index into the batches).
+    Pause(usize),
+    /// The hosts of batch `i` are in their pipeline.
+    Batch(usize),
+    /// Watching the metric gate after batch `i`.
+    Gate(usize),
+    /// No batch starts any more (all done, or the run stopped); staging may still be ending.
+    Done,
+}
+
+/// A wait that ended: a pause (true: go on) or the gate (true: it passed).
+type Wait<'a> = Fuse<BoxFuture<'a, bool>>;
+
+struct Dispatch<'a> {
+    exec: &'a Executor,
+    states: &'a [Option<HostState>],
+    stage_done: Vec<Staged>,
+    phase: Phase,
+    running: FuturesUnordered<BoxFuture<'a, (usize, Status)>>,
+    /// The outcomes of the current batch so far, and when it started.
+    batch: Vec<(usize, Status)>,
+    batch_started: Instant,
+    wait: Wait<'a>,
+    results: HashMap<usize, Status>,
+    cancel: Cancel,
+}
 
 impl Executor {
     /// Stage ahead and run the batches; how each host ended (by target index) and why the run
@@ -26,285 +57,201 @@ impl Executor {
         batch_of: &HashMap<usize, usize>,
     ) -> (HashMap<usize, Status>, Cancel) {
         let (stage_done, staging) = self.staging(states, batch_of);
-        let mut results: HashMap<usize, Status> = HashMap::new();
-        let mut cancel = Cancel::default();
-        let batches = self.batches(states, &stage_done, &mut results, &mut cancel);
-        // Staging runs on while the batches go; a batch waits for its own hosts only. The locks
-        // are renewed however long a batch (or a window, or a pause) takes.
-        tokio::select! {
-            _ = async { tokio::join!(batches, staging) } => {}
-            _ = self.keep_renewing(states) => {}
+        let mut staging = staging.fuse();
+        let mut d = Dispatch {
+            exec: self,
+            states,
+            stage_done,
+            phase: Phase::Done,
+            running: FuturesUnordered::new(),
+            batch: Vec::new(),
+            batch_started: Instant::now(),
+            wait: Fuse::terminated(),
+            results: HashMap::new(),
+            cancel: Cancel::default(),
+        };
+        d.begin(0);
+        let mut interrupted = self.interrupt_signal.subscribe();
+        let mut seen_interrupt = false;
+        // The locks are renewed every `renew_every` however long a batch, a window or a pause
+        // takes; the next renewal is counted from the end of the last one.
+        let renew_at = tokio::time::sleep(self.renew_every);
+        tokio::pin!(renew_at);
+        let mut renewing: Fuse<BoxFuture<'_, ()>> = Fuse::terminated();
+        while d.phase != Phase::Done || !staging.is_terminated() {
+            tokio::select! {
+                Some((i, status)) = d.running.next(), if !d.running.is_empty() => {
+                    d.batch.push((i, status));
+                    if d.running.is_empty() {
+                        d.batch_finished();
+                    }
+                }
+                go_on = &mut d.wait, if !d.wait.is_terminated() => d.waited(go_on),
+                _ = &mut staging, if !staging.is_terminated() => {}
+                _ = interrupted.wait_for(|v| *v), if !seen_interrupt => {
+                    // Hosts in flight finish; the waits end by themselves (they race it too).
+                    seen_interrupt = true;
+                    d.cancel.escalate(CancelReason::Signal);
+                }
+                _ = &mut renew_at, if renewing.is_terminated() => {
+                    renewing = self.renew_locks(states).boxed().fuse();
+                }
+                _ = &mut renewing, if !renewing.is_terminated() => {
+                    renew_at.as_mut().reset(tokio::time::Instant::now() + self.renew_every);
+                    if !self.lost_locks.lock().expect("lost locks").is_empty() {
+                        d.cancel.escalate(CancelReason::LockLost);
+                    }
+                }
+            }
         }
-        (results, cancel)
+        (d.results, d.cancel)
+    }
+}
+
+impl<'a> Dispatch<'a> {
+    /// Before batch `i`: stop if the run was stopped, wait if a pause comes first, start it.
+    fn begin(&mut self, i: usize) {
+        let r = &self.exec.release;
+        if self.exec.is_interrupted() {
+            self.cancel.escalate(CancelReason::Signal);
+        }
+        if !self.exec.lost_locks.lock().expect("lost locks").is_empty() {
+            self.cancel.escalate(CancelReason::LockLost);
+        }
+        if i >= r.batches.len() || self.cancel.is_cancelled() {
+            self.phase = Phase::Done;
+            return;
+        }
+        if i == 0 {
+            self.start(0);
+            return;
+        }
+        let p = &r.playbook;
+        let b = &r.batches[i];
+        let pause = if b.number == 2 && r.batches[0].canary {
+            p.rollout.canary_pause
+        } else {
+            p.rollout.pause
+        };
+        self.phase = Phase::Pause(i);
+        self.wait = self.exec.pause(b.number, pause).boxed().fuse();
     }
 
-    async fn batches(
-        &self,
-        states: &[Option<HostState>],
-        stage_done: &[super::stage::Staged],
-        results: &mut HashMap<usize, Status>,
-        cancel: &mut Cancel,
-    ) {
-        let r: &Release = &self.release;
-        let p = &r.playbook;
-        let budget = FailureBudget::new(r.budget);
-        for b in &r.batches {
-            if self.is_interrupted() {
-                cancel.escalate(CancelReason::Signal);
+    /// A pause or the gate ended.
+    fn waited(&mut self, go_on: bool) {
+        match self.phase {
+            Phase::Pause(_) if !go_on => {
+                self.cancel.escalate(CancelReason::Declined);
+                self.exec.stage_halted.store(true, Ordering::SeqCst);
+                self.phase = Phase::Done;
             }
-            if !self.lost_locks.lock().expect("lost locks").is_empty() {
-                cancel.escalate(CancelReason::LockLost);
-            }
-            if cancel.is_cancelled() {
-                break;
-            }
-            if b.number > 1 {
-                let pause = if b.number == 2 && r.batches[0].canary {
-                    p.rollout.canary_pause
-                } else {
-                    p.rollout.pause
-                };
-                if !self.pause(b.number, pause).await {
-                    cancel.escalate(CancelReason::Declined);
-                    self.stage_halted.store(true, Ordering::SeqCst);
-                    break;
+            // Woken by an interruption: no batch starts.
+            Phase::Pause(_) if self.exec.is_interrupted() => self.phase = Phase::Done,
+            Phase::Pause(i) => self.start(i),
+            Phase::Gate(i) => {
+                if !go_on {
+                    let number = self.exec.release.batches[i].number;
+                    self.cancel.escalate(CancelReason::GateBreached(number));
+                    self.exec.stage_halted.store(true, Ordering::SeqCst);
                 }
-                if self.is_interrupted() {
-                    break;
-                }
+                self.begin(i + 1);
             }
-            let names: Vec<String> = b.hosts.iter().map(|&i| r.targets[i].name.clone()).collect();
-            let bstart = Instant::now();
-            self.event(EventKind::BatchStarted {
-                batch: b.number,
-                hosts: names,
-            });
-            // rollout.window: the batch after the canary holds every other host; at most the
-            // window's width are in their pipeline at once, the next starting as one ends.
-            let window = r.window.filter(|_| !b.canary).map(|w| Arc::new(Semaphore::new(w)));
-            let outcomes = join_all(b.hosts.iter().map(|&i| {
-                let mut rx = stage_done[i].clone();
-                let st = states[i].as_ref();
-                let window = window.clone();
+            Phase::Batch(_) | Phase::Done => unreachable!("no wait in {:?}", self.phase),
+        }
+    }
+
+    /// Batch `i`'s hosts into their pipeline (`rollout.window`: the batch after the canary
+    /// holds every other host; at most the window's width are in their pipeline at once, the
+    /// next starting as one ends).
+    fn start(&mut self, i: usize) {
+        let exec = self.exec;
+        let r = &exec.release;
+        let b = &r.batches[i];
+        self.phase = Phase::Batch(i);
+        self.batch.clear();
+        self.batch_started = Instant::now();
+        exec.event(EventKind::BatchStarted {
+            batch: b.number,
+            hosts: b.hosts.iter().map(|&h| r.targets[h].name.clone()).collect(),
+        });
+        let window = r.window.filter(|_| !b.canary).map(|w| Arc::new(Semaphore::new(w)));
+        let states = self.states;
+        for &h in &b.hosts {
+            let mut staged = self.stage_done[h].clone();
+            let st = states[h].as_ref();
+            let window = window.clone();
+            let number = b.number;
+            self.running.push(
                 async move {
                     let _slot = match window {
                         Some(w) => w.acquire_owned().await.ok(),
                         None => None,
                     };
-                    let host = &r.targets[i];
-                    let Some(st) = st else {
-                        if self.carried.started.contains(&host.name) {
-                            // The interrupted run had started on it: it may be out of the
-                            // registry, and cannot be reached to bring it back.
-                            self.leave_out(
-                                host,
-                                "the interrupted run had started on it and preflight failed now; it may be out of the registry".into(),
-                            );
-                        }
-                        self.event(EventKind::HostFinished {
-                            batch: b.number,
-                            host: host.name.clone(),
-                            status: Status::Failed,
-                            ms: 0,
-                            msg: "preflight failed".into(),
-                        });
-                        return (i, Status::Failed);
+                    let host = &exec.release.targets[h];
+                    let status = match st {
+                        Some(st) => exec.host_pipeline(host, st, number, &mut staged).await,
+                        None => exec.preflight_failed(host, number),
                     };
-                    (i, self.host_pipeline(host, st, b.number, &mut rx).await)
+                    (h, status)
                 }
-            }))
-            .await;
-            let count = |want: Status| outcomes.iter().filter(|(_, s)| *s == want).count();
-            let (ok, skipped) = (count(Status::Ok), count(Status::Skipped));
-            let failed = outcomes.len() - ok - skipped;
-            for (i, s) in outcomes {
-                results.insert(i, s);
-            }
-            self.event(EventKind::BatchFinished {
-                batch: b.number,
-                ok,
-                skipped,
-                failed,
-                ms: bstart.elapsed().as_millis() as u64,
-            });
-            if budget.is_exceeded(self.failed.load(Ordering::SeqCst)) {
-                cancel.escalate(CancelReason::BudgetExceeded);
-                self.stage_halted.store(true, Ordering::SeqCst);
-            } else if let Some(g) = &p.rollout.gate {
-                // The metric gate: the batch's hosts serve traffic now; watch the metric.
-                if ok > 0 && !self.gate_passes(b.number, g).await {
-                    cancel.escalate(CancelReason::GateBreached(b.number));
-                    self.stage_halted.store(true, Ordering::SeqCst);
-                }
-            }
+                .boxed(),
+            );
+        }
+        if b.hosts.is_empty() {
+            self.batch_finished();
         }
     }
 
-    /// Wait before batch `batch`. False when the operator said no.
-    async fn pause(&self, batch: usize, pause: crate::playbook::Pause) -> bool {
-        use crate::playbook::Pause;
-        match pause {
-            Pause::For(d) if d.is_zero() => true,
-            Pause::For(d) => {
-                self.event(EventKind::Paused {
-                    batch,
-                    reason: format!("waiting {} before batch {batch}", crate::units::human_duration(d)),
-                });
-                tokio::select! {
-                    _ = tokio::time::sleep(d) => {}
-                    _ = self.until_interrupted() => return true,
-                }
-                self.event(EventKind::Resumed { batch });
-                true
-            }
-            Pause::Confirm if self.assume_yes => {
-                self.event(EventKind::Paused {
-                    batch,
-                    reason: format!("confirm before batch {batch}"),
-                });
-                self.event(EventKind::Resumed { batch });
-                true
-            }
-            Pause::Confirm => {
-                self.event(EventKind::Paused {
-                    batch,
-                    reason: format!("confirm before batch {batch}"),
-                });
-                let ask = self.confirm.clone();
-                // The question waits on the terminal; an interruption ends the wait (the caller
-                // sees the run interrupted and starts no batch).
-                let answer = match ask {
-                    Some(ask) => tokio::select! {
-                        a = tokio::task::spawn_blocking(move || ask(batch)) => a.unwrap_or(false),
-                        _ = self.until_interrupted() => return true,
-                    },
-                    None => false,
-                };
-                if answer {
-                    self.event(EventKind::Resumed { batch });
-                } else {
-                    self.event(EventKind::Warning {
-                        host: None,
-                        msg: format!("the operator stopped the run before batch {batch}"),
-                    });
-                }
-                answer
-            }
-        }
-    }
-    /// Watch the metric gate after batch `batch`; false on a breach (or an error).
-    async fn gate_passes(&self, batch: usize, g: &crate::playbook::Gate) -> bool {
-        let r = &self.release;
-        let t = Instant::now();
-        let query = match r.targets.first().map(|h| r.render(&g.query, h, &self.run_id, None)) {
-            Some(Ok(q)) => q,
-            Some(Err(e)) => {
-                self.event(EventKind::GateChecked {
-                    batch,
-                    status: Status::Failed,
-                    ms: 0,
-                    msg: e,
-                });
-                return false;
-            }
-            None => return true,
+    /// Every host of the current batch ended: count, then the budget, then the gate.
+    fn batch_finished(&mut self) {
+        let Phase::Batch(i) = self.phase else {
+            unreachable!("a batch ends in {:?}", self.phase)
         };
-        // The window (`for:`) can be long: an interruption ends it. The batch's hosts are done
-        // and serving; no new host starts, so the gate's verdict no longer matters.
-        let res = tokio::select! {
-            res = self.gate_probe.watch(g, &query) => res,
-            _ = self.until_interrupted() => {
-                self.event(EventKind::GateChecked {
-                    batch,
-                    status: Status::Skipped,
-                    ms: t.elapsed().as_millis() as u64,
-                    msg: "not finished: the run was interrupted".into(),
-                });
-                return true;
-            }
-        };
-        let ms = t.elapsed().as_millis() as u64;
-        match res {
-            Ok(msg) => {
-                self.event(EventKind::GateChecked {
-                    batch,
-                    status: Status::Ok,
-                    ms,
-                    msg,
-                });
-                true
-            }
-            Err(msg) => {
-                self.event(EventKind::GateChecked {
-                    batch,
-                    status: Status::Failed,
-                    ms,
-                    msg,
-                });
-                false
-            }
+        let exec = self.exec;
+        let r = &exec.release;
+        let b = &r.batches[i];
+        let count = |want: Status| self.batch.iter().filter(|(_, s)| *s == want).count();
+        let (ok, skipped) = (count(Status::Ok), count(Status::Skipped));
+        let failed = self.batch.len() - ok - skipped;
+        self.results.extend(self.batch.drain(..));
+        exec.event(EventKind::BatchFinished {
+            batch: b.number,
+            ok,
+            skipped,
+            failed,
+            ms: self.batch_started.elapsed().as_millis() as u64,
+        });
+        if FailureBudget::new(r.budget).is_exceeded(exec.failed.load(Ordering::SeqCst)) {
+            self.cancel.escalate(CancelReason::BudgetExceeded);
+            exec.stage_halted.store(true, Ordering::SeqCst);
+            self.phase = Phase::Done;
+        } else if let (Some(g), true) = (&r.playbook.rollout.gate, ok > 0) {
+            // The metric gate: the batch's hosts serve traffic now; watch the metric.
+            self.phase = Phase::Gate(i);
+            self.wait = exec.gate_passes(b.number, g).boxed().fuse();
+        } else {
+            self.begin(i + 1);
         }
     }
+}
 
-    pub(super) async fn release_lock(&self, st: &HostState) {
-        if st.locked {
-            // The script removes the lock only if this run still holds it.
-            let cmd = crate::remote::lock::release(&self.release.playbook.layout.root, &self.run_id);
-            let res = st.conn.exec(&cmd.to_command(), STEP_TIMEOUT).await;
-            let why = match res {
-                Ok(out) if out.success() => return,
-                Ok(out) => out.describe(),
-                Err(e) => e.to_string(),
-            };
-            self.event(EventKind::Warning {
-                host: Some(st.conn.name().to_string()),
-                msg: format!("could not release the lock: {why}; it expires by itself"),
-            });
+impl Executor {
+    /// A host of a batch that failed preflight: counted as failed; named when an interrupted
+    /// run had started on it (it may be out of the registry, and cannot be reached).
+    fn preflight_failed(&self, host: &crate::inventory::Host, batch: usize) -> Status {
+        if self.carried.started.contains(&host.name) {
+            self.leave_out(
+                host,
+                "the interrupted run had started on it and preflight failed now; it may be out of the registry".into(),
+            );
         }
-    }
-
-    /// Renew the lease on every host this run locked. A host whose lock is gone or held by
-    /// another run (`tranche unlock`, then another run) is a loud warning, and the run ends
-    /// failed: no new host starts, and the summary names it. A renewal that cannot run is a
-    /// warning; the next one tries again.
-    async fn renew_locks(&self, states: &[Option<HostState>]) {
-        let cmd = crate::remote::lock::renew(&self.release.playbook.layout.root, &self.lease.renewed()).to_command();
-        let lost = self.lost_locks.lock().expect("lost locks").clone();
-        let locked: Vec<&HostState> = states
-            .iter()
-            .flatten()
-            .filter(|s| s.locked && !lost.iter().any(|h| h == s.conn.name()))
-            .collect();
-        let results = join_all(locked.iter().map(|s| s.conn.exec(&cmd, STEP_TIMEOUT))).await;
-        for (st, res) in locked.into_iter().zip(results) {
-            let host = st.conn.name().to_string();
-            let msg = match res {
-                Ok(out) if out.success() => continue,
-                Ok(out) if HostExit::of(&out) == Some(HostExit::NotOurs) => {
-                    let report = crate::remote::lock::LockReport::parse(&out.stdout);
-                    let now = match (report.state, report.owner) {
-                        (LockState::Taken, Some(o)) => format!("{} holds it now", o.describe()),
-                        (LockState::Taken, None) => "another lock without an owner file is there".into(),
-                        _ => "it was removed (`tranche unlock`?)".into(),
-                    };
-                    self.lost_locks.lock().expect("lost locks").push(host.clone());
-                    format!("LOST THE LOCK: this run no longer holds the lock of {host}: {now}; no new host starts and the run fails")
-                }
-                Ok(out) => format!(
-                    "could not renew the lock: {}; the next renewal tries again",
-                    out.describe()
-                ),
-                Err(e) => format!("could not renew the lock: {e}; the next renewal tries again"),
-            };
-            self.event(EventKind::Warning { host: Some(host), msg });
-        }
-    }
-
-    /// Renew the locks every `renew_every`, forever: run it beside whatever must hold them.
-    pub(super) async fn keep_renewing(&self, states: &[Option<HostState>]) {
-        loop {
-            tokio::time::sleep(self.renew_every).await;
-            self.renew_locks(states).await;
-        }
+        self.event(EventKind::HostFinished {
+            batch,
+            host: host.name.clone(),
+            status: Status::Failed,
+            ms: 0,
+            msg: "preflight failed".into(),
+        });
+        Status::Failed
     }
 }

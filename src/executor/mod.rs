@@ -25,10 +25,12 @@ use crate::ssh::{Endpoint, SshSettings};
 mod dispatcher;
 pub mod fan_out;
 mod host;
+mod leases;
 mod preflight;
 mod rollback;
 mod seams;
 mod stage;
+mod waits;
 
 #[cfg(test)]
 mod fake;

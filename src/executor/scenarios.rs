@@ -837,3 +837,36 @@ async fn the_scenarios_take_no_real_time() {
     assert_eq!(o.stats, stats(0, 10, 0, 0, 0));
     assert!(real.elapsed() < Duration::from_secs(5), "{:?}", real.elapsed());
 }
+
+#[tokio::test(start_paused = true)]
+async fn locks_are_renewed_during_pauses_and_a_lost_lock_stops_the_run() {
+    let s = Scenario::new(3, "  canary: 1\n  canary_pause: 5m\n  batch: 1\n  pause: 5m", "");
+    // The first renewal finds h2's lock gone (`tranche unlock`).
+    s.fleet.script("h2", Kind::Lock, [Answer::Exit(16, "")]);
+    let o = s.run_with(|e| e.renew_every = Duration::from_secs(120)).await;
+    let renewals = s
+        .fleet
+        .seen(Kind::Lock)
+        .into_iter()
+        .filter(|(_, a)| a == "renew")
+        .count();
+    // Two renewals of the three locks inside the first 5-minute pause; h2's is lost at the first.
+    assert!(renewals >= 5, "{renewals} renewals");
+    assert!(
+        o.warnings()
+            .iter()
+            .any(|w| w.starts_with("LOST THE LOCK: this run no longer holds the lock of h2")),
+        "{:?}",
+        o.warnings()
+    );
+    assert_eq!(o.stats.exit_code, 1);
+    assert_eq!(o.host("h1").0, Status::Ok);
+    assert_ne!(o.host("h2").0, Status::Ok);
+    assert!(!o.finished("h3"));
+    assert_eq!(s.fleet.current("h2").as_deref(), Some("1.0.0"));
+    assert!(
+        o.last_line().contains("THIS RUN LOST THE LOCK OF h2"),
+        "{}",
+        o.last_line()
+    );
+}
