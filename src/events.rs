@@ -183,9 +183,9 @@ impl EventKind {
                 r.scrub(version);
                 plan.redact_with(r);
             }
-            EventKind::StepFinished { msg, stderr, .. } => {
+            EventKind::StepFinished { msg, stderr, hint, .. } => {
                 r.scrub(msg);
-                if let Some(s) = stderr {
+                for s in [stderr, hint].into_iter().flatten() {
                     r.scrub(s);
                 }
             }
