@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 
 use crate::events::{Event, EventKind, Status, Step};
-use crate::exit_code;
 use crate::inventory::Host;
 use crate::journal::Carried;
 use crate::policy::{self, CancelReason, FailureBudget};
@@ -237,14 +236,7 @@ impl Executor {
             .iter()
             .map(|(h, s)| format!("{h} ({})", s.as_str()))
             .collect();
-        let msg = if where_.is_empty() {
-            "stopped at once; no host was in flight".to_string()
-        } else {
-            format!(
-                "stopped at once; in flight: {}; `tranche resume` continues",
-                where_.join(", ")
-            )
-        };
+        let msg = summary::stopped_at_once(&where_);
         self.event(EventKind::Warning {
             host: None,
             msg: msg.clone(),
@@ -256,7 +248,7 @@ impl Executor {
             failed: self.failed.load(Ordering::SeqCst),
             reverted: count(Status::Reverted),
             skipped: count(Status::Skipped),
-            exit_code: exit_code::INTERRUPTED,
+            exit_code: policy::STOPPED_AT_ONCE,
             ms: self.run_started.get().map_or(0, |t| t.elapsed().as_millis() as u64),
             msg,
         });

@@ -99,11 +99,7 @@ impl Executor {
                 s.conn.close().await;
             }
             let stats = RunStats {
-                exit_code: if preflight_failed > 0 {
-                    crate::exit_code::PREFLIGHT
-                } else {
-                    crate::exit_code::SUCCESS
-                },
+                exit_code: policy::check_exit_code(preflight_failed),
                 ok: r.targets.len() - preflight_failed,
                 failed: preflight_failed,
                 ..Default::default()

@@ -86,6 +86,19 @@ pub fn finished(f: &Finished) -> String {
     }
 }
 
+/// The last line of a run stopped at once (a second Ctrl-C): where each host in flight was,
+/// as "h1 (start)".
+pub fn stopped_at_once(in_flight: &[String]) -> String {
+    if in_flight.is_empty() {
+        "stopped at once; no host was in flight".to_string()
+    } else {
+        format!(
+            "stopped at once; in flight: {}; `tranche resume` continues",
+            in_flight.join(", ")
+        )
+    }
+}
+
 /// The last line of `plan --check`.
 pub fn checked(hosts: usize, failed: usize) -> String {
     if failed == 0 {
@@ -170,6 +183,7 @@ mod tests {
             finished(&with_left),
             "1 host(s) failed, over the budget of 1; on_failure: rollback; LEFT OUT OF THE REGISTRY: web-02"
         );
+        assert_eq!(stopped_at_once(&[]), "stopped at once; no host was in flight");
         assert_eq!(checked(3, 0), "preflight passed on all 3 hosts; nothing was changed");
         assert_eq!(
             refused(&Refusal::OverBudget { failed: 2, budget: 1 }),
