@@ -182,3 +182,26 @@ async fn locks_are_renewed_during_pauses_and_a_lost_lock_stops_the_run() {
         o.last_line()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_journal_that_cannot_be_written_stops_starting_hosts() {
+    let s = Scenario::new(3, "  canary: 1\n  canary_pause: 0s\n  batch: 1", "");
+    let events = Events::default();
+    // The disk fills up while h1 stops: h1 finishes, nothing else starts.
+    *events.full_from.lock().unwrap() = Some(Box::new(
+        |e: &EventKind| matches!(e, EventKind::StepStarted { host, step: Stop, .. } if host == "h1"),
+    ));
+    let stats = s.executor(events.clone()).run().await;
+    let o = Outcome { stats, events };
+    assert_eq!(o.host("h1").0, Status::Ok);
+    assert!(!o.finished("h2") && !o.finished("h3"));
+    assert_eq!(o.stats, super::stats(130, 1, 0, 0, 0));
+    assert!(
+        o.warnings()
+            .iter()
+            .any(|w| w.ends_with("the run stops: no new host starts, hosts in flight finish")),
+        "{:?}",
+        o.warnings()
+    );
+    assert_eq!(s.fleet.current("h2").as_deref(), Some("1.0.0"));
+}

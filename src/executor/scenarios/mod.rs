@@ -92,8 +92,15 @@ health:
             default_user: "deploy".into(),
         };
         let emit = Arc::new(move |e: crate::events::Event| {
+            let full = events.disk_full(&e.kind);
             events.push(e.kind);
-            Ok(())
+            match full {
+                true => Err(crate::journal::JournalError {
+                    path: "journal.jsonl".into(),
+                    source: Arc::new(std::io::Error::from_raw_os_error(28)),
+                }),
+                false => Ok(()),
+            }
         });
         Executor::new(self.release.clone(), settings, "run-1".into(), emit).with_seams(
             Arc::new(self.fleet.clone()),
@@ -135,16 +142,31 @@ health:
     }
 }
 
-pub(super) type Trigger = (Box<dyn Fn(&EventKind) -> bool + Send + Sync>, Arc<tokio::sync::Notify>);
+/// Whether an event is the one a scenario waits for.
+pub(super) type Matcher = Box<dyn Fn(&EventKind) -> bool + Send + Sync>;
+pub(super) type Trigger = (Matcher, Arc<tokio::sync::Notify>);
 
 /// The events of a run, and a trigger that fires once on the first that matches.
 #[derive(Clone, Default)]
 pub(super) struct Events {
     pub list: Arc<Mutex<Vec<EventKind>>>,
     pub trigger: Arc<Mutex<Option<Trigger>>>,
+    /// The journal's disk is full from the first event that matches on.
+    pub full_from: Arc<Mutex<Option<Matcher>>>,
+    full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Events {
+    fn disk_full(&self, e: &EventKind) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        if let Some(when) = self.full_from.lock().unwrap().as_ref() {
+            if when(e) {
+                self.full.store(true, SeqCst);
+            }
+        }
+        self.full.load(SeqCst)
+    }
+
     pub(super) fn push(&self, e: EventKind) {
         let fire = {
             let mut t = self.trigger.lock().unwrap();
