@@ -1,9 +1,15 @@
 //! The executor: preflight on every host, staging ahead of the batches under a fleet-wide
 //! limit, then the batches, each host through its pipeline (SPEC §1), a failure budget over the
-//! whole run. It only emits events; it never prints. Its parts: [`preflight`] (every host before
-//! anything changes), [`stage`] (the artifact onto the hosts), [`dispatcher`] (the batches,
-//! pauses, the gate, lock renewal), [`host`] (one host's pipeline and its revert ladder),
-//! [`rollback`] (`on_failure: rollback`); the world is reached through [`seams`].
+//! whole run. It only emits events; it never prints, and it returns [`RunStats`]; the exit code
+//! comes from `policy`, the last line from `report::summary`.
+//!
+//! Its parts: `preflight` (every host before anything changes), `stage` (the artifact onto the
+//! hosts, under the `StageLimit`), `dispatcher` (one `select!` loop over the batch's hosts,
+//! staging, the interruption, lease renewal and the wait in progress), `waits` (pauses and the
+//! gate's window), `host` (one host's pipeline and its revert ladder), `rollback` (the
+//! `on_failure` pass), `leases` (renew, release). Hosts, the registry and the metric gate are
+//! reached through `seams` (SSH, `RegistryClient` and Prometheus in a real run; a scripted fake
+//! in the offline scenarios).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -40,7 +46,7 @@ use host::StepFailure;
 use preflight::{HostState, Preflight};
 pub use seams::{ClientRegistrar, Connector, GateProbe, PrometheusGate, Registrar, SshConnector};
 
-/// Commands on a host get this long unless the playbook says otherwise.
+/// A remote script or playbook command that has no timeout of its own gets this long.
 const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(3600);
 
