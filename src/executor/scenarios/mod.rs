@@ -23,12 +23,21 @@ pub(super) struct Scenario {
 
 impl Scenario {
     pub(super) fn new(hosts: usize, rollout: &str, extra: &str) -> Scenario {
+        Scenario::zoned(&vec![""; hosts], rollout, extra)
+    }
+
+    /// Hosts h1..hN in these zones ("": none).
+    pub(super) fn zoned(zones: &[&str], rollout: &str, extra: &str) -> Scenario {
         let dir = tempfile::tempdir().unwrap();
-        let names: Vec<String> = (1..=hosts).map(|i| format!("h{i}")).collect();
+        let names: Vec<String> = (1..=zones.len()).map(|i| format!("h{i}")).collect();
         let inventory: String = names
             .iter()
+            .zip(zones)
             .enumerate()
-            .map(|(i, n)| format!("{n} ansible_host=10.0.0.{}\n", i + 1))
+            .map(|(i, (n, z))| match *z {
+                "" => format!("{n} ansible_host=10.0.0.{}\n", i + 1),
+                z => format!("{n} ansible_host=10.0.0.{} zone={z}\n", i + 1),
+            })
             .collect();
         std::fs::write(dir.path().join("hosts.ini"), format!("[web]\n{inventory}")).unwrap();
         std::fs::write(dir.path().join("app.tar.gz"), b"the artifact").unwrap();
@@ -236,6 +245,30 @@ impl Outcome {
                 _ => None,
             })
             .collect()
+    }
+
+    /// The most hosts out of traffic at once (from `deregister` started to `register`
+    /// finished), among `hosts`.
+    pub(super) fn most_out_at_once(&self, hosts: &[&str]) -> usize {
+        let mut out = std::collections::HashSet::new();
+        let mut most = 0;
+        for e in self.events() {
+            match e {
+                EventKind::StepStarted {
+                    host,
+                    step: Step::Deregister,
+                    ..
+                } if hosts.contains(&host.as_str()) => {
+                    out.insert(host);
+                    most = most.max(out.len());
+                }
+                EventKind::HostFinished { host, .. } => {
+                    out.remove(&host);
+                }
+                _ => {}
+            }
+        }
+        most
     }
 
     pub(super) fn batches_started(&self) -> Vec<usize> {

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use super::super::fake::{Answer, Kind};
 use super::*;
@@ -272,4 +273,36 @@ async fn a_rollback_run_goes_back_to_the_recorded_release() {
     // Already on 1.0.0: nothing to do, and the last line names the version rolled back to.
     assert_eq!(o.stats, stats(0, 0, 0, 0, 2));
     assert_eq!(o.last_line(), "demo 1.0.0 is on every targeted host");
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_more_than_max_per_zone_hosts_of_a_zone_out_at_once_revert_included() {
+    let s = Scenario::zoned(
+        &["a", "a", "a", "b"],
+        "  canary: 0\n  batch: 4\n  max_failures: 1\n  max_per_zone: 1",
+        "",
+    );
+    for h in ["h1", "h2", "h3", "h4"] {
+        s.fleet.delay(h, Kind::Start, Duration::from_secs(5));
+    }
+    // h2's revert runs while it still holds its zone's place.
+    s.fleet.script("h2", Kind::Start, [Answer::Exit(1, "x")]);
+    let o = s.run().await;
+    assert_eq!(o.stats, stats(1, 3, 1, 1, 0));
+    assert_eq!(o.most_out_at_once(&["h1", "h2", "h3"]), 1);
+    // The other zone is not held back by zone a.
+    assert_eq!(o.most_out_at_once(&["h1", "h2", "h3", "h4"]), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_window_keeps_at_most_its_width_of_hosts_out() {
+    // `window: true`: the hosts after the canary in one batch, at most a batch size (2) out.
+    let s = Scenario::new(5, "  canary: 1\n  canary_pause: 0s\n  batch: 2\n  window: true", "");
+    for i in 1..=5 {
+        s.fleet.delay(&format!("h{i}"), Kind::Start, Duration::from_secs(3 + i));
+    }
+    let o = s.run().await;
+    assert_eq!(o.stats, stats(0, 5, 0, 0, 0));
+    assert_eq!(o.batches_started(), [1, 2]);
+    assert_eq!(o.most_out_at_once(&["h2", "h3", "h4", "h5"]), 2);
 }
