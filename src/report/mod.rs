@@ -5,6 +5,7 @@
 mod ci;
 pub mod plan;
 mod sink;
+pub mod summary;
 mod terminal;
 
 use std::fs::File;

@@ -135,6 +135,7 @@ impl Terminal {
                 status,
                 ms,
                 msg,
+                hint,
                 ..
             } => {
                 if let Some(b) = &self.bars {
@@ -169,6 +170,9 @@ impl Terminal {
                     );
                 } else if *status == Status::Failed {
                     self.always(format!("  {host}: {} {}: {msg}", step.as_str(), self.status(*status)));
+                }
+                if let Some(hint) = hint {
+                    self.always(format!("  hint: {hint}"));
                 }
             }
             EventKind::HostFinished {

@@ -14,6 +14,7 @@ use tokio::sync::Semaphore;
 
 pub mod config;
 pub mod host_keys;
+mod remote_host;
 
 pub use crate::remote::ExecOutput;
 
