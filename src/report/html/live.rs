@@ -23,10 +23,13 @@ enum Msg {
     Finish,
 }
 
+/// The writer thread, and where it hands back its warnings when it is done.
+type Writer = (mpsc::Receiver<Vec<String>>, JoinHandle<()>);
+
 /// The live HTML report: a [`Sink`] that keeps FILE up to date.
 pub struct LiveReport {
     tx: Mutex<Option<mpsc::Sender<Msg>>>,
-    done: Mutex<Option<(mpsc::Receiver<Vec<String>>, JoinHandle<()>)>>,
+    done: Mutex<Option<Writer>>,
     path: PathBuf,
 }
 
@@ -40,12 +43,10 @@ impl LiveReport {
         let (tx, rx) = mpsc::channel::<Msg>();
         let (done_tx, done_rx) = mpsc::channel();
         let target = path.to_path_buf();
-        let handle = std::thread::Builder::new()
-            .name("html-report".into())
-            .spawn(move || {
-                let warnings = writer(&target, earlier, opts, &rx);
-                let _ = done_tx.send(warnings);
-            })?;
+        let handle = std::thread::Builder::new().name("html-report".into()).spawn(move || {
+            let warnings = writer(&target, earlier, opts, &rx);
+            let _ = done_tx.send(warnings);
+        })?;
         Ok(LiveReport {
             tx: Mutex::new(Some(tx)),
             done: Mutex::new(Some((done_rx, handle))),
@@ -135,7 +136,10 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -193,7 +197,10 @@ mod tests {
         // ...but they are about a second later, without another event to push them out.
         let t = Instant::now();
         while !std::fs::read_to_string(&path).unwrap().contains("w20") {
-            assert!(t.elapsed() < Duration::from_secs(5), "the trailing events were not written");
+            assert!(
+                t.elapsed() < Duration::from_secs(5),
+                "the trailing events were not written"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(written_at.elapsed() >= Duration::from_millis(900));
@@ -201,7 +208,10 @@ mod tests {
         let last = std::fs::read_to_string(&path).unwrap();
         assert!(!last.contains("http-equiv=\"refresh\""), "{last}");
         // No temporary file is left beside it.
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["r.html"]);
         // A second finish (the signal handler's, then the command's) is harmless.
         assert!(sink.finish().is_empty());

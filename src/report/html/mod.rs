@@ -19,7 +19,7 @@ use std::path::Path;
 
 use crate::events::Event;
 use crate::journal::ReplayError;
-pub use live::LiveReport;
+pub use live::{write_atomically, LiveReport};
 
 /// What the page shows beyond the events.
 #[derive(Debug, Clone, Default, PartialEq)]

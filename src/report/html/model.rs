@@ -389,7 +389,10 @@ mod tests {
         let v = RunView::from_events(&events);
         let a = &v.hosts[0];
         assert_eq!(
-            a.segments.iter().map(|s| (s.step, s.revert, s.start_ms, s.end_ms)).collect::<Vec<_>>(),
+            a.segments
+                .iter()
+                .map(|s| (s.step, s.revert, s.start_ms, s.end_ms))
+                .collect::<Vec<_>>(),
             [(Step::Start, false, 0, 100), (Step::Deploy, true, 100, 200)]
         );
         assert!(a.is_failed());

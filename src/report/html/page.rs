@@ -167,7 +167,12 @@ fn durations(o: &mut String, v: &RunView) {
     let steps: Vec<Step> = STEPS
         .iter()
         .map(|(s, _)| *s)
-        .filter(|s| *s != Step::Revert && v.hosts.iter().any(|h| h.segments.iter().any(|g| g.step == *s && !g.revert)))
+        .filter(|s| {
+            *s != Step::Revert
+                && v.hosts
+                    .iter()
+                    .any(|h| h.segments.iter().any(|g| g.step == *s && !g.revert))
+        })
         .collect();
     let any_revert = v.hosts.iter().any(|h| h.segments.iter().any(|g| g.revert));
     o.push_str("<h2>Step durations</h2>\n<table class=\"durations\">\n<tr><th>host</th><th>batch</th><th>result</th>");
@@ -213,7 +218,12 @@ fn durations(o: &mut String, v: &RunView) {
             );
         }
         if any_revert {
-            let ms: u64 = h.segments.iter().filter(|g| g.revert).map(|g| g.end_ms - g.start_ms).sum();
+            let ms: u64 = h
+                .segments
+                .iter()
+                .filter(|g| g.revert)
+                .map(|g| g.end_ms - g.start_ms)
+                .sum();
             if ms > 0 || h.segments.iter().any(|g| g.revert) {
                 let _ = write!(o, "<td class=\"ms revert\">{}</td>", duration_text(ms));
             } else {
@@ -246,7 +256,10 @@ fn plan(o: &mut String, p: &PlanSummary) {
     row("hosts", format!("{} ({} targeted)", p.hosts, p.targeted));
     row(
         "artifact",
-        format!("{} {} (stage concurrency {})", p.stage.mode, p.stage.source, p.stage.concurrency),
+        format!(
+            "{} {} (stage concurrency {})",
+            p.stage.mode, p.stage.source, p.stage.concurrency
+        ),
     );
     row("layout", format!("{} (keep {})", p.layout.root, p.layout.keep));
     row(
@@ -265,7 +278,9 @@ fn plan(o: &mut String, p: &PlanSummary) {
         ),
     );
     row("registry", p.registry.clone());
-    o.push_str("</dl>\n<table class=\"plan-batches\">\n<tr><th>batch</th><th>size</th><th>zones</th><th>hosts</th></tr>\n");
+    o.push_str(
+        "</dl>\n<table class=\"plan-batches\">\n<tr><th>batch</th><th>size</th><th>zones</th><th>hosts</th></tr>\n",
+    );
     for b in &p.batches {
         let names: Vec<String> = b.hosts.iter().map(|h| esc(&h.name)).collect();
         let _ = writeln!(

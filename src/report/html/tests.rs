@@ -9,7 +9,12 @@ const SCRIPT: &str = "<script>alert('x')</script>";
 
 fn at(ms: u64, kind: EventKind) -> Event {
     let mut e = Event::new("20261121-100000-ab12", kind);
-    e.ts = format!("2026-11-21T10:{:02}:{:02}.{:03}Z", ms / 60_000, ms / 1000 % 60, ms % 1000);
+    e.ts = format!(
+        "2026-11-21T10:{:02}:{:02}.{:03}Z",
+        ms / 60_000,
+        ms / 1000 % 60,
+        ms % 1000
+    );
     e
 }
 
@@ -48,7 +53,7 @@ fn plan(hosts: &[&[&str]]) -> PlanSummary {
 /// The steps a host goes through, each `ms` long from `t`; `fail` fails the named step and
 /// reverts (deploy, start, health, register again).
 fn pipeline(out: &mut Vec<Event>, t: &mut u64, batch: usize, host: &str, fail: Option<(Step, &str)>) {
-    let mut step = |out: &mut Vec<Event>, t: &mut u64, step: Step, status: Status, msg: &str| {
+    let step = |out: &mut Vec<Event>, t: &mut u64, step: Step, status: Status, msg: &str| {
         out.push(at(
             *t,
             EventKind::StepStarted {
@@ -80,7 +85,14 @@ fn pipeline(out: &mut Vec<Event>, t: &mut u64, batch: usize, host: &str, fail: O
             previous: Some("1.0.0".into()),
         },
     ));
-    for s in [Step::Deregister, Step::Stop, Step::Deploy, Step::Start, Step::Health, Step::Register] {
+    for s in [
+        Step::Deregister,
+        Step::Stop,
+        Step::Deploy,
+        Step::Start,
+        Step::Health,
+        Step::Register,
+    ] {
         match fail {
             Some((f, msg)) if f == s => {
                 step(out, t, s, Status::Failed, msg);
@@ -151,7 +163,13 @@ fn run(finished: bool) -> Vec<Event> {
             },
         ));
     }
-    out.push(at(t, EventKind::BatchStarted { batch: 1, hosts: vec!["web-1".into()] }));
+    out.push(at(
+        t,
+        EventKind::BatchStarted {
+            batch: 1,
+            hosts: vec!["web-1".into()],
+        },
+    ));
     pipeline(&mut out, &mut t, 1, "web-1", None);
     out.push(at(
         t,
@@ -240,7 +258,9 @@ fn the_timeline_has_a_row_per_host_and_a_segment_per_step() {
         .expect("the timeline");
     let rows: Vec<roxmltree::Node> = svg.descendants().filter(|n| has_class(n, "host-row")).collect();
     assert_eq!(
-        rows.iter().map(|r| r.attribute("data-host").unwrap()).collect::<Vec<_>>(),
+        rows.iter()
+            .map(|r| r.attribute("data-host").unwrap())
+            .collect::<Vec<_>>(),
         ["web-1", "web-2", HOSTILE]
     );
     let segs = |row: &roxmltree::Node| -> Vec<(String, String, String)> {
@@ -248,19 +268,36 @@ fn the_timeline_has_a_row_per_host_and_a_segment_per_step() {
             .filter(|n| n.has_tag_name("rect") && has_class(n, "seg"))
             .map(|n| {
                 let class = n.attribute("class").unwrap().trim_start_matches("seg ").to_string();
-                (n.attribute("data-step").unwrap().to_string(), n.attribute("data-status").unwrap().to_string(), class)
+                (
+                    n.attribute("data-step").unwrap().to_string(),
+                    n.attribute("data-status").unwrap().to_string(),
+                    class,
+                )
             })
             .collect()
     };
-    let steps = ["preflight", "deregister", "stop", "deploy", "start", "health", "register"];
-    let ok: Vec<(String, String, String)> =
-        steps.iter().map(|s| (s.to_string(), "ok".to_string(), "ok".to_string())).collect();
+    let steps = [
+        "preflight",
+        "deregister",
+        "stop",
+        "deploy",
+        "start",
+        "health",
+        "register",
+    ];
+    let ok: Vec<(String, String, String)> = steps
+        .iter()
+        .map(|s| (s.to_string(), "ok".to_string(), "ok".to_string()))
+        .collect();
     assert_eq!(segs(&rows[0]), ok);
     assert_eq!(segs(&rows[1]), ok);
     let failed = segs(&rows[2]);
     assert_eq!(failed.len(), 6 + 4, "{failed:?}");
     assert_eq!(failed[5], ("health".into(), "failed".into(), "failed".into()));
-    assert!(failed[6..].iter().all(|(_, st, class)| st == "ok" && class == "revert"), "{failed:?}");
+    assert!(
+        failed[6..].iter().all(|(_, st, class)| st == "ok" && class == "revert"),
+        "{failed:?}"
+    );
     // Each segment's tooltip has its duration.
     let title = rows[0]
         .descendants()
@@ -286,13 +323,21 @@ fn the_timeline_has_a_row_per_host_and_a_segment_per_step() {
     let cells: Vec<String> = failed_rows[0]
         .children()
         .filter(|c| c.has_tag_name("td"))
-        .map(|c| c.descendants().filter(|t| t.is_text()).filter_map(|t| t.text()).collect())
+        .map(|c| {
+            c.descendants()
+                .filter(|t| t.is_text())
+                .filter_map(|t| t.text())
+                .collect()
+        })
         .collect();
     assert_eq!(cells[0], HOSTILE);
     assert_eq!(cells[2], "health");
     assert!(cells[3].starts_with(SCRIPT), "{cells:?}");
     // The header: outcome and exit code, operator; the plan's batches.
-    let outcome = doc.descendants().find(|n| n.attribute("id") == Some("outcome")).unwrap();
+    let outcome = doc
+        .descendants()
+        .find(|n| n.attribute("id") == Some("outcome"))
+        .unwrap();
     assert_eq!(
         outcome.text(),
         Some("completed; some hosts failed and were reverted (exit code 1)")
@@ -306,7 +351,9 @@ fn every_text_from_events_is_escaped() {
     let html = render(&run(true), &opts());
     let doc = parse(&html).unwrap();
     // No element came from an event's text: the only elements are the page's own.
-    assert!(!doc.descendants().any(|n| n.has_tag_name("script") || n.has_tag_name("b")));
+    assert!(!doc
+        .descendants()
+        .any(|n| n.has_tag_name("script") || n.has_tag_name("b")));
     assert!(!html.contains("<script"), "{html}");
     assert!(!html.contains("<b>"));
     assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"));
@@ -323,13 +370,7 @@ fn a_run_in_progress_reloads_itself_and_a_finished_one_does_not() {
     let done = render(&run(true), &opts());
     assert!(!done.contains("http-equiv"));
     // Rebuilt from a journal that ends early: no reload, and it says so.
-    let cut = render(
-        &run(false),
-        &PageOptions {
-            live: false,
-            ..opts()
-        },
-    );
+    let cut = render(&run(false), &PageOptions { live: false, ..opts() });
     assert!(!cut.contains("http-equiv"));
     assert!(cut.contains("unfinished"));
     // Nothing in the page depends on when it was made.

@@ -35,7 +35,11 @@ pub const STEPS: [(Step, &str); 11] = [
 ];
 
 fn colour(step: Step) -> &'static str {
-    STEPS.iter().find(|(s, _)| *s == step).map(|(_, c)| *c).unwrap_or("#888888")
+    STEPS
+        .iter()
+        .find(|(s, _)| *s == step)
+        .map(|(_, c)| *c)
+        .unwrap_or("#888888")
 }
 
 /// The class and colour of a segment: failed, revert, skipped, running, or the step's own.
@@ -208,7 +212,11 @@ pub fn legend(v: &RunView) -> String {
     item("revert", &format!("background:{REVERT}"), "revert / rollback");
     item("skipped", &format!("background:{SKIPPED}"), "skipped");
     item("running", "background:#ccc;border:1px dashed #333", "running");
-    item("pause", "background:repeating-linear-gradient(45deg,#fff4d6 0 3px,#e0b84c 3px 5px)", "pause");
+    item(
+        "pause",
+        "background:repeating-linear-gradient(45deg,#fff4d6 0 3px,#e0b84c 3px 5px)",
+        "pause",
+    );
     item("batch", "background:#eef3fa;border-left:2px dashed #4e79a7", "batch");
     o.push_str("</ul>");
     o
