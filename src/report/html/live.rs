@@ -217,6 +217,21 @@ mod tests {
         assert!(sink.finish().is_empty());
     }
 
+    /// A write that fails during the run is a warning at the end, said once.
+    #[test]
+    fn a_write_that_fails_later_is_one_warning_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("gone");
+        std::fs::create_dir(&sub).unwrap();
+        let sink = LiveReport::start(&sub.join("r.html"), Vec::new(), None).unwrap();
+        std::fs::remove_dir_all(&sub).unwrap();
+        sink.event(&warning(1));
+        sink.event(&warning(2));
+        let warnings = sink.finish();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].starts_with("cannot write the HTML report "), "{warnings:?}");
+    }
+
     #[test]
     fn an_unwritable_path_fails_at_the_start() {
         let dir = tempfile::tempdir().unwrap();
