@@ -52,6 +52,9 @@ pub struct RunRecord {
     #[serde(default)]
     pub artifact_sha256: Option<String>,
     pub started: String,
+    /// Who started the run (for its report); absent in records of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {

@@ -8,6 +8,7 @@ mod error;
 mod inputs;
 mod inventory;
 mod plan;
+mod report;
 mod run;
 mod status;
 mod unlock;
@@ -58,6 +59,13 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             run,
             ssh,
         } => run::resume(run_id, force, &run, &ssh),
+        Command::Report {
+            run_id,
+            latest: _,
+            file,
+            output: _,
+            state_dir,
+        } => report::report(run_id, &file, &state_dir),
         Command::Status { files, format, ssh, .. } => status::status(&files, format, &ssh),
         Command::Unlock { files, ssh, .. } => unlock::unlock(&files, &ssh),
         Command::Completions { shell } => docs::completions(shell),

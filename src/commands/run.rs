@@ -52,6 +52,7 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         playbook_sha256: journal::files_sha256(std::slice::from_ref(&req.playbook)).unwrap_or_default(),
         artifact_sha256: Some(r.sha256.clone()),
         started: events::now_rfc3339(),
+        operator: Some(crate::operator::current_user()),
     };
     execute(r, record, mode, Carried::default(), run, ssh)
 }
@@ -183,13 +184,21 @@ fn execute(
         );
     }
     let settings = inputs::ssh_settings(ssh)?;
+    // `--report`: written once before anything else (a resumed run's page starts with what its
+    // journal holds), so a path that cannot be written stops the run here.
+    let html = match &run.report {
+        Some(file) => Some(super::report::live(file, &run.state_dir, &record)?),
+        None => None,
+    };
     record
         .save(&run.state_dir)
         .with_context(|| format!("cannot write the run record under {}", run.state_dir.display()))?;
     let journal = journal::journal_path(&run.state_dir, &record.run_id);
     let terminal = report::Terminal::new(run.no_progress, run.quiet);
     let reporter = report::Reporter::new(terminal, run.events.as_deref(), Some(&journal))
-        .map(|r| Arc::new(r.with_ci(run.junit.clone(), run.summary.clone())))
+        .map(|r| r.with_ci(run.junit.clone(), run.summary.clone()))
+        .map(|r| html.into_iter().fold(r, report::Reporter::with_sink))
+        .map(Arc::new)
         .context("cannot open the event stream or the journal")?;
     let rt = runtime();
     let sink = reporter.clone();

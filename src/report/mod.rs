@@ -3,6 +3,7 @@
 //! Lines stream and the journal ([`crate::journal::JournalWriter`]).
 
 mod ci;
+pub mod html;
 pub mod plan;
 mod sink;
 pub mod summary;
