@@ -364,6 +364,7 @@ mod tests {
                     ms: 1,
                     msg: "m".into(),
                     stderr: None,
+                    hint: None,
                 },
             ),
         };

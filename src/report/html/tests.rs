@@ -73,6 +73,7 @@ fn pipeline(out: &mut Vec<Event>, t: &mut u64, batch: usize, host: &str, fail: O
                 ms: 100,
                 msg: msg.into(),
                 stderr: (status == Status::Failed).then(|| SCRIPT.to_string()),
+                hint: None,
             },
         ));
     };
