@@ -161,6 +161,7 @@ fn run(finished: bool) -> Vec<Event> {
                 ms: 50,
                 msg: String::new(),
                 stderr: None,
+                hint: None,
             },
         ));
     }
