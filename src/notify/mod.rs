@@ -422,3 +422,26 @@ fn describe(e: &reqwest::Error) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn webhook_urls_signing_secrets_and_the_grafana_token_are_secrets() {
+        std::env::set_var("TRANCHE_NOTIFY_TEST_SECRET", "s1gning-secret");
+        std::env::set_var("TRANCHE_NOTIFY_TEST_TOKEN", "glsa_t0ken");
+        let (_d, r) = crate::http_body::tests::test_release(
+            "notify:\n  - kind: feishu\n    url: https://open.feishu.cn/open-apis/bot/v2/hook/h00k-id\n    secret_env: TRANCHE_NOTIFY_TEST_SECRET\nannotate:\n  grafana: https://grafana.example\n  token_env: TRANCHE_NOTIFY_TEST_TOKEN\n",
+        );
+        let s = crate::redact::secrets_of(&r);
+        for want in [
+            "https://open.feishu.cn/open-apis/bot/v2/hook/h00k-id",
+            "/open-apis/bot/v2/hook/h00k-id",
+            "s1gning-secret",
+            "glsa_t0ken",
+        ] {
+            assert!(s.contains(&want.to_string()), "{want}: {s:?}");
+        }
+        let shown = crate::redact::Redactor::new(&s).text("POST https://open.feishu.cn/open-apis/bot/v2/hook/h00k-id failed");
+        assert!(!shown.contains("h00k-id"), "{shown}");
+    }
+}

@@ -181,22 +181,17 @@ impl Decoder<'_> {
             found
         });
         let url = self.url_or_env(&m, node, what);
-        let secret = match m.get("secret_env") {
-            Some(n) => {
-                let s = self.env_value(n, &format!("{what}.secret_env"));
-                if let (Some(k), Some(_)) = (kind, &s) {
-                    if !k.takes_secret() {
-                        self.error_hint(
-                            n,
-                            format!("`{what}`: a {} notifier takes no `secret_env`", k.as_str()),
-                            "feishu, dingtalk and webhook sign their messages; slack and wecom carry their key in the URL",
-                        );
-                        return None;
-                    }
-                }
-                Some(s?.1)
+        let secret = match (m.get("secret_env"), kind) {
+            (Some(n), Some(k)) if !k.takes_secret() => {
+                self.error_hint(
+                    n,
+                    format!("`{what}`: a {} notifier takes no `secret_env`", k.as_str()),
+                    "feishu, dingtalk and webhook sign their messages; slack and wecom carry their key in the URL",
+                );
+                return None;
             }
-            None => None,
+            (Some(n), _) => Some(self.env_value(n, &format!("{what}.secret_env"))?.1),
+            (None, _) => None,
         };
         let on = match m.get("on") {
             Some(n) => self.moments(n, &format!("{what}.on"))?,
@@ -221,8 +216,9 @@ impl Decoder<'_> {
                 None
             }
             (None, None) => {
+                let at = m.entries.first().map_or(node, |(k, _)| k);
                 self.error_hint(
-                    node,
+                    at,
                     format!("`{what}` needs `url` or `url_env`"),
                     "`url_env: NAME` reads the webhook URL from the environment variable NAME, which keeps its key out of the file",
                 );
@@ -356,6 +352,15 @@ impl Decoder<'_> {
         let name = self.string(node, what)?;
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if name.contains("://") {
+            // Never echo it: a webhook URL carries its key.
+            self.error_hint(
+                node,
+                format!("`{what}` names an environment variable; this looks like a URL"),
+                "put the URL in an environment variable and name it here (`url_env: SLACK_WEBHOOK_URL`), or write it in `url:`",
+            );
+            return None;
+        }
         if !valid {
             self.error_hint(
                 node,
