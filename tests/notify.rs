@@ -54,7 +54,10 @@ impl Recorder {
         let (tx, rx) = std::sync::mpsc::channel();
         let l = log.clone();
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 tx.send(listener.local_addr().unwrap().port()).unwrap();
@@ -377,7 +380,10 @@ annotate:
         }
         assert_eq!(blocks.last().unwrap()["type"], "context");
     }
-    let texts: Vec<String> = slack.iter().map(|r| r.json()["text"].as_str().unwrap().to_string()).collect();
+    let texts: Vec<String> = slack
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(
         texts,
         [
@@ -427,7 +433,10 @@ annotate:
         assert_eq!(q["access_token"], "ding-t0ken");
         let ms: u64 = q["timestamp"].parse().unwrap();
         assert!(ms / 1000 >= before && ms / 1000 <= now_secs(), "{ms}");
-        let want = b64(&hmac_sha256(b"SECding-s3cret", format!("{ms}\nSECding-s3cret").as_bytes()));
+        let want = b64(&hmac_sha256(
+            b"SECding-s3cret",
+            format!("{ms}\nSECding-s3cret").as_bytes(),
+        ));
         assert_eq!(percent_decode(&q["sign"]), want);
         let v = r.json();
         assert_eq!(v["msgtype"], "markdown");
@@ -453,7 +462,10 @@ annotate:
     assert_eq!(hook.len(), 2);
     for (r, (moment, kind)) in hook.iter().zip([("start", "run_started"), ("end", "run_finished")]) {
         let sig = r.header("x-tranche-signature").unwrap();
-        assert_eq!(sig, format!("sha256={}", hex::encode(hmac_sha256(b"hook-s3cret", &r.body))));
+        assert_eq!(
+            sig,
+            format!("sha256={}", hex::encode(hmac_sha256(b"hook-s3cret", &r.body)))
+        );
         assert_eq!(r.header("x-tranche-moment"), Some(moment));
         let v = r.json();
         assert_eq!(v["moment"], moment);
@@ -470,14 +482,27 @@ annotate:
     // Grafana: POST /api/annotations at the start, PATCH /api/annotations/42 with `timeEnd`.
     let g = srv.requests("/grafana/");
     assert_eq!(g.len(), 2, "{g:?}");
-    assert_eq!((g[0].method.as_str(), g[0].target.as_str()), ("POST", "/grafana/api/annotations"));
-    assert_eq!((g[1].method.as_str(), g[1].target.as_str()), ("PATCH", "/grafana/api/annotations/42"));
+    assert_eq!(
+        (g[0].method.as_str(), g[0].target.as_str()),
+        ("POST", "/grafana/api/annotations")
+    );
+    assert_eq!(
+        (g[1].method.as_str(), g[1].target.as_str()),
+        ("PATCH", "/grafana/api/annotations/42")
+    );
     for r in &g {
         assert_eq!(r.header("authorization"), Some("Bearer glsa_grafana-t0ken"));
         let tags = r.json()["tags"].clone();
         assert_eq!(
             tags,
-            serde_json::json!(["tranche", "service:demo", "version:2.0.0", format!("run:{RUN}"), "deploy", "prod"])
+            serde_json::json!([
+                "tranche",
+                "service:demo",
+                "version:2.0.0",
+                format!("run:{RUN}"),
+                "deploy",
+                "prod"
+            ])
         );
         assert!(r.json()["text"].is_string());
     }
@@ -525,7 +550,10 @@ fn failing_notifiers_are_warnings_in_bounded_time_and_never_show_their_secrets()
     let warnings = sink.finish();
     let waited = t.elapsed();
     assert!(sent < Duration::from_millis(50), "event() took {sent:?}");
-    assert!(waited < Duration::from_secs(1), "finish() took {waited:?}: {warnings:?}");
+    assert!(
+        waited < Duration::from_secs(1),
+        "finish() took {waited:?}: {warnings:?}"
+    );
     let all = warnings.join("\n");
     for want in [
         "notify slack (NT2_STALL_URL): not sent by the end of the run (it has not answered during the run): start",
@@ -574,4 +602,169 @@ fn an_answering_notifier_is_waited_for_at_the_end() {
     assert_eq!(srv.requests("/slack/ok").len(), 3);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("start, batch_failed, end"), "{warnings:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// On the real fleet.
+
+/// `tranche release` of `pb` on the fleet with `--events`, `--yes` and `env`; its output and
+/// how long the process took.
+fn release(
+    fleet: &common::Fleet,
+    pb: &std::path::Path,
+    events: &std::path::Path,
+    env: &[(&str, String)],
+) -> (std::process::Output, Duration) {
+    let inv = fleet.inventory();
+    let kh = fleet.known_hosts();
+    let t = Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .args(["release", "-i", inv.to_str().unwrap(), pb.to_str().unwrap()])
+        .args(["--events", events.to_str().unwrap(), "--yes", "--no-progress"])
+        .args(["--known-hosts", kh.to_str().unwrap()])
+        .env("CI", "true")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .current_dir(&fleet.dir)
+        .output()
+        .unwrap();
+    (out, t.elapsed())
+}
+
+fn last_event(path: &std::path::Path) -> Value {
+    common::events(path).pop().expect("events")
+}
+
+#[test]
+fn a_real_release_tells_its_outcome_and_failed_host_and_marks_grafana() {
+    let srv = Recorder::start();
+    let fleet = common::Fleet::up(93, 3);
+    fleet.install("1.0.0");
+    let body = format!(
+        "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  canary_pause: 0s\n  batch: 2\n  max_failures: 1\n\
+         health:\n  command: \"test {{{{ host.name }}}} != h03\"\n  interval: 200ms\n  timeout: 2s\n\
+         notify:\n  - kind: webhook\n    url_env: NT_FLEET_HOOK\n    secret_env: NT_FLEET_SECRET\n  - kind: slack\n    url: {slack}\n    on: [end]\n\
+         annotate:\n  grafana: {grafana}\n  token_env: NT_FLEET_TOKEN\n",
+        slack = srv.url("/slack/services/T1/B1/fleet"),
+        grafana = srv.url("/grafana"),
+    );
+    let pb = fleet.playbook("notify.yml", "2.0.0", &body);
+    let ev = fleet.dir.join("ev.jsonl");
+    let env = [
+        ("NT_FLEET_HOOK", srv.url("/hook/fleet-k3y")),
+        ("NT_FLEET_SECRET", "fleet-s3cret".to_string()),
+        ("NT_FLEET_TOKEN", "glsa_fleet".to_string()),
+    ];
+    let (out, _) = release(&fleet, &pb, &ev, &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("notify"), "no notifier warning expected:\n{stderr}");
+    assert!(
+        !stderr.contains("fleet-k3y") && !stderr.contains("fleet-s3cret"),
+        "{stderr}"
+    );
+
+    let hook = srv.requests("/hook/fleet-k3y");
+    let moments: Vec<String> = hook
+        .iter()
+        .map(|r| r.json()["moment"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(moments, ["start", "batch_failed", "end"], "{stderr}");
+    for r in &hook {
+        let sig = format!("sha256={}", hex::encode(hmac_sha256(b"fleet-s3cret", &r.body)));
+        assert_eq!(r.header("x-tranche-signature"), Some(sig.as_str()));
+    }
+    let end = hook[2].json();
+    // The end message carries the run's own outcome: the same as its last event and exit code.
+    let last = last_event(&ev);
+    assert_eq!(end["event"], last);
+    assert_eq!(end["event"]["exit_code"], 1);
+    let failed = end["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{end}");
+    assert_eq!(failed[0]["host"], "h03");
+    assert_eq!(failed[0]["step"], "health");
+    assert!(failed[0]["reason"].as_str().unwrap().len() > 3, "{end}");
+    assert!(
+        end["lines"][1].as_str().unwrap().starts_with("hosts: 2 ok, 1 failed"),
+        "{end}"
+    );
+
+    let slack = srv.requests("/slack/services/T1/B1/fleet");
+    assert_eq!(slack.len(), 1, "on: [end] only");
+    assert_eq!(
+        slack[0].json()["text"],
+        "demo 2.0.0: release finished with failed hosts, reverted"
+    );
+
+    let g = srv.requests("/grafana/");
+    assert_eq!(
+        g.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
+        ["POST", "PATCH"]
+    );
+    let run = last["run"].as_str().unwrap();
+    assert!(g[0].json()["tags"]
+        .as_array()
+        .unwrap()
+        .contains(&Value::from(format!("run:{run}"))));
+    assert!(g[1].json()["timeEnd"].as_u64().unwrap() > g[0].json()["time"].as_u64().unwrap());
+}
+
+#[test]
+fn a_notifier_that_never_answers_and_one_that_refuses_change_nothing_and_cost_under_a_second() {
+    let srv = Recorder::start();
+    let fleet = common::Fleet::up(94, 3);
+    let plain = "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 0\n  batch: 3\n";
+    let notified = format!(
+        "{plain}notify:\n  - kind: slack\n    url: {stall}\n  - kind: webhook\n    url: http://127.0.0.1:{refused}/hook\n\
+         annotate:\n  grafana: {grafana}\n",
+        stall = srv.url("/stall/slack"),
+        refused = refused_port(),
+        grafana = srv.url("/stall/grafana"),
+    );
+    let with = fleet.playbook("with.yml", "2.0.0", &notified);
+    let without = fleet.playbook("without.yml", "2.0.0", plain);
+
+    // The same release twice from the same start (1.0.0 installed, nothing staged): first with
+    // the failing notifiers, then without.
+    let mut runs = Vec::new();
+    for (name, pb) in [("with", &with), ("without", &without)] {
+        fleet.install("1.0.0");
+        for i in 1..=fleet.hosts {
+            fleet.ssh(i, "rm -rf /srv/demo/releases/2.0.0");
+        }
+        assert!(fleet.wait_all_up(30), "{:?}", fleet.servers());
+        let ev = fleet.dir.join(format!("{name}.jsonl"));
+        let (out, took) = release(&fleet, pb, &ev, &[]);
+        let current: Vec<Option<String>> = (1..=fleet.hosts).map(|i| fleet.current(i)).collect();
+        runs.push((name, out, took, last_event(&ev), current));
+    }
+    let (with_run, without_run) = (&runs[0], &runs[1]);
+    let stderr = String::from_utf8_lossy(&with_run.1.stderr);
+    eprintln!(
+        "with the failing notifiers: {:?}; without: {:?}",
+        with_run.2, without_run.2
+    );
+    assert_eq!(with_run.1.status.code(), Some(0), "{stderr}");
+    assert_eq!(with_run.1.status.code(), without_run.1.status.code());
+    // The same outcome: the same counts and message, every host on 2.0.0 and serving.
+    for key in ["ok", "failed", "reverted", "skipped", "exit_code", "msg"] {
+        assert_eq!(with_run.3[key], without_run.3[key], "{key}");
+    }
+    assert_eq!(with_run.4, vec![Some("2.0.0".to_string()); 3]);
+    assert_eq!(with_run.4, without_run.4);
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+    // The notifiers were tried, and their failure is a warning.
+    assert!(
+        !srv.requests("/stall/slack").is_empty(),
+        "the stalled notifier was never called"
+    );
+    assert!(stderr.contains("warning: notify slack (127.0.0.1:"), "{stderr}");
+    assert!(stderr.contains("warning: notify webhook (127.0.0.1:"), "{stderr}");
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    // Not slower than a second.
+    assert!(
+        with_run.2 < without_run.2 + Duration::from_secs(1),
+        "with the failing notifiers {:?}, without {:?}",
+        with_run.2,
+        without_run.2
+    );
 }

@@ -132,21 +132,23 @@ impl NotifySink {
         let (tx, rx) = mpsc::channel(EVENT_QUEUE);
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let sh = shared.clone();
-        let spawned = std::thread::Builder::new().name("tranche-notify".into()).spawn(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    if let Ok(mut p) = sh.progress[0].lock() {
-                        p.warnings.push(format!("cannot start: {e}"));
+        let spawned = std::thread::Builder::new()
+            .name("tranche-notify".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        if let Ok(mut p) = sh.progress[0].lock() {
+                            p.warnings.push(format!("cannot start: {e}"));
+                        }
+                        sh.routed.store(true, Ordering::SeqCst);
+                        let _ = done_tx.send(());
+                        return;
                     }
-                    sh.routed.store(true, Ordering::SeqCst);
-                    let _ = done_tx.send(());
-                    return;
-                }
-            };
-            rt.block_on(dispatch(rx, targets, started_by, sh));
-            let _ = done_tx.send(());
-        });
+                };
+                rt.block_on(dispatch(rx, targets, started_by, sh));
+                let _ = done_tx.send(());
+            });
         let done = match spawned {
             Ok(_) => Some(done_rx),
             Err(_) => None,
@@ -280,8 +282,10 @@ async fn dispatch(mut rx: mpsc::Receiver<Event>, targets: Vec<Target>, started_b
                 p.pending.push(m.moment);
                 if queues[i].try_send(m.clone()).is_err() {
                     p.pending.pop();
-                    p.warnings
-                        .push(format!("the {} message was dropped: too many were waiting", m.moment.as_str()));
+                    p.warnings.push(format!(
+                        "the {} message was dropped: too many were waiting",
+                        m.moment.as_str()
+                    ));
                 }
             }
         }
@@ -374,7 +378,12 @@ async fn send(client: &reqwest::Client, req: &Request, answer: Answer) -> Result
         Ok::<_, reqwest::Error>((status, body))
     };
     let (status, body) = match tokio::time::timeout(SEND_TIMEOUT, exchange).await {
-        Err(_) => return Err(silent(format!("no answer within {}", crate::units::human_duration(SEND_TIMEOUT)))),
+        Err(_) => {
+            return Err(silent(format!(
+                "no answer within {}",
+                crate::units::human_duration(SEND_TIMEOUT)
+            )))
+        }
         Ok(Err(e)) => return Err(silent(describe(&e))),
         Ok(Ok(x)) => x,
     };
@@ -441,7 +450,8 @@ mod tests {
         ] {
             assert!(s.contains(&want.to_string()), "{want}: {s:?}");
         }
-        let shown = crate::redact::Redactor::new(&s).text("POST https://open.feishu.cn/open-apis/bot/v2/hook/h00k-id failed");
+        let shown =
+            crate::redact::Redactor::new(&s).text("POST https://open.feishu.cn/open-apis/bot/v2/hook/h00k-id failed");
         assert!(!shown.contains("h00k-id"), "{shown}");
     }
 }

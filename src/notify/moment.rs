@@ -86,10 +86,7 @@ impl Tracker {
                 self.budget = plan.failure.budget;
                 self.on_failure = plan.failure.on_failure.clone();
                 let sizes: Vec<String> = plan.batches.iter().map(|b| b.size.to_string()).collect();
-                let mut lines = vec![
-                    format!("run {}", e.run),
-                    format!("started by {}", self.started_by),
-                ];
+                let mut lines = vec![format!("run {}", e.run), format!("started by {}", self.started_by)];
                 if !sizes.is_empty() {
                     lines.push(format!(
                         "{} batch{}: {}{}",
@@ -477,7 +474,10 @@ pub(crate) mod tests {
                 msg: "1 host(s) failed".into(),
             },
         ];
-        kinds.into_iter().map(|k| Event::new("20261202-010000-ab12", k)).collect()
+        kinds
+            .into_iter()
+            .map(|k| Event::new("20261202-010000-ab12", k))
+            .collect()
     }
 
     fn moments(events: &[Event]) -> (Vec<Moment>, Vec<Message>) {
@@ -507,7 +507,11 @@ pub(crate) mod tests {
     fn over_the_budget_the_on_failure_moment_comes_once_before_the_end() {
         for (on_failure, want, outcome) in [
             ("rollback", Moment::RolledBack, "failed and was rolled back"),
-            ("revert-failed", Moment::RolledBack, "failed; the failed hosts were reverted"),
+            (
+                "revert-failed",
+                Moment::RolledBack,
+                "failed; the failed hosts were reverted",
+            ),
             ("halt", Moment::Halted, "failed and halted"),
         ] {
             let (m, msgs) = moments(&failing_run(on_failure, 0, crate::exit_code::BUDGET_EXCEEDED));
@@ -516,7 +520,11 @@ pub(crate) mod tests {
                 [Moment::Start, want, Moment::BatchFailed, Moment::End],
                 "{on_failure}"
             );
-            assert!(msgs[1].lines[0].contains("1 host failed, over the budget of 0"), "{:?}", msgs[1]);
+            assert!(
+                msgs[1].lines[0].contains("1 host failed, over the budget of 0"),
+                "{:?}",
+                msgs[1]
+            );
             assert!(msgs[3].title.ends_with(outcome), "{}", msgs[3].title);
         }
     }
@@ -601,6 +609,10 @@ pub(crate) mod tests {
         let lines = end[0].failed_lines();
         assert_eq!(lines.len(), MAX_LISTED + 1);
         assert_eq!(lines.last().unwrap(), "... and 5 more");
-        assert!(lines[0].chars().count() < 320 && !lines[0].contains('\n'), "{}", lines[0]);
+        assert!(
+            lines[0].chars().count() < 320 && !lines[0].contains('\n'),
+            "{}",
+            lines[0]
+        );
     }
 }

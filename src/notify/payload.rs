@@ -77,7 +77,8 @@ pub fn request(n: &Notifier, m: &Message, now: SystemTime) -> (Request, Answer) 
             let mut r = post(n.url.clone(), webhook(m));
             r.headers.push(("x-tranche-moment", m.moment.as_str().into()));
             if let Some(secret) = &n.secret {
-                r.headers.push(("x-tranche-signature", webhook_signature(secret, &r.body)));
+                r.headers
+                    .push(("x-tranche-signature", webhook_signature(secret, &r.body)));
             }
             (r, Answer::Status)
         }
@@ -113,7 +114,11 @@ pub fn feishu(m: &Message) -> Value {
     let failed = m.failed_lines();
     if !failed.is_empty() {
         content.push(json!([{"tag": "text", "text": "Failed hosts:"}]));
-        content.extend(failed.iter().map(|l| json!([{"tag": "text", "text": format!("• {l}")}])));
+        content.extend(
+            failed
+                .iter()
+                .map(|l| json!([{"tag": "text", "text": format!("• {l}")}])),
+        );
     }
     json!({
         "msg_type": "post",
@@ -228,7 +233,10 @@ mod tests {
 
     fn end_message() -> Message {
         let mut t = Tracker::new("alice on laptop".into());
-        let msgs: Vec<Message> = failing_run("rollback", 1, 1).iter().flat_map(|e| t.on_event(e)).collect();
+        let msgs: Vec<Message> = failing_run("rollback", 1, 1)
+            .iter()
+            .flat_map(|e| t.on_event(e))
+            .collect();
         msgs.into_iter().find(|m| m.moment == Moment::End).unwrap()
     }
 
@@ -270,7 +278,10 @@ mod tests {
         assert_eq!(sign.replace("%2B", "+").replace("%2F", "/").replace("%3D", "="), want);
         let body: Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(body["msgtype"], "markdown");
-        assert!(body["markdown"]["text"].as_str().unwrap().contains("- h02: health: 503 after 10 tries"));
+        assert!(body["markdown"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("- h02: health: 503 after 10 tries"));
     }
 
     #[test]
@@ -281,8 +292,14 @@ mod tests {
         let v = slack(&m);
         let blocks = v["blocks"].as_array().unwrap();
         assert_eq!(blocks[0]["text"]["text"].as_str().unwrap().chars().count(), 150);
-        assert!(blocks[1]["text"]["text"].as_str().unwrap().contains("a &lt;b&gt; &amp; c"));
-        assert_eq!(blocks[2]["text"]["text"], "*Failed hosts*\n• h02: health: 503 after 10 tries");
+        assert!(blocks[1]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("a &lt;b&gt; &amp; c"));
+        assert_eq!(
+            blocks[2]["text"]["text"],
+            "*Failed hosts*\n• h02: health: 503 after 10 tries"
+        );
     }
 
     #[test]

@@ -269,7 +269,10 @@ impl Decoder<'_> {
             }
             None if node.scalar().is_some() && node.as_map().is_none() => vec![node],
             None => {
-                self.error(node, format!("`{what}` must be a list of moments, not {}", node.type_name()));
+                self.error(
+                    node,
+                    format!("`{what}` must be a list of moments, not {}", node.type_name()),
+                );
                 return None;
             }
         };
@@ -364,7 +367,10 @@ impl Decoder<'_> {
         if !valid {
             self.error_hint(
                 node,
-                format!("`{what}` must name an environment variable, not \"{}\"", name.escape_debug()),
+                format!(
+                    "`{what}` must name an environment variable, not \"{}\"",
+                    name.escape_debug()
+                ),
                 "letters, digits and `_`, such as SLACK_WEBHOOK_URL",
             );
             return None;
