@@ -135,7 +135,7 @@ pub struct Annotate {
 impl std::fmt::Debug for Annotate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Annotate")
-            .field("grafana", &crate::redact::url(&self.grafana))
+            .field("grafana", &host_of(&self.grafana))
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("tags", &self.tags)
             .finish()
