@@ -389,13 +389,13 @@ annotate:
         [
             "demo 2.0.0: release started on 3 hosts",
             "demo 2.0.0: release: batch 2 of 2 failed (1 of 2 hosts)",
-            "demo 2.0.0: release finished with failed hosts, reverted",
+            "demo 2.0.0: release finished with failed hosts",
         ]
     );
     // The end: the outcome, counts, duration and the failed host with its step and reason.
     let end = serde_json::to_string(&slack[2].json()["blocks"]).unwrap();
     for want in [
-        "outcome: finished with failed hosts, reverted (exit 1)",
+        "outcome: finished with failed hosts (exit 1)",
         "hosts: 2 ok, 1 failed, 1 reverted, 0 skipped of 3",
         "duration: 14.5s",
         "*Failed hosts*\\n• h02: health: 503 after 20 tries",
@@ -692,7 +692,7 @@ fn a_real_release_tells_its_outcome_and_failed_host_and_marks_grafana() {
     assert_eq!(slack.len(), 1, "on: [end] only");
     assert_eq!(
         slack[0].json()["text"],
-        "demo 2.0.0: release finished with failed hosts, reverted"
+        "demo 2.0.0: release finished with failed hosts"
     );
 
     let g = srv.requests("/grafana/");

@@ -269,7 +269,7 @@ impl Tracker {
         use crate::exit_code::*;
         match code {
             SUCCESS => "succeeded".into(),
-            HOSTS_FAILED => "finished with failed hosts, reverted".into(),
+            HOSTS_FAILED => "finished with failed hosts".into(),
             PREFLIGHT => "stopped at preflight; nothing was changed".into(),
             BUDGET_EXCEEDED => match self.on_failure.as_str() {
                 "halt" => "failed and halted".into(),
@@ -495,7 +495,7 @@ pub(crate) mod tests {
         assert!(msgs[0].lines.contains(&"started by alice on laptop".to_string()));
         assert_eq!(msgs[1].title, "demo 2.0.0: release: batch 2 of 2 failed (1 of 2 hosts)");
         let end = &msgs[2];
-        assert_eq!(end.title, "demo 2.0.0: release finished with failed hosts, reverted");
+        assert_eq!(end.title, "demo 2.0.0: release finished with failed hosts");
         assert_eq!(end.lines[1], "hosts: 2 ok, 1 failed, 1 reverted, 0 skipped of 3");
         assert_eq!(end.lines[2], "duration: 1m12s");
         // The step that failed first, not the revert after it.
