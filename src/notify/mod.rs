@@ -454,4 +454,30 @@ mod tests {
             crate::redact::Redactor::new(&s).text("POST https://open.feishu.cn/open-apis/bot/v2/hook/h00k-id failed");
         assert!(!shown.contains("h00k-id"), "{shown}");
     }
+
+    #[test]
+    fn notifiers_decode_with_their_defaults() {
+        use crate::playbook::{Moment, NotifyKind};
+        std::env::set_var(
+            "TRANCHE_NOTIFY_TEST_URL",
+            " https://hooks.slack.com/services/T0/B0/k3y ",
+        );
+        let (_d, r) = crate::http_body::tests::test_release(
+            "notify:\n  - kind: slack\n    url_env: TRANCHE_NOTIFY_TEST_URL\n  - kind: wecom\n    url: https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k\n    on: end\n",
+        );
+        let n = &r.playbook.notify;
+        assert_eq!(n.len(), 2);
+        assert_eq!(
+            (n[0].kind, n[0].label.as_str()),
+            (NotifyKind::Slack, "slack (TRANCHE_NOTIFY_TEST_URL)")
+        );
+        assert_eq!(n[0].url, "https://hooks.slack.com/services/T0/B0/k3y");
+        assert_eq!(n[0].on, Moment::ALL);
+        assert_eq!(
+            (n[1].label.as_str(), n[1].on.as_slice()),
+            ("wecom (qyapi.weixin.qq.com)", &[Moment::End][..])
+        );
+        assert!(r.playbook.annotate.is_none());
+        assert!(!format!("{:?}", n[0]).contains("k3y"), "Debug shows no URL");
+    }
 }
