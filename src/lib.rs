@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod journal;
 pub mod lock;
 pub mod monitor;
+pub mod notify;
 pub mod operator;
 pub mod planner;
 pub mod playbook;

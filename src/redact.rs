@@ -7,7 +7,8 @@
 //! - every secret value is replaced by `***`. Secrets are the values of the `env.*` variables the
 //!   playbook's templates use, registry tokens and credential headers, the monitoring
 //!   credentials (`token`, `basic_auth`, URL userinfo), and `-e KEY=@env:NAME` values (marked
-//!   with [`mark_secret`] when they are read).
+//!   with [`mark_secret`] when they are read), the notifiers' webhook URLs and signing secrets
+//!   and the Grafana token (`notify`, `annotate`).
 
 use std::sync::RwLock;
 
@@ -155,6 +156,11 @@ pub fn secrets_of(r: &Release) -> Vec<String> {
     if let Some(s) = &p.silence {
         out.extend(s.auth.secrets());
         out.extend(userinfo_password(&s.alertmanager));
+    }
+    out.extend(p.notify.iter().flat_map(|n| n.secrets()));
+    if let Some(a) = &p.annotate {
+        out.extend(a.token.iter().cloned());
+        out.extend(userinfo_password(&a.grafana));
     }
     out.retain(|v| v.len() >= MIN_SECRET_LEN);
     out.sort();

@@ -195,11 +195,14 @@ fn execute(
         .with_context(|| format!("cannot write the run record under {}", run.state_dir.display()))?;
     let journal = journal::journal_path(&run.state_dir, &record.run_id);
     let terminal = report::Terminal::new(run.no_progress, run.quiet);
-    let reporter = report::Reporter::new(terminal, run.events.as_deref(), Some(&journal))
+    let mut reporter = report::Reporter::new(terminal, run.events.as_deref(), Some(&journal))
         .map(|r| r.with_ci(run.junit.clone(), run.summary.clone()))
         .map(|r| html.into_iter().fold(r, report::Reporter::with_sink))
-        .map(Arc::new)
         .context("cannot open the event stream or the journal")?;
+    if let Some(n) = crate::notify::NotifySink::start(&r.playbook, crate::redact::secrets_of(&r)) {
+        reporter = reporter.with_sink(Box::new(n));
+    }
+    let reporter = Arc::new(reporter);
     let rt = runtime();
     let sink = reporter.clone();
     let record_id = record.run_id.clone();

@@ -12,7 +12,7 @@ use crate::yaml::{self, Node};
 
 const TOP_KEYS: &[&str] = &[
     "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start", "health", "hooks",
-    "become", "silence",
+    "become", "silence", "notify", "annotate",
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
@@ -113,6 +113,8 @@ impl Decoder<'_> {
         if top.get("silence").is_some() && silence.is_none() {
             return None;
         }
+        let notify = top.get("notify").map(|n| self.notify(n));
+        let annotate = top.get("annotate").map(|n| self.annotate(n));
         let become_root = match top.get("become") {
             Some(n) => match n.to_json() {
                 serde_json::Value::Bool(b) => b,
@@ -147,6 +149,11 @@ impl Decoder<'_> {
             positions: std::mem::take(&mut self.positions),
             become_root,
             silence,
+            notify: notify.unwrap_or(Some(vec![]))?,
+            annotate: match annotate {
+                Some(a) => Some(a?),
+                None => None,
+            },
         })
     }
 

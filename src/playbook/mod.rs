@@ -4,12 +4,14 @@ pub mod check;
 mod decoder;
 mod load;
 mod model;
+mod notify;
 mod presets;
 mod registry;
 mod rollout;
 pub mod template;
 
 pub use model::*;
+pub use notify::{Annotate, Moment, Notifier, NotifyKind};
 pub use presets::{Preset, Unset, PRESETS};
 pub use registry::{kinds as registry_kinds, HttpCall, Registry, RegistrySpec, DEFAULT_REGISTRY_RETRY};
 pub use rollout::{BatchSize, Gate, OnFailure, Pause, Rollout};

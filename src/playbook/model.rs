@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Registry, Rollout, Template, Templates};
+use super::{Annotate, Notifier, Registry, Rollout, Template, Templates};
 use crate::error::Pos;
 
 /// A loaded, checked playbook.
@@ -33,6 +33,10 @@ pub struct Playbook {
     pub become_root: bool,
     /// Alert silences around each host's time out of traffic.
     pub silence: Option<Silence>,
+    /// `notify`: messages about the run to chat services and webhooks.
+    pub notify: Vec<Notifier>,
+    /// `annotate`: a Grafana annotation over the run.
+    pub annotate: Option<Annotate>,
     pub templates: Templates,
     /// `-e KEY=VALUE` variables, reachable at the top level of templates.
     pub extra_vars: Vec<(String, String)>,
