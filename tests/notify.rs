@@ -259,6 +259,7 @@ fn run_events() -> Vec<Event> {
             ms: 10_000,
             msg: "503 after 20 tries".into(),
             stderr: None,
+            hint: None,
         },
         EventKind::HostFinished {
             batch: 2,

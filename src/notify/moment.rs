@@ -433,6 +433,7 @@ pub(crate) mod tests {
                 ms: 10,
                 msg: "503 after 10 tries".into(),
                 stderr: None,
+                hint: None,
             },
             EventKind::StepFinished {
                 batch: 2,
@@ -442,6 +443,7 @@ pub(crate) mod tests {
                 ms: 10,
                 msg: "revert failed too".into(),
                 stderr: None,
+                hint: None,
             },
             EventKind::HostFinished {
                 batch: 2,
