@@ -189,7 +189,12 @@ fn execute(
     let journal = journal::journal_path(&run.state_dir, &record.run_id);
     let terminal = report::Terminal::new(run.no_progress, run.quiet);
     let reporter = report::Reporter::new(terminal, run.events.as_deref(), Some(&journal))
-        .map(|r| Arc::new(r.with_ci(run.junit.clone(), run.summary.clone())))
+        .map(|rep| rep.with_ci(run.junit.clone(), run.summary.clone()))
+        .map(|rep| match r.playbook.metrics.clone() {
+            Some(m) => rep.with_sink(Box::new(crate::metrics::Pushgateway::start(m))),
+            None => rep,
+        })
+        .map(Arc::new)
         .context("cannot open the event stream or the journal")?;
     let rt = runtime();
     let sink = reporter.clone();

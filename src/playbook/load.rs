@@ -12,7 +12,7 @@ use crate::yaml::{self, Node};
 
 const TOP_KEYS: &[&str] = &[
     "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start", "health", "hooks",
-    "become", "silence",
+    "become", "silence", "metrics",
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
@@ -110,6 +110,7 @@ impl Decoder<'_> {
             None => Some(Hooks::default()),
         };
         let silence = top.get("silence").and_then(|n| self.silence(n));
+        let metrics = top.get("metrics").and_then(|n| self.metrics(n));
         if top.get("silence").is_some() && silence.is_none() {
             return None;
         }
@@ -147,6 +148,7 @@ impl Decoder<'_> {
             positions: std::mem::take(&mut self.positions),
             become_root,
             silence,
+            metrics,
         })
     }
 

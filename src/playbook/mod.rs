@@ -3,12 +3,14 @@
 pub mod check;
 mod decoder;
 mod load;
+mod metrics;
 mod model;
 mod presets;
 mod registry;
 mod rollout;
 pub mod template;
 
+pub use metrics::Metrics;
 pub use model::*;
 pub use presets::{Preset, Unset, PRESETS};
 pub use registry::{kinds as registry_kinds, HttpCall, Registry, RegistrySpec, DEFAULT_REGISTRY_RETRY};

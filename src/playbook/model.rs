@@ -33,6 +33,8 @@ pub struct Playbook {
     pub become_root: bool,
     /// Alert silences around each host's time out of traffic.
     pub silence: Option<Silence>,
+    /// `metrics`: the run's progress pushed to a Prometheus Pushgateway.
+    pub metrics: Option<super::Metrics>,
     pub templates: Templates,
     /// `-e KEY=VALUE` variables, reachable at the top level of templates.
     pub extra_vars: Vec<(String, String)>,
