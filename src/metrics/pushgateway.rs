@@ -20,8 +20,8 @@ use crate::report::Sink;
 pub const PUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// The longest `finish` waits for the final push: the run is over, and the process must not
 /// linger on a Pushgateway that does not answer.
-pub const FINISH_WAIT: Duration = Duration::from_millis(800);
-const FINAL_PUSH_TIMEOUT: Duration = Duration::from_millis(700);
+pub const FINISH_WAIT: Duration = Duration::from_millis(400);
+const FINAL_PUSH_TIMEOUT: Duration = Duration::from_millis(300);
 
 pub struct Pushgateway {
     shared: Arc<Shared>,
