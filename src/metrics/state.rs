@@ -205,7 +205,7 @@ impl RunState {
             family(
                 "tranche_run_exit_code",
                 "gauge",
-                "The run's exit code: 0 success, 1 hosts failed, 3 preflight failed, 4 halted, 130 interrupted.",
+                "The run's exit code: 0 success, 1 hosts failed and reverted, 3 preflight failed, 4 stopped by the failure budget or the gate, 130 interrupted.",
                 &[(format!("tranche_run_exit_code{{{base}}}"), code.to_string())],
             );
         }
