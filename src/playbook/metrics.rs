@@ -29,16 +29,14 @@ pub struct Metrics {
 /// The problem with `job` as a Pushgateway job name, if any. It is a path segment of the push
 /// URL, so only characters that need no encoding there are taken.
 pub fn job_problem(job: &str) -> Option<String> {
-    match job
-        .chars()
+    job.chars()
         .find(|c| !(c.is_ascii_alphanumeric() || "-_.:".contains(*c)))
-    {
-        Some(c) => Some(format!(
-            "may only contain letters, digits, `-`, `_`, `.` and `:`, not {}",
-            check::describe_char(c)
-        )),
-        None => None,
-    }
+        .map(|c| {
+            format!(
+                "may only contain letters, digits, `-`, `_`, `.` and `:`, not {}",
+                check::describe_char(c)
+            )
+        })
 }
 
 impl Decoder<'_> {
