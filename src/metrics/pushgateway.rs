@@ -2,10 +2,11 @@
 //! `<pushgateway>/metrics/job/<job>/service/<service>/run_id/<id>` (PUT replaces every metric
 //! of the group), from a thread of its own, every `interval` and once at the end.
 //!
-//! The release never waits for it: `event` only updates the state under a lock; the thread
-//! always pushes the latest state, so a slow Pushgateway makes pushes stale-free by skipping,
-//! never by queueing. Each push has a short timeout; `finish` abandons a push in flight, makes
-//! the final one, and waits for it at most [`FINISH_WAIT`]. Failures make one warning.
+//! The release never waits for it: `event` only updates the state under a lock. The thread
+//! pushes the state as it is when the push starts, so nothing queues behind a slow
+//! Pushgateway: the states it missed are simply never sent. Each push has a short timeout;
+//! `finish` abandons a push in flight, makes the final one, and waits for it at most
+//! [`FINISH_WAIT`]. Every failure of the run makes one warning, returned by `finish`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
