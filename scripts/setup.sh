@@ -15,6 +15,9 @@ command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 [ -x /usr/sbin/dropbear ] || need+=(dropbear-bin)
 # The HTML report is rendered and screenshotted in headless Chromium (tests/html_report.rs).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# tests/metrics.rs pushes a run's progress to a real Pushgateway (scraped by Prometheus, which
+# tests/services/services.sh installs).
+[ -x /usr/bin/prometheus-pushgateway ] || need+=(prometheus-pushgateway)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -28,5 +31,12 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null || status=$?
   if [ -n "$saved" ]; then mv "$saved" /usr/sbin/policy-rc.d; else rm -f /usr/sbin/policy-rc.d; fi
   [ "$status" = 0 ] || { echo "setup: apt-get install ${need[*]} failed" >&2; exit "$status"; }
+  # The package enables its unit (:9091) for the next boot; the tests start their own.
+  if command -v systemctl >/dev/null 2>&1; then
+    systemctl disable prometheus-pushgateway.service >/dev/null 2>&1 || true
+  fi
+  if [ -e /etc/init.d/prometheus-pushgateway ] && command -v update-rc.d >/dev/null 2>&1; then
+    update-rc.d prometheus-pushgateway disable >/dev/null 2>&1 || true
+  fi
 fi
 mkdir -p /run/sshd

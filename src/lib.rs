@@ -17,6 +17,7 @@ pub mod http_body;
 pub mod inventory;
 pub mod journal;
 pub mod lock;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod operator;

@@ -198,6 +198,10 @@ fn execute(
     let mut reporter = report::Reporter::new(terminal, run.events.as_deref(), Some(&journal))
         .map(|r| r.with_ci(run.junit.clone(), run.summary.clone()))
         .map(|r| html.into_iter().fold(r, report::Reporter::with_sink))
+        .map(|rep| match r.playbook.metrics.clone() {
+            Some(m) => rep.with_sink(Box::new(crate::metrics::Pushgateway::start(m))),
+            None => rep,
+        })
         .context("cannot open the event stream or the journal")?;
     if let Some(n) = crate::notify::NotifySink::start(&r.playbook, crate::redact::secrets_of(&r)) {
         reporter = reporter.with_sink(Box::new(n));

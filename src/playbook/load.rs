@@ -12,7 +12,7 @@ use crate::yaml::{self, Node};
 
 const TOP_KEYS: &[&str] = &[
     "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start", "health", "hooks",
-    "become", "silence", "notify", "annotate",
+    "become", "silence", "notify", "annotate", "metrics",
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
@@ -110,6 +110,7 @@ impl Decoder<'_> {
             None => Some(Hooks::default()),
         };
         let silence = top.get("silence").and_then(|n| self.silence(n));
+        let metrics = top.get("metrics").and_then(|n| self.metrics(n));
         if top.get("silence").is_some() && silence.is_none() {
             return None;
         }
@@ -154,6 +155,7 @@ impl Decoder<'_> {
                 Some(a) => Some(a?),
                 None => None,
             },
+            metrics,
         })
     }
 

@@ -3,6 +3,7 @@
 pub mod check;
 mod decoder;
 mod load;
+mod metrics;
 mod model;
 mod notify;
 mod presets;
@@ -10,6 +11,7 @@ mod registry;
 mod rollout;
 pub mod template;
 
+pub use metrics::Metrics;
 pub use model::*;
 pub use notify::{Annotate, Moment, Notifier, NotifyKind};
 pub use presets::{Preset, Unset, PRESETS};

@@ -37,6 +37,8 @@ pub struct Playbook {
     pub notify: Vec<Notifier>,
     /// `annotate`: a Grafana annotation over the run.
     pub annotate: Option<Annotate>,
+    /// `metrics`: the run's progress pushed to a Prometheus Pushgateway.
+    pub metrics: Option<super::Metrics>,
     pub templates: Templates,
     /// `-e KEY=VALUE` variables, reachable at the top level of templates.
     pub extra_vars: Vec<(String, String)>,
