@@ -142,6 +142,7 @@ pub fn plan(files: &Files, format: Format, check: bool, events_to: Option<&str>,
     };
     // Preflight alone: plain lines, no journal, nothing changed on the hosts.
     eprintln!();
+    eprintln!("SSH config: {}", ssh::config::describe(&settings));
     let terminal = report::Terminal::new(true, false);
     let reporter = match report::Reporter::new(terminal, events_to, None) {
         Ok(r) => Arc::new(r),
@@ -173,6 +174,13 @@ pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
         eprintln!("error: {e}");
         exit_code::CONFIG
     })?;
+    let openssh = match &config {
+        Some(_) => ssh::config::OpenSsh::detect(&config_path).unwrap_or_else(|e| {
+            eprintln!("warning: {e}; tranche reads the SSH config with its built-in parser");
+            None
+        }),
+        None => None,
+    };
     Ok(ssh::SshSettings {
         known_hosts: o.known_hosts.clone(),
         accept_new_host_keys: o.accept_new_host_keys,
@@ -180,6 +188,7 @@ pub fn ssh_settings(o: &SshOptions) -> Result<ssh::SshSettings, i32> {
         use_agent: true,
         ask_passphrase: !in_ci() && std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
         config: config.map(Arc::new),
+        openssh: openssh.map(Arc::new),
         bastions: ssh::Bastions::default(),
         max_connecting: o.max_connecting,
         connect_timeout: o.connect_timeout,

@@ -43,6 +43,8 @@ pub struct FleetStatus {
 pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> FleetStatus {
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let cmd = crate::remote::status(&r.playbook.layout.root).to_command();
+    let specs: Vec<_> = r.targets.iter().map(crate::executor::host_spec).collect();
+    crate::ssh::config::prefetch(settings, &specs);
     let hosts = join_all(r.targets.iter().map(|h| {
         let gate = gate.clone();
         let cmd = cmd.clone();

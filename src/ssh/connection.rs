@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 
 use super::bastion::bastion;
 use super::handler::{Client, KeyCheck};
+use super::proxy::{self, ProxyProcess};
 use super::{auth, Endpoint, LearnedKey, SshError, SshSettings};
 
 /// OpenSSH's default `MaxSessions`: more session channels at once on one connection are refused.
@@ -26,8 +27,11 @@ pub struct Connection {
     learned_keys: Mutex<Vec<LearnedKey>>,
     /// Run every command through `sudo -n` (the playbook's or the host's `become`).
     pub become_root: bool,
-    /// The time the TCP connection took to open (about one round trip); None through a bastion.
+    /// The time the TCP connection took to open (about one round trip); None through a bastion
+    /// or a ProxyCommand.
     pub rtt: Option<Duration>,
+    /// The ProxyCommand carrying this connection, killed when the connection is closed or dropped.
+    proxy: Option<tokio::sync::Mutex<ProxyProcess>>,
 }
 
 /// AES-GCM first where this CPU has AES and carry-less multiply instructions (then both ends
@@ -85,7 +89,10 @@ impl Connection {
             let mut delay = Duration::from_millis(100);
             for _ in 0..4 {
                 match Self::open_inner(ep, settings, &addr).await {
-                    Err(SshError::Connect { reason, .. }) if is_transient(&reason) => {
+                    // A ProxyCommand that exited is not a busy sshd.
+                    Err(SshError::Connect { reason, .. })
+                        if is_transient(&reason) && !reason.contains(proxy::EXITED) =>
+                    {
                         tokio::time::sleep(delay + Duration::from_millis(rand::random::<u64>() % 100)).await;
                         delay *= 2;
                     }
@@ -113,6 +120,7 @@ impl Connection {
         let config = Arc::new(client_config());
         let mut rtt = None;
         let mut via = None;
+        let mut proxy = None;
         // Through a bastion: a direct-tcpip channel of the bastion's one connection carries the
         // target's own SSH session; its host key is checked under the target's name.
         let connected = match &ep.jump {
@@ -128,6 +136,15 @@ impl Connection {
                     })?;
                 via = Some(bastion);
                 client::connect_stream(config, channel.into_stream(), handler).await
+            }
+            None if ep.proxy_command.is_some() => {
+                let command = ep.proxy_command.as_deref().unwrap_or_default();
+                let (process, stream) = proxy::spawn(command).map_err(|reason| SshError::Connect {
+                    addr: addr.to_string(),
+                    reason,
+                })?;
+                proxy = Some(process);
+                client::connect_stream(config, stream, handler).await
             }
             None => {
                 // The TCP handshake, timed: about one round trip, which sizes the uploads' writes
@@ -147,9 +164,14 @@ impl Connection {
         let mut handle = match connected {
             Ok(h) => h,
             Err(e) => {
-                return Err(match check.lock().expect("key check lock").refused.take() {
-                    Some(refused) => refused,
-                    None => SshError::Connect {
+                let refused = check.lock().expect("key check lock").refused.take();
+                return Err(match (refused, proxy.as_mut()) {
+                    (Some(refused), _) => refused,
+                    (None, Some(p)) => SshError::Connect {
+                        addr: addr.to_string(),
+                        reason: p.describe_failure(&connect_reason(&e)).await,
+                    },
+                    (None, None) => SshError::Connect {
                         addr: addr.to_string(),
                         reason: connect_reason(&e),
                     },
@@ -178,6 +200,7 @@ impl Connection {
             learned_keys: Mutex::new(learned),
             become_root: false,
             rtt,
+            proxy: proxy.map(tokio::sync::Mutex::new),
         })
     }
 
@@ -188,6 +211,9 @@ impl Connection {
 
     pub async fn close(&self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+        if let Some(p) = &self.proxy {
+            p.lock().await.kill().await;
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod error;
 mod exec;
 mod handler;
 pub mod host_keys;
+mod proxy;
 mod upload;
 
 pub use crate::remote::ExecOutput;
@@ -41,6 +42,8 @@ pub struct SshSettings {
     pub ask_passphrase: bool,
     /// The OpenSSH client config applied under the inventory's variables.
     pub config: Option<std::sync::Arc<ssh2_config::SshConfig>>,
+    /// The OpenSSH client that resolves that config (`ssh -G`); `None`: the built-in parser.
+    pub openssh: Option<std::sync::Arc<config::OpenSsh>>,
     /// Bastion connections of this run.
     pub bastions: Bastions,
     /// Connections being set up at once.
@@ -60,10 +63,18 @@ pub struct Endpoint {
     pub identities: Vec<PathBuf>,
     /// A bastion (`jump` or ProxyJump), when one is configured.
     pub jump: Option<String>,
+    /// The SSH config's `ProxyCommand`, its tokens expanded, when there is no bastion: a local
+    /// process's stdin and stdout carry the connection.
+    pub proxy_command: Option<String>,
+    /// The SSH config's `CertificateFile`s (tokens expanded), tried with the identity whose
+    /// public key each certifies; `KEY-cert.pub` beside an identity file is tried as well.
+    pub certificates: Vec<PathBuf>,
     /// How its host key is checked (known_hosts files, name, learning).
     pub host_keys: HostKeyPolicy,
     /// Directives the SSH config sets for this host that tranche does not apply (for a warning).
     pub ignored_directives: Vec<String>,
+    /// Why `ssh -G` could not resolve this host (the built-in parser did), for a warning.
+    pub ssh_g_failed: Option<String>,
 }
 
 /// A host key recorded on first use.

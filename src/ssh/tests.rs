@@ -128,6 +128,7 @@ async fn connect_to_closing_server(dir: &Path) -> (Connection, ClosesFirstChanne
         use_agent: false,
         ask_passphrase: false,
         config: None,
+        openssh: None,
         bastions: Bastions::default(),
         max_connecting: 1,
         connect_timeout: Duration::from_secs(5),

@@ -10,6 +10,7 @@ fn settings(config: &str) -> SshSettings {
         use_agent: false,
         ask_passphrase: false,
         config: Some(std::sync::Arc::new(cfg)),
+        openssh: None,
         bastions: Default::default(),
         max_connecting: 8,
         connect_timeout: Duration::from_secs(1),
@@ -204,11 +205,9 @@ fn ignored_directives_are_named_once() {
         eps[0].ignored_directives,
         [
             "CanonicalizeHostname",
-            "CertificateFile",
             "Ciphers",
             "IdentitiesOnly",
             "Match",
-            "ProxyCommand",
             "SomethingNew",
             "UpdateHostKeys",
             "VerifyHostKeyDNS"
@@ -217,9 +216,53 @@ fn ignored_directives_are_named_once() {
     let w = warnings(&eps);
     assert_eq!(
         w,
-        ["the SSH config sets directives that tranche does not apply: CanonicalizeHostname, CertificateFile, Ciphers, IdentitiesOnly, Match, ProxyCommand, SomethingNew, UpdateHostKeys, VerifyHostKeyDNS"]
+        ["the SSH config sets directives that tranche does not apply: CanonicalizeHostname, Ciphers, IdentitiesOnly, Match, SomethingNew, UpdateHostKeys, VerifyHostKeyDNS"]
     );
     // A config of applied and harmless directives only: no warning.
     let s = settings("Host web-*\n  User deploy\n  LogLevel ERROR\n  StrictHostKeyChecking yes\n");
     assert!(warnings(&[web01(&s)]).is_empty());
+}
+
+#[test]
+fn proxy_command_and_certificate_file_are_applied() {
+    let s = settings(
+        "Host web-*\n  HostName 10.0.0.5\n  User deploy\n  ProxyCommand /usr/bin/nc -w 5 %h %p -- %r %n %%\n  CertificateFile ~/certs/%r-cert.pub\n\nHost db-*\n  ProxyCommand none\n  ProxyJump bastion\n",
+    );
+    let home = std::env::var("HOME").unwrap_or_default();
+    let ep = resolve(
+        &HostSpec {
+            name: "web-01".into(),
+            port: Some(2222),
+            ..Default::default()
+        },
+        &s,
+    );
+    // %h is the HostName, %n the name as typed, %p the inventory's port.
+    assert_eq!(
+        ep.proxy_command.as_deref(),
+        Some("/usr/bin/nc -w 5 10.0.0.5 2222 -- deploy web-01 %")
+    );
+    assert_eq!(
+        ep.certificates,
+        [PathBuf::from(format!("{home}/certs/deploy-cert.pub"))]
+    );
+    assert!(ep.ignored_directives.is_empty(), "{:?}", ep.ignored_directives);
+    // `none` is no command; a bastion excludes a ProxyCommand.
+    let db = resolve(
+        &HostSpec {
+            name: "db-01".into(),
+            ..Default::default()
+        },
+        &s,
+    );
+    assert_eq!((db.proxy_command, db.jump.as_deref()), (None, Some("bastion")));
+    let behind = resolve(
+        &HostSpec {
+            name: "web-02".into(),
+            jump: Some("gw".into()),
+            ..Default::default()
+        },
+        &s,
+    );
+    assert_eq!((behind.proxy_command, behind.jump.as_deref()), (None, Some("gw")));
 }
