@@ -1,10 +1,12 @@
-//! User authentication: ssh-agent, then identity files.
+//! User authentication: ssh-agent, then identity files, each with the OpenSSH user certificates
+//! that certify it (`CertificateFile`, `KEY-cert.pub`), as a host that trusts an SSH CA wants.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use russh::client::Handle;
-use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg};
+use russh::keys::agent::AgentIdentity;
+use russh::keys::{self, Certificate, HashAlg, PrivateKeyWithHashAlg};
 
 use super::handler::Client;
 use super::{Endpoint, SshError, SshSettings};
@@ -41,7 +43,56 @@ async fn load_key(path: &Path, ask: bool) -> Result<Arc<keys::PrivateKey>, Strin
     Ok(key)
 }
 
-/// ssh-agent first, then identity files: the host's own, then the global ones.
+/// The certificates a host may be offered with: the SSH config's `CertificateFile`s, then
+/// `KEY-cert.pub` beside each identity file (as OpenSSH looks for them). A `CertificateFile`
+/// that cannot be read is named in `tried`; a missing `-cert.pub` is simply not there.
+fn certificates(ep: &Endpoint, identities: &[&PathBuf], tried: &mut Vec<String>) -> Vec<(PathBuf, Certificate)> {
+    let mut out = Vec::new();
+    for path in &ep.certificates {
+        match Certificate::read_file(path) {
+            Ok(cert) => out.push((path.clone(), cert)),
+            Err(e) if !path.exists() => tried.push(format!("certificate {} (missing: {e})", path.display())),
+            Err(e) => tried.push(format!("certificate {} (unreadable: {e})", path.display())),
+        }
+    }
+    for id in identities {
+        let mut beside = id.as_os_str().to_owned();
+        beside.push("-cert.pub");
+        let beside = PathBuf::from(beside);
+        if out.iter().any(|(p, _)| *p == beside) {
+            continue;
+        }
+        if let Ok(cert) = Certificate::read_file(&beside) {
+            out.push((beside, cert));
+        }
+    }
+    out
+}
+
+/// Why a certificate cannot serve now (expired, not yet valid), in OpenSSH's terms.
+fn unusable(cert: &Certificate) -> Option<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let when = |t: u64| {
+        time::OffsetDateTime::from_unix_timestamp(t as i64)
+            .ok()
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| t.to_string())
+    };
+    if now >= cert.valid_before() {
+        Some(format!("expired {}", when(cert.valid_before())))
+    } else if now < cert.valid_after() {
+        Some(format!("not valid before {}", when(cert.valid_after())))
+    } else {
+        None
+    }
+}
+
+/// ssh-agent first (its certificates, then its keys, each with a `CertificateFile` that
+/// certifies it), then identity files: the host's own, then the global ones, each with its
+/// certificates before the plain key.
 pub(super) async fn authenticate(
     handle: &mut Handle<Client>,
     ep: &Endpoint,
@@ -49,13 +100,46 @@ pub(super) async fn authenticate(
 ) -> Result<(), SshError> {
     let mut tried = Vec::new();
     let rsa_hash = |key_is_rsa: bool| if key_is_rsa { Some(HashAlg::Sha256) } else { None };
+    let mut candidates: Vec<&PathBuf> = ep.identities.iter().collect();
+    candidates.extend(settings.identities.iter().filter(|p| !ep.identities.contains(p)));
+    let certs = certificates(ep, &candidates, &mut tried);
+    let certs_of = |key: &keys::ssh_key::public::KeyData| -> Vec<&(PathBuf, Certificate)> {
+        certs.iter().filter(|(_, c)| c.public_key() == key).collect()
+    };
     if settings.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
         match keys::agent::client::AgentClient::connect_env().await {
             Ok(mut agent) => {
                 let identities = agent.request_identities().await.unwrap_or_default();
+                let before = tried.len();
                 for id in identities {
                     let key = id.public_key().into_owned();
                     let hash = rsa_hash(key.algorithm().is_rsa());
+                    let mut offered: Vec<(String, Certificate)> = Vec::new();
+                    if let AgentIdentity::Certificate { certificate, comment } = &id {
+                        offered.push((format!("agent certificate {comment}"), certificate.clone()));
+                    }
+                    for (path, cert) in certs_of(key.key_data()) {
+                        offered.push((
+                            format!("agent key {} with certificate {}", id.comment(), path.display()),
+                            cert.clone(),
+                        ));
+                    }
+                    for (what, cert) in offered {
+                        if let Some(why) = unusable(&cert) {
+                            tried.push(format!("{what} ({why})"));
+                            continue;
+                        }
+                        match handle
+                            .authenticate_certificate_with(&ep.user, cert, hash, &mut agent)
+                            .await
+                        {
+                            Ok(r) if r.success() => return Ok(()),
+                            _ => tried.push(what),
+                        }
+                    }
+                    if matches!(id, AgentIdentity::Certificate { .. }) {
+                        continue;
+                    }
                     match handle
                         .authenticate_publickey_with(&ep.user, key, hash, &mut agent)
                         .await
@@ -64,15 +148,13 @@ pub(super) async fn authenticate(
                         _ => tried.push(format!("agent key {}", id.comment())),
                     }
                 }
-                if tried.is_empty() {
+                if tried.len() == before {
                     tried.push("ssh-agent (no keys)".into());
                 }
             }
             Err(e) => tried.push(format!("ssh-agent ({e})")),
         }
     }
-    let mut candidates: Vec<&PathBuf> = ep.identities.iter().collect();
-    candidates.extend(settings.identities.iter().filter(|p| !ep.identities.contains(p)));
     for path in candidates {
         if !path.exists() {
             if ep.identities.contains(path) {
@@ -87,6 +169,20 @@ pub(super) async fn authenticate(
                 continue;
             }
         };
+        for (cert_path, cert) in certs_of(key.public_key().key_data()) {
+            let what = format!("{} with certificate {}", path.display(), cert_path.display());
+            if let Some(why) = unusable(cert) {
+                tried.push(format!("{what} ({why})"));
+                continue;
+            }
+            let res = handle
+                .authenticate_openssh_cert(&ep.user, key.clone(), cert.clone())
+                .await?;
+            tried.push(what);
+            if res.success() {
+                return Ok(());
+            }
+        }
         let hash = rsa_hash(key.algorithm().is_rsa());
         let res = handle
             .authenticate_publickey(&ep.user, PrivateKeyWithHashAlg::new(key, hash))

@@ -117,7 +117,13 @@ impl Connection {
             policy: ep.host_keys.clone(),
             check: check.clone(),
         };
-        let config = Arc::new(client_config());
+        let mut config = client_config();
+        // As OpenSSH: a host that an `@cert-authority` line concerns is asked for its host
+        // certificate first (the server offers a plain key when it has none).
+        if ep.host_keys.trusts_an_authority() {
+            config.preferred.host_key_certificates = Cow::Owned(config.preferred.key.to_vec());
+        }
+        let config = Arc::new(config);
         let mut rtt = None;
         let mut via = None;
         let mut proxy = None;

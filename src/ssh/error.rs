@@ -36,15 +36,15 @@ pub enum SshError {
         known_hosts: String,
         line: usize,
     },
-    #[error("host key verification for {host}: {known_hosts} line {line} trusts a certificate authority for it, and host certificates (@cert-authority) are not supported; no line names its plain {algo} key")]
+    #[error("host key verification for {host}: {known_hosts} line {line} trusts a certificate authority for it, but it offered a plain {algo} key (no certificate signed by that authority), and no line names that key")]
     HostKeyCertAuthority {
         host: String,
         algo: String,
         known_hosts: String,
         line: usize,
     },
-    #[error("host key verification for {host}: it offered a host certificate, and host certificates (@cert-authority) are not supported")]
-    HostCertificate { host: String },
+    #[error("host key verification for {host}: its host certificate is signed by a trusted authority, but {reason}")]
+    HostCertificateInvalid { host: String, reason: String },
     #[error("host key verification for {host}: {reason}")]
     KnownHosts { host: String, reason: String },
     #[error("authentication as {user}@{host} failed (tried: {tried})")]
@@ -73,12 +73,15 @@ impl SshError {
             SshError::HostKeyRevoked { .. } => {
                 Some("give the host a new key pair, check the new key out of band, then record it")
             }
-            SshError::HostKeyCertAuthority { .. } | SshError::HostCertificate { .. } => Some(
-                "check the host's plain key out of band and add it to known_hosts (ssh-keyscan -t ed25519 HOST)",
+            SshError::HostKeyCertAuthority { .. } => Some(
+                "give the host a certificate signed by that authority (sshd's HostCertificate), or check its plain key out of band and add it to known_hosts (ssh-keyscan -t ed25519 HOST)",
             ),
-            SshError::Auth { .. } => {
-                Some("set `ansible_ssh_private_key_file` in the inventory, --identity, or load the key into ssh-agent")
-            }
+            SshError::HostCertificateInvalid { .. } => Some(
+                "sign the host key again (ssh-keygen -s CA -h -n HOSTNAME -V VALIDITY) and reload sshd, or add the host's plain key to known_hosts",
+            ),
+            SshError::Auth { .. } => Some(
+                "set `ansible_ssh_private_key_file` in the inventory, --identity, or load the key into ssh-agent; a host that trusts an SSH CA (TrustedUserCAKeys) needs the key's certificate (CertificateFile, or KEY-cert.pub beside the key)",
+            ),
             _ => None,
         }
     }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use russh::client;
 use russh::keys;
 
-use super::host_keys::{self, HostKeyPolicy, Learning, Recorded, Verdict};
+use super::host_keys::{self, CertVerdict, HostKeyPolicy, Learning, Recorded, Verdict};
 use super::{LearnedKey, SshError};
 
 /// What the host key check decided, kept by the handler so that `open` can say why.
@@ -75,12 +75,38 @@ impl client::Handler for Client {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, key: &keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        let keys::PublicKeyOrCertificate::PublicKey { key, .. } = key else {
-            // A host certificate needs a trusted authority, which tranche does not check.
-            return self.refuse(SshError::HostCertificate {
-                host: self.host.clone(),
-            });
-        };
+        match key {
+            keys::PublicKeyOrCertificate::PublicKey { key, .. } => self.check_key(key).await,
+            keys::PublicKeyOrCertificate::Certificate(cert) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let host = self.host.clone();
+                match self.policy.check_certificate(cert, now) {
+                    Ok(CertVerdict::Trusted) => Ok(true),
+                    Ok(CertVerdict::Revoked(p)) => self.refuse(SshError::HostKeyRevoked {
+                        host,
+                        algo: format!("{} certificate", cert.algorithm()),
+                        known_hosts: p.file.display().to_string(),
+                        line: p.line,
+                    }),
+                    Ok(CertVerdict::Invalid(reason)) => self.refuse(SshError::HostCertificateInvalid { host, reason }),
+                    // As OpenSSH: the key inside, checked as a plain key.
+                    Ok(CertVerdict::NoAuthority) => {
+                        let plain = keys::PublicKey::new(cert.public_key().clone(), "");
+                        self.check_key(&plain).await
+                    }
+                    Err(reason) => self.refuse(SshError::KnownHosts { host, reason }),
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    /// A plain host key: a line names it, or it is recorded on first use when allowed.
+    async fn check_key(&mut self, key: &keys::PublicKey) -> Result<bool, russh::Error> {
         let algo = key.algorithm().to_string();
         let verdict = match self.policy.check(key) {
             Ok(v) => v,

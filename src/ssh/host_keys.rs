@@ -15,6 +15,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use russh::keys::ssh_key::public::KeyData;
 use russh::keys::PublicKey;
 
+mod certificate;
+pub use certificate::CertVerdict;
+
 /// How one host's key is checked: the name it is known by, its files, and whether a key seen
 /// for the first time may be recorded.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,7 +64,7 @@ pub enum Verdict {
     Revoked(Place),
     /// A plain line concerns this host and names another key (of any type); the first one.
     Mismatch(Place),
-    /// Only an `@cert-authority` line concerns this host, and tranche checks no certificates.
+    /// Only an `@cert-authority` line concerns this host, and the host offered a plain key.
     CertAuthority(Place),
     /// No line of any file concerns this host.
     Unknown,
