@@ -72,13 +72,14 @@ fn a_release_goes_through_a_proxy_command_of_nc_which_ends_with_the_run() {
     let fleet = Fleet::up(86, 2);
     fleet.install("1.0.0");
     let net = &fleet.net;
-    // The ProxyCommand records its pid and arguments, then becomes `nc`.
+    // The ProxyCommand records its pid and arguments, runs `nc`, and then lingers (as a tunnel
+    // client may after the connection is over): tranche has to end it.
     let script = fleet.dir.join("proxy.sh");
     let log = fleet.dir.join("proxy.log");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho \"$$ $1 $2 $3\" >> {}\nexec nc \"$1\" \"$2\"\n",
+            "#!/bin/sh\necho \"$$ $1 $2 $3\" >> {}\nnc \"$1\" \"$2\"\nsleep 60\n",
             log.display()
         ),
     )
