@@ -53,6 +53,25 @@ pub(super) fn bastion<'a>(
     })
 }
 
+/// One hop of a ProxyJump list: `[user@]host[:port]`, the host in brackets when it is an IPv6
+/// address or as `ssh -G` prints a single hop (`root@[10.0.0.1]`).
+fn hop(text: &str) -> (Option<String>, String, Option<u16>) {
+    let (user, rest) = match text.rsplit_once('@') {
+        Some((u, r)) => (Some(u.to_string()), r),
+        None => (None, text),
+    };
+    if let Some(inner) = rest.strip_prefix('[') {
+        if let Some((host, after)) = inner.split_once(']') {
+            let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+            return (user, host.to_string(), port);
+        }
+    }
+    match rest.rsplit_once(':') {
+        Some((h, p)) if p.parse::<u16>().is_ok() => (user, h.to_string(), p.parse().ok()),
+        _ => (user, rest.to_string(), None),
+    }
+}
+
 /// A bastion is resolved like any host; the identities of the host behind it are tried after
 /// its own (one key for the bastion and its hosts is the common case).
 async fn connect_bastion(
@@ -64,14 +83,7 @@ async fn connect_bastion(
         Some((b, l)) => (Some(b.trim().to_string()), l.trim()),
         None => (None, chain.trim()),
     };
-    let (user, rest) = match last.split_once('@') {
-        Some((u, r)) => (Some(u.to_string()), r),
-        None => (None, last),
-    };
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
-        _ => (rest.to_string(), None),
-    };
+    let (user, host, port) = hop(last);
     let spec = config::HostSpec {
         name: host.clone(),
         address: None,
@@ -96,4 +108,19 @@ async fn connect_bastion(
         other => other,
     })?;
     Ok(Arc::new(conn))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hop;
+
+    #[test]
+    fn hops_as_written_and_as_ssh_g_prints_them() {
+        let h = |u: Option<&str>, host: &str, p: Option<u16>| (u.map(str::to_string), host.to_string(), p);
+        assert_eq!(hop("bastion"), h(None, "bastion", None));
+        assert_eq!(hop("root@10.0.0.1:2222"), h(Some("root"), "10.0.0.1", Some(2222)));
+        assert_eq!(hop("root@[10.0.0.1]"), h(Some("root"), "10.0.0.1", None));
+        assert_eq!(hop("[::1]:22"), h(None, "::1", Some(22)));
+        assert_eq!(hop("[fe80::1]"), h(None, "fe80::1", None));
+    }
 }
