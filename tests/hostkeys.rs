@@ -371,11 +371,7 @@ fn the_ssh_configs_host_key_directives_are_obeyed() {
     );
     problems.expect(
         w.iter()
-            .filter(|m| {
-                m.contains(
-                    "the SSH config sets directives that tranche does not apply: VerifyHostKeyDNS",
-                )
-            })
+            .filter(|m| m.contains("the SSH config sets directives that tranche does not apply: VerifyHostKeyDNS"))
             .count()
             == 1,
         || format!("the ignored directives are named once: {w:?}"),
