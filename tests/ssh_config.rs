@@ -245,6 +245,50 @@ fn a_user_certificate_signed_by_a_ca_logs_in_and_its_absence_is_named() {
         &[("TRANCHE_SSH_G", "0")],
     );
     assert_eq!(code, Some(0), "{stderr}");
+
+    // Held by ssh-agent (ssh-add loads the key and the certificate beside it), and no key file
+    // at all: the agent's certificate logs in.
+    std::fs::rename(dir.join("certs/root-cert.pub"), &cert).unwrap();
+    let sock = dir.join("agent.sock");
+    let out = Command::new("ssh-agent")
+        .arg("-s")
+        .arg("-a")
+        .arg(&sock)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pid = text
+        .split("SSH_AGENT_PID=")
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .unwrap_or_else(|| panic!("ssh-agent said: {text}"))
+        .to_string();
+    let _agent = Agent(pid);
+    let add = Command::new("ssh-add")
+        .arg(&user)
+        .env("SSH_AUTH_SOCK", &sock)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&add.stderr);
+    assert!(add.status.success() && said.contains("Certificate added"), "{said}");
+    std::fs::remove_file(&cert).unwrap();
+    let no_file = inventory_with(
+        &fleet,
+        "agent.yml",
+        &format!("ansible_ssh_private_key_file: {}", dir.join("id_ed25519").display()),
+        &format!("ansible_ssh_private_key_file: {}", dir.join("no_such_key").display()),
+    );
+    let (code, stderr) = check(&fleet, &no_file, &[], &[("SSH_AUTH_SOCK", sock.to_str().unwrap())]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// An ssh-agent started by a test, stopped (by its pid) when dropped.
+struct Agent(String);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(&self.0).status();
+    }
 }
 
 #[test]
