@@ -472,6 +472,8 @@ async fn on_each_host(
     script: &crate::remote::RemoteCommand,
 ) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
     let script = &script.to_command();
+    let specs: Vec<_> = hosts.iter().map(crate::executor::host_spec).collect();
+    ssh::config::prefetch(settings, &specs);
     let gate = Arc::new(tokio::sync::Semaphore::new(settings.max_connecting.max(1)));
     futures::future::join_all(hosts.iter().map(|h| {
         let gate = gate.clone();
