@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what the local fleet needs (OpenSSH server, HAProxy, curl, sudo, and busybox and
-# Dropbear for its non-OpenSSH hosts), once. Needs root.
+# Dropbear for its non-OpenSSH hosts), and Chromium for the HTML report's test, once. Needs root.
 set -euo pipefail
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
@@ -15,6 +15,8 @@ command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 [ -x /usr/sbin/dropbear ] || need+=(dropbear-bin)
 # tests/ssh_config.rs reaches hosts through a ProxyCommand of `nc`.
 command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
+# The HTML report is rendered and screenshotted in headless Chromium (tests/html_report.rs).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -69,6 +69,23 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshOptions,
     },
+    /// Write the HTML report of a past run, rebuilt from its journal.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["run_id", "latest"])))]
+    Report {
+        /// The run (a folder of `<state-dir>/runs`).
+        run_id: Option<String>,
+        /// The newest run in the state directory.
+        #[arg(long)]
+        latest: bool,
+        /// Where to write the page (`-`: stdout).
+        #[arg(short = 'o', long = "output", value_name = "FILE|-")]
+        file: PathBuf,
+        #[command(flatten)]
+        output: QuietOutput,
+        /// Where runs keep their journal.
+        #[arg(long, default_value = ".tranche", env = "TRANCHE_STATE_DIR")]
+        state_dir: PathBuf,
+    },
     /// Remove the lock a dead run left on the targeted hosts.
     Unlock {
         #[command(flatten)]
@@ -171,6 +188,10 @@ pub struct RunOptions {
     /// Write a Markdown summary to FILE (it is also appended to $GITHUB_STEP_SUMMARY when set).
     #[arg(long, value_name = "FILE", env = "TRANCHE_SUMMARY")]
     pub summary: Option<PathBuf>,
+    /// Write an HTML report of the run to FILE, rewritten as events arrive (open it while the
+    /// run goes on: it reloads itself) and once more at the end.
+    #[arg(long, value_name = "FILE", env = "TRANCHE_REPORT")]
+    pub report: Option<PathBuf>,
     /// Plain lines instead of progress bars.
     #[arg(long, env = "TRANCHE_NO_PROGRESS")]
     pub no_progress: bool,

@@ -118,6 +118,9 @@ pub enum EventKind {
         /// The last lines of the failed command's stderr.
         #[serde(skip_serializing_if = "Option::is_none")]
         stderr: Option<String>,
+        /// Advice for the operator from the layer that failed (an SSH error's `hint`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        hint: Option<String>,
     },
     HostFinished {
         batch: usize,
@@ -180,9 +183,9 @@ impl EventKind {
                 r.scrub(version);
                 plan.redact_with(r);
             }
-            EventKind::StepFinished { msg, stderr, .. } => {
+            EventKind::StepFinished { msg, stderr, hint, .. } => {
                 r.scrub(msg);
-                if let Some(s) = stderr {
+                for s in [stderr, hint].into_iter().flatten() {
                     r.scrub(s);
                 }
             }
@@ -269,6 +272,7 @@ mod tests {
             ms: 1,
             msg: "exit 1".into(),
             stderr: Some("curl: http://u:pw@x/ said s3cr3t".into()),
+            hint: None,
         };
         k.redact(&["s3cr3t".to_string()]);
         let EventKind::StepFinished { stderr, .. } = &k else {
@@ -339,6 +343,7 @@ mod tests {
                 ms: 3,
                 msg: "exit 1".into(),
                 stderr: Some("boom".into()),
+                hint: None,
             },
             EventKind::StepFinished {
                 batch: 1,
@@ -348,6 +353,7 @@ mod tests {
                 ms: 3,
                 msg: String::new(),
                 stderr: None,
+                hint: None,
             },
             EventKind::HostFinished {
                 batch: 1,
@@ -459,6 +465,7 @@ mod tests {
                 ms: 1834,
                 msg: "200 after 4 tries".into(),
                 stderr: None,
+                hint: None,
             },
         );
         e.ts = "2026-11-21T10:00:00.123Z".into();

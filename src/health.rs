@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use crate::inventory::Host;
 use crate::playbook::HealthCheck;
 use crate::release::Release;
-use crate::ssh::Connection;
+use crate::remote::RemoteHost;
 
 /// One HTTP health check: the status, or why it failed. Only the first
 /// [`BODY_LIMIT`](crate::http_body::BODY_LIMIT) bytes of the body are read (the `expect_body`
@@ -52,7 +52,7 @@ pub async fn http_check(
 pub async fn wait_healthy(
     r: &Release,
     host: &Host,
-    conn: &Connection,
+    conn: &dyn RemoteHost,
     run_id: &str,
     version: &str,
     http: &reqwest::Client,

@@ -13,9 +13,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::events::{Event, EventKind, Status, Step};
+use crate::events::Event;
 
+mod replay;
 mod writer;
+use replay::Replay;
 pub use writer::{needs_sync, JournalError, JournalWriter};
 
 /// What a resumed run carries over from the journal of the interrupted one.
@@ -50,6 +52,9 @@ pub struct RunRecord {
     #[serde(default)]
     pub artifact_sha256: Option<String>,
     pub started: String,
+    /// Who started the run (for its report); absent in records of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator: Option<String>,
 }
 
 pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {
@@ -85,11 +90,14 @@ impl RunRecord {
         f.sync_all()
     }
 
-    pub fn load(state_dir: &Path, run_id: &str) -> Result<RunRecord, String> {
+    pub fn load(state_dir: &Path, run_id: &str) -> Result<RunRecord, RecordError> {
         let path = run_dir(state_dir, run_id).join("run.json");
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("no run {run_id} in {}: {e}", state_dir.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{} is damaged: {e}", path.display()))
+        let text = std::fs::read_to_string(&path).map_err(|cause| RecordError::Missing {
+            run_id: run_id.to_string(),
+            state_dir: state_dir.to_path_buf(),
+            cause,
+        })?;
+        serde_json::from_str(&text).map_err(|cause| RecordError::Damaged { path, cause })
     }
 
     /// What changed in the files since the run started, if anything.
@@ -112,6 +120,55 @@ impl RunRecord {
     }
 }
 
+/// Why a run's record (`run.json`) cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("no run {run_id} in {}: {cause}", state_dir.display())]
+    Missing {
+        run_id: String,
+        state_dir: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error("{} is damaged: {cause}", path.display())]
+    Damaged { path: PathBuf, cause: serde_json::Error },
+}
+
+impl RecordError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RecordError::Missing { state_dir, .. } => Some(format!(
+                "the runs are the folders of {}; pass the --state-dir the run was started with",
+                state_dir.join("runs").display()
+            )),
+            RecordError::Damaged { .. } => None,
+        }
+    }
+}
+
+/// Why a journal (`journal.jsonl`) cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("cannot read {}: {cause}", path.display())]
+    Read { path: PathBuf, cause: std::io::Error },
+    #[error("{} is damaged: line {line} is not an event ({cause}); `tranche resume` cannot trust it", path.display())]
+    Damaged {
+        path: PathBuf,
+        line: usize,
+        cause: serde_json::Error,
+    },
+}
+
+impl ReplayError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ReplayError::Read { .. } => None,
+            ReplayError::Damaged { .. } => Some(
+                "`tranche status` shows the release each host runs now; `tranche unlock` frees the hosts the run left locked".into(),
+            ),
+        }
+    }
+}
+
 /// What the journal says about a run.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JournalSummary {
@@ -125,153 +182,13 @@ pub struct JournalSummary {
     pub exit_code: Option<i64>,
 }
 
-/// Whether a step that started on a host may have left it halfway: out of the registry,
-/// stopped, on another release. (A silence alone leaves it serving; the next run finds it as it
-/// is.)
-fn leaves_host_halfway(step: Step) -> bool {
-    match step {
-        Step::Deregister | Step::Stop | Step::Deploy | Step::Start | Step::Health | Step::Register | Step::Revert => {
-            true
-        }
-        Step::Preflight | Step::Stage | Step::Silence | Step::Unsilence => false,
-    }
-}
-
-/// How a host's pipeline ended, as far as the journal says.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum End {
-    Ok,
-    /// Failed or reverted by its own revert ladder: counted against the budget.
-    Failed,
-    /// Put back by the rollback pass after it had passed: done, not a failure of its own.
-    RolledBack,
-    /// Skipped because it already had the release: nothing to do.
-    AlreadyThere,
-}
-
-/// One host, replayed.
-#[derive(Debug, Default)]
-struct HostReplay {
-    end: Option<End>,
-    /// Its pipeline started (`host_started`) in the current run and did not end.
-    pending: bool,
-    /// A step that may leave it halfway started in the current run, and its pipeline did not
-    /// end with ok, failed or reverted.
-    touched: bool,
-    /// An earlier run left it pending or touched, and no run settled it since.
-    unsettled: bool,
-    /// In the current run: what it had before, and whether staging found the artifact there.
-    previous: Option<String>,
-    stage_skipped: bool,
-}
-
-/// The typed replay of a journal: decisions come from `type`, `step`, `status` and the
-/// versions, never from message text.
-#[derive(Debug, Default)]
-struct Replay {
-    hosts: HashMap<String, HostReplay>,
-    previous: HashMap<String, String>,
-    /// The release the current run moves hosts to (`run_started.version`).
-    version: String,
-    exit_code: Option<i64>,
-}
-
-impl Replay {
-    fn apply(&mut self, e: &Event) {
-        match &e.kind {
-            EventKind::RunStarted { version, .. } => {
-                // A resume appends to the same journal: what the run before left unsettled stays
-                // so until this one settles it.
-                self.version = version.clone();
-                self.exit_code = None;
-                for h in self.hosts.values_mut() {
-                    h.unsettled |= h.pending || h.touched;
-                    h.pending = false;
-                    h.touched = false;
-                    h.previous = None;
-                    h.stage_skipped = false;
-                }
-            }
-            EventKind::HostStarted { host, previous, .. } => {
-                if let Some(prev) = previous {
-                    // The first run's view wins: later resumes may already see the new release.
-                    self.previous.entry(host.clone()).or_insert_with(|| prev.clone());
-                }
-                let h = self.hosts.entry(host.clone()).or_default();
-                h.pending = true;
-                h.previous = previous.clone();
-                h.stage_skipped = false;
-            }
-            EventKind::StepStarted { host, step, .. } if leaves_host_halfway(*step) => {
-                self.hosts.entry(host.clone()).or_default().touched = true;
-            }
-            EventKind::StepFinished {
-                host,
-                step: Step::Stage,
-                status: Status::Skipped,
-                ..
-            } => {
-                self.hosts.entry(host.clone()).or_default().stage_skipped = true;
-            }
-            EventKind::HostFinished { host, status, .. } => {
-                let version = &self.version;
-                let h = self.hosts.entry(host.clone()).or_default();
-                match status {
-                    Status::Ok | Status::Failed | Status::Reverted => {
-                        h.end = Some(match status {
-                            Status::Ok => End::Ok,
-                            Status::Reverted if h.end == Some(End::Ok) => End::RolledBack,
-                            _ => End::Failed,
-                        });
-                        h.pending = false;
-                        h.touched = false;
-                        h.unsettled = false;
-                    }
-                    Status::Skipped => {
-                        // Skipped: not started (interrupted, budget exceeded), or already on the
-                        // release. Already there only when nothing says otherwise: this run found
-                        // it on its version with the artifact staged, and no run left it halfway.
-                        h.pending = false;
-                        let there = !h.touched
-                            && !h.unsettled
-                            && h.stage_skipped
-                            && h.previous.as_deref() == Some(version.as_str());
-                        h.end = there.then_some(End::AlreadyThere);
-                    }
-                }
-            }
-            EventKind::RunFinished { exit_code, .. } => self.exit_code = Some(i64::from(*exit_code)),
-            _ => {}
-        }
-    }
-
-    fn summary(self) -> JournalSummary {
-        let mut sum = JournalSummary {
-            exit_code: self.exit_code,
-            ..JournalSummary::default()
-        };
-        for (name, h) in self.hosts {
-            match h.end {
-                // A host rolled back by the rollback pass had passed.
-                Some(End::Ok | End::RolledBack) => sum.any_ok = true,
-                Some(End::Failed) => sum.carried.failed += 1,
-                Some(End::AlreadyThere) | None => {}
-            }
-            if h.end.is_some() {
-                sum.done.insert(name);
-            } else if h.pending || h.touched || h.unsettled {
-                sum.carried.started.insert(name);
-            }
-        }
-        sum.carried.previous = self.previous;
-        sum
-    }
-}
-
 /// Read a journal. A torn last line (the controller killed mid-write) is ignored; any other
 /// line that is not an event is an error naming it.
-pub fn read_journal(path: &Path) -> Result<JournalSummary, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn read_journal(path: &Path) -> Result<JournalSummary, ReplayError> {
+    let bytes = std::fs::read(path).map_err(|cause| ReplayError::Read {
+        path: path.to_path_buf(),
+        cause,
+    })?;
     let mut replay = Replay::default();
     let lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
     for (i, raw) in lines.iter().enumerate() {
@@ -284,12 +201,12 @@ pub fn read_journal(path: &Path) -> Result<JournalSummary, String> {
             Ok(e) => replay.apply(&e),
             // Only the last line can be torn: a write cut short never wrote its newline.
             Err(_) if torn => break,
-            Err(err) => {
-                return Err(format!(
-                    "{} is damaged: line {} is not an event ({err}); `tranche resume` cannot trust it",
-                    path.display(),
-                    i + 1
-                ))
+            Err(cause) => {
+                return Err(ReplayError::Damaged {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    cause,
+                })
             }
         }
     }
@@ -353,7 +270,7 @@ mod tests {
         ))
     }
 
-    fn read(lines: &[String], tail: &str) -> Result<JournalSummary, String> {
+    fn read(lines: &[String], tail: &str) -> Result<JournalSummary, ReplayError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("journal.jsonl");
         let mut text: String = lines.iter().map(|l| format!("{l}\n")).collect();
@@ -576,9 +493,13 @@ mod tests {
         let s = read(&lines[..1], &host_started("a", "1.0.0")).unwrap();
         assert_eq!(s.carried.started, set(&["a"]));
         // A bad line with lines after it, or a whole bad last line: an error naming it.
-        let e = read(&[lines[0].clone(), r#"{"type":"host_fin"#.into(), lines[1].clone()], "").unwrap_err();
+        let e = read(&[lines[0].clone(), r#"{"type":"host_fin"#.into(), lines[1].clone()], "")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2 is not an event"), "{e}");
-        let e = read(&[lines[0].clone(), r#"{"type":"host_exploded"}"#.into()], "").unwrap_err();
+        let e = read(&[lines[0].clone(), r#"{"type":"host_exploded"}"#.into()], "")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 2 is not an event"), "{e}");
         assert!(e.contains("journal.jsonl is damaged"), "{e}");
     }

@@ -7,7 +7,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How long a lease lasts without renewal. Runs renew it before every batch.
+/// How long a lease lasts without renewal. A run renews its leases every `renew_every` (ten
+/// minutes) while it goes on, rollback pass included, whatever a batch or a pause takes.
 pub const LEASE_TTL: Duration = Duration::from_secs(3600);
 
 /// Who holds a lock.

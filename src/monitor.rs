@@ -85,17 +85,19 @@ async fn post_silence(http: &reqwest::Client, s: &Silence, body: &Value) -> Resu
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| CallError {
-            msg: format!("POST {shown}: {}", error_chain(&e)),
-            transient: http_transient(&e).map(str::to_string),
+        .map_err(|e| {
+            CallError::new(
+                format!("POST {shown}: {}", error_chain(&e)),
+                http_transient(&e).map(str::to_string),
+            )
         })?;
     let status = resp.status().as_u16();
     let answer = read_prefix(resp, BODY_LIMIT).await;
     if status != 200 {
-        return Err(CallError {
-            msg: format!("POST {shown} answered {status}: {}", excerpt(&answer.text)),
-            transient: status_transient(status),
-        });
+        return Err(CallError::new(
+            format!("POST {shown} answered {status}: {}", excerpt(&answer.text)),
+            status_transient(status),
+        ));
     }
     let text = answer.whole().map_err(|e| format!("POST {shown}: {e}"))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| format!("POST {shown}: unreadable answer ({e})"))?;
@@ -125,19 +127,21 @@ async fn delete_silence(http: &reqwest::Client, s: &Silence, id: &str) -> Result
         .timeout(CALL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| CallError {
-            msg: format!("DELETE {shown}: {}", error_chain(&e)),
-            transient: http_transient(&e).map(str::to_string),
+        .map_err(|e| {
+            CallError::new(
+                format!("DELETE {shown}: {}", error_chain(&e)),
+                http_transient(&e).map(str::to_string),
+            )
         })?;
     match resp.status().as_u16() {
         200 => Ok(()),
-        code => Err(CallError {
-            msg: format!(
+        code => Err(CallError::new(
+            format!(
                 "DELETE {shown} answered {code}: {}",
                 excerpt(&read_prefix(resp, BODY_LIMIT).await.text)
             ),
-            transient: status_transient(code),
-        }),
+            status_transient(code),
+        )),
     }
 }
 

@@ -117,6 +117,18 @@ pub fn preflight_verdict(budget: FailureBudget, failed: usize, lock_held: bool, 
     (lock_held || other_error || budget.is_exceeded(failed)).then_some(exit_code::PREFLIGHT)
 }
 
+/// The exit code of a run stopped at once (a second Ctrl-C), whatever happened before.
+pub const STOPPED_AT_ONCE: i32 = exit_code::INTERRUPTED;
+
+/// The exit code of `plan --check` (preflight only): 3 when a host failed it.
+pub fn check_exit_code(failed: usize) -> i32 {
+    if failed > 0 {
+        exit_code::PREFLIGHT
+    } else {
+        exit_code::SUCCESS
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CancelReason::*;
@@ -241,5 +253,7 @@ mod tests {
         // A lock held by another run refuses the run whatever the budget.
         assert_eq!(preflight_verdict(b, 0, true, false), Some(3));
         assert_eq!(preflight_verdict(b, 0, false, true), Some(3));
+        assert_eq!(check_exit_code(0), 0);
+        assert_eq!(check_exit_code(1), 3);
     }
 }

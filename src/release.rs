@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Diagnostic, Diagnostics};
 use crate::inventory::{self, Host, Inventory};
 use crate::planner::{self, Batch};
-use crate::playbook::{check, ArtifactSource, HealthCheck, Playbook, Registry, Template};
+use crate::playbook::{check, ArtifactSource, HealthCheck, Playbook, Template};
 
 /// What the operator asked for on the command line.
 #[derive(Debug, Clone, Default)]
@@ -252,22 +252,7 @@ pub fn all_templates(p: &Playbook) -> Vec<&Template> {
     if let ArtifactSource::Url(u) = &p.artifact.source {
         t.push(u);
     }
-    match &p.registry {
-        Registry::None => {}
-        Registry::Command {
-            deregister, register, ..
-        } => t.extend([deregister, register]),
-        Registry::Http {
-            deregister, register, ..
-        } => {
-            for c in [deregister, register] {
-                t.push(&c.url);
-                t.extend(c.headers.iter().map(|(_, v)| v));
-                t.extend(c.body.iter());
-            }
-        }
-        Registry::Haproxy { backend, server, .. } => t.extend([backend, server]),
-    }
+    t.extend(&p.registry.templates);
     t.extend(
         p.stop
             .command
@@ -322,7 +307,7 @@ fn check_templates(p: &Playbook, targets: &[Host], inv: &Inventory, diags: &mut 
             }
         }
     }
-    if let Registry::Command { delegate: Some(d), .. } = &p.registry {
+    if let Some(d) = &p.registry.delegate {
         if inv.host(d).is_none() {
             diags.push(Diagnostic::new(
                 &p.file,
@@ -351,11 +336,10 @@ fn check_host_values(p: &Playbook, targets: &[Host], diags: &mut Diagnostics) {
             check::URL_CHARS_HINT,
         ));
     }
-    if let Registry::Haproxy { backend, server, .. } = &p.registry {
+    for (what, name) in &p.registry.haproxy_names {
         let hint = "the names go into HAProxy's runtime API, where `;` starts another command";
         let (problem, ok): (Problem, CharOk) = (check::haproxy_name_problem, check::haproxy_char_ok);
-        checks.push(("registry.backend", backend, problem, ok, hint));
-        checks.push(("registry.server", server, problem, ok, hint));
+        checks.push((what, name, problem, ok, hint));
     }
     let secrets = secret_values(p);
     for (what, t, problem_of, char_ok, hint) in checks {

@@ -1,12 +1,9 @@
 //! `tranche status`: the release `current` points to on every targeted host, and whether the
 //! fleet is mixed.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use serde::Serialize;
-use tokio::sync::Semaphore;
 
 use crate::release::Release;
 use crate::ssh::{Connection, SshSettings};
@@ -41,15 +38,12 @@ pub struct FleetStatus {
 }
 
 pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> FleetStatus {
-    let gate = Arc::new(Semaphore::new(concurrency.max(1)));
     let cmd = crate::remote::status(&r.playbook.layout.root).to_command();
     let specs: Vec<_> = r.targets.iter().map(crate::executor::host_spec).collect();
     crate::ssh::config::prefetch(settings, &specs);
-    let hosts = join_all(r.targets.iter().map(|h| {
-        let gate = gate.clone();
+    let hosts = crate::executor::fan_out::bounded(&r.targets, concurrency, |h| {
         let cmd = cmd.clone();
         async move {
-            let _permit = gate.acquire().await.expect("gate");
             let ep = crate::executor::endpoint(h, settings);
             let res = async {
                 let conn = Connection::open(&ep, settings).await.map_err(|e| e.to_string())?;
@@ -77,7 +71,7 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> F
                 error,
             }
         }
-    }))
+    })
     .await;
     let mut releases: Vec<ReleaseCount> = Vec::new();
     for h in hosts.iter().filter(|h| h.error.is_none()) {

@@ -373,6 +373,7 @@ fn a_run_notices_changed_group_vars_and_reads_inventory_directories() {
         playbook_sha256: files_sha256(std::slice::from_ref(&playbook)).unwrap(),
         artifact_sha256: None,
         started: String::new(),
+        operator: None,
     };
     assert!(record.changes().is_empty(), "{:?}", record.changes());
     std::fs::write(d.join("inv/group_vars/web.yml"), "ansible_port: 2202\n").unwrap();

@@ -302,12 +302,7 @@ proptest! {
             if let Some(g) = &p.rollout.gate {
                 waits.push(g.hold);
             }
-            match &p.registry {
-                tranche::playbook::Registry::Haproxy { drain, .. }
-                | tranche::playbook::Registry::Command { drain, .. }
-                | tranche::playbook::Registry::Http { drain, .. } => waits.push(*drain),
-                tranche::playbook::Registry::None => {}
-            }
+            waits.push(p.registry.drain);
             prop_assert!(waits.iter().all(|d| *d <= WAIT_MAX), "{text}: {waits:?}");
             if let Some(s) = &p.silence {
                 prop_assert!(s.duration <= SILENCE_MAX, "{text}");

@@ -211,3 +211,47 @@ fn haproxy_runtime_api_on_another_host_over_ssh() {
     assert!(stderr.contains("HAProxy runtime API at 127.0.0.1:1"), "{stderr}");
     assert_eq!(fleet.current(2).as_deref(), Some("2.0.0"));
 }
+
+/// A registry that refuses the canary's deregister with a 404 did not act: the host is still in
+/// traffic, so it is not put back (no `register` call), not named as left out, and not changed.
+#[test]
+fn a_refused_deregister_is_not_undone() {
+    let fleet = Fleet::up(90, 2);
+    fleet.install("1.0.0");
+    let rec = Recorder::start(404);
+    let registry = format!(
+        "registry:\n  kind: http\n  deregister: \"http://127.0.0.1:{p}/out/{{{{ host.name }}}}\"\n  register: \"http://127.0.0.1:{p}/in/{{{{ host.name }}}}\"\n",
+        p = rec.port
+    );
+    let body = "artifact:\n  path: artifacts/demo-2.0.0.tar.gz\nrollout:\n  canary: 1\n  batch: 1\n";
+    let pb = fleet.playbook_with("refused.yml", "2.0.0", "fleet", body, &registry);
+    let ev = fleet.dir.join("ev.jsonl");
+    let out = fleet.tranche(&[
+        "release",
+        "-i",
+        fleet.inventory().to_str().unwrap(),
+        pb.to_str().unwrap(),
+        "--events",
+        ev.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("answered 404") && stderr.contains("the host was not stopped"),
+        "{stderr}"
+    );
+    let calls: Vec<String> = rec
+        .requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(calls, ["PUT /out/h01"], "a refused deregister has nothing to undo");
+    assert!(!stderr.contains("LEFT OUT OF THE REGISTRY"), "{stderr}");
+    assert!(
+        !events(&ev).iter().any(|e| e["step"] == "register"),
+        "no register step after a refusal"
+    );
+    for i in 1..=2 {
+        assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"), "host {i} must be untouched");
+    }
+}

@@ -115,7 +115,7 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
                 let words = match shlex(trimmed) {
                     Ok(w) => w,
                     Err(e) => {
-                        diags.push(Diagnostic::new(file, at(0, trimmed.len()), e));
+                        diags.push(Diagnostic::new(file, at(0, trimmed.len()), e.to_string()));
                         continue;
                     }
                 };
@@ -181,7 +181,7 @@ pub(super) fn load(file: &Path, text: &str, raw: &mut RawInventory) -> Diagnosti
                 }
                 if ok {
                     if let Err(e) = raw.add_hosts_port(&group, names, port, &vars) {
-                        diags.push(Diagnostic::new(file, at(host_col, written.len()), e));
+                        diags.push(Diagnostic::new(file, at(host_col, written.len()), e.to_string()));
                     }
                 }
             }
@@ -292,9 +292,18 @@ fn colons_bracketed(s: &str) -> bool {
     !depth
 }
 
+/// Why a host line cannot be split into words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum ShlexError {
+    #[error("no closing quotation in `{0}`")]
+    Unclosed(String),
+    #[error("no escaped character at the end of `{0}`")]
+    TrailingEscape(String),
+}
+
 /// Split a host line as Python's `shlex.split(line, comments=True)`: quotes removed, `\`
 /// escapes, `#` starts a comment. Each word comes with its byte offset in the line.
-pub(super) fn shlex(line: &str) -> Result<Vec<(usize, String)>, String> {
+pub(super) fn shlex(line: &str) -> Result<Vec<(usize, String)>, ShlexError> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut start: Option<usize> = None;
@@ -313,7 +322,7 @@ pub(super) fn shlex(line: &str) -> Result<Vec<(usize, String)>, String> {
                     match chars.next() {
                         Some((_, '\'')) => break,
                         Some((_, c)) => cur.push(c),
-                        None => return Err(format!("no closing quotation in `{line}`")),
+                        None => return Err(ShlexError::Unclosed(line.to_string())),
                     }
                 }
             }
@@ -328,10 +337,10 @@ pub(super) fn shlex(line: &str) -> Result<Vec<(usize, String)>, String> {
                                 cur.push('\\');
                                 cur.push(c);
                             }
-                            None => return Err(format!("no closing quotation in `{line}`")),
+                            None => return Err(ShlexError::Unclosed(line.to_string())),
                         },
                         Some((_, c)) => cur.push(c),
-                        None => return Err(format!("no closing quotation in `{line}`")),
+                        None => return Err(ShlexError::Unclosed(line.to_string())),
                     }
                 }
             }
@@ -339,7 +348,7 @@ pub(super) fn shlex(line: &str) -> Result<Vec<(usize, String)>, String> {
                 start.get_or_insert(i);
                 match chars.next() {
                     Some((_, c)) => cur.push(c),
-                    None => return Err(format!("no escaped character at the end of `{line}`")),
+                    None => return Err(ShlexError::TrailingEscape(line.to_string())),
                 }
             }
             c => {

@@ -135,7 +135,7 @@ fn load_script(path: &Path, raw: &mut RawInventory, diags: &mut Diagnostics) {
     let out = match run(path, &["--list"]) {
         Ok(o) => o,
         Err(e) => {
-            diags.push(Diagnostic::new(path, None, e));
+            diags.push(Diagnostic::new(path, None, e.to_string()));
             return;
         }
     };
@@ -153,23 +153,33 @@ fn load_script(path: &Path, raw: &mut RawInventory, diags: &mut Diagnostics) {
     diags.extend(list_json(path, data, raw, Some(path)));
 }
 
-fn run(path: &Path, args: &[&str]) -> Result<String, String> {
+/// Why an inventory script gave no output to read.
+#[derive(Debug, thiserror::Error)]
+enum ScriptError {
+    #[error("cannot run the inventory script: {0}")]
+    Spawn(std::io::Error),
+    #[error("the inventory script `{command}` failed ({status}): {stderr}")]
+    Failed {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("the inventory script's output is not UTF-8")]
+    NotUtf8,
+}
+
+fn run(path: &Path, args: &[&str]) -> Result<String, ScriptError> {
     // `-i inventory` is the file here, not a program of that name on $PATH.
     let program = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run the inventory script: {e}"))?;
+    let out = Command::new(program).args(args).output().map_err(ScriptError::Spawn)?;
     if !out.status.success() {
-        return Err(format!(
-            "the inventory script `{} {}` failed ({}): {}",
-            path.display(),
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
+        return Err(ScriptError::Failed {
+            command: format!("{} {}", path.display(), args.join(" ")),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
-    String::from_utf8(out.stdout).map_err(|_| "the inventory script's output is not UTF-8".to_string())
+    String::from_utf8(out.stdout).map_err(|_| ScriptError::NotUtf8)
 }
 
 /// The JSON of `--list`: `{group: {hosts: [..], vars: {..}, children: [..]}, _meta: {hostvars}}`.
@@ -215,7 +225,7 @@ fn list_json(path: &Path, data: IndexMap<String, Value>, raw: &mut RawInventory,
                     continue;
                 };
                 if let Err(e) = raw.add_hosts(&group, vec![name.to_string()], &Vars::new()) {
-                    diags.push(err(e));
+                    diags.push(err(e.to_string()));
                 }
                 seen_hosts.insert(name.to_string());
             }
@@ -255,7 +265,7 @@ fn list_json(path: &Path, data: IndexMap<String, Value>, raw: &mut RawInventory,
                     }
                 },
                 Err(e) => {
-                    diags.push(err(e));
+                    diags.push(err(e.to_string()));
                     continue;
                 }
             },

@@ -169,7 +169,7 @@ impl Loader<'_> {
             };
             if let Some(vars) = vars {
                 if let Err(e) = self.raw.add_hosts_port(group, names, port, &vars) {
-                    self.err(k, e);
+                    self.err(k, e.to_string());
                 }
             }
         }

@@ -219,7 +219,8 @@ mod tests {
             status: Status::Ok,
             ms: 0,
             msg: String::new(),
-            stderr: None
+            stderr: None,
+            hint: None
         }));
     }
 }

@@ -8,10 +8,12 @@
 //! `PATH`, bash), are `shellcheck -s sh` clean, and are tested against temporary layouts under
 //! all three in `tests/remote_scripts.rs`.
 
+mod host;
 pub mod lock;
 mod output;
 mod quote;
 
+pub use host::{RemoteError, RemoteFuture, RemoteHost};
 pub use output::ExecOutput;
 pub use quote::quote;
 

@@ -73,6 +73,7 @@ impl CiReports {
                 ms,
                 msg,
                 stderr,
+                ..
             } => {
                 let r = host_entry(st, h);
                 r.batch = *batch;

@@ -3,7 +3,10 @@
 //! Lines stream and the journal ([`crate::journal::JournalWriter`]).
 
 mod ci;
+pub mod html;
 pub mod plan;
+mod sink;
+pub mod summary;
 mod terminal;
 
 use std::fs::File;
@@ -14,6 +17,7 @@ use std::sync::Mutex;
 use crate::events::Event;
 use crate::journal::{JournalError, JournalWriter};
 pub use ci::CiReports;
+pub use sink::Sink;
 pub use terminal::Terminal;
 
 /// Fans events out to every sink. The journal is written (and synced before a step that changes
@@ -23,6 +27,7 @@ pub struct Reporter {
     events: Option<Mutex<Box<dyn Write + Send>>>,
     journal: Option<Mutex<Journal>>,
     ci: CiReports,
+    sinks: Vec<Box<dyn Sink>>,
 }
 
 /// The journal, and its first write error: after one, nothing more is written to it (a torn
@@ -51,6 +56,7 @@ impl Reporter {
             events,
             journal,
             ci: CiReports::default(),
+            sinks: Vec::new(),
         })
     }
 
@@ -78,6 +84,9 @@ impl Reporter {
         if self.ci.is_active() {
             self.ci.record(e);
         }
+        for s in &self.sinks {
+            s.event(e);
+        }
         self.terminal.report(e);
         res
     }
@@ -94,6 +103,12 @@ impl Reporter {
         self
     }
 
+    /// Also send every event to `sink` (notifications, metrics, the HTML report).
+    pub fn with_sink(mut self, sink: Box<dyn Sink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
     /// Ask the operator a yes/no question on the terminal.
     pub fn ask(&self, question: &str) -> bool {
         self.terminal.ask(question)
@@ -101,6 +116,11 @@ impl Reporter {
 
     pub fn finish(&self) {
         self.terminal.finish();
+        for s in &self.sinks {
+            for w in s.finish() {
+                eprintln!("warning: {w}");
+            }
+        }
         if self.ci.is_active() {
             for e in self.ci.write() {
                 eprintln!("warning: {e}");

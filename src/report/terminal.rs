@@ -27,11 +27,9 @@ struct Bars {
 impl Terminal {
     /// Bars only when stderr is a terminal, `CI` is not set and `--no-progress` was not given.
     pub fn new(no_progress: bool, quiet: bool) -> Terminal {
-        use std::io::IsTerminal;
-        let tty = std::io::stderr().is_terminal();
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        let color = tty && std::env::var_os("NO_COLOR").is_none();
-        let bars = (tty && !ci && !no_progress && !quiet).then(|| {
+        let env = crate::settings::Settings::get();
+        let color = env.color();
+        let bars = env.progress_bars(no_progress, quiet).then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let overall = multi.add(ProgressBar::new(0));
             overall.set_style(
@@ -137,6 +135,7 @@ impl Terminal {
                 status,
                 ms,
                 msg,
+                hint,
                 ..
             } => {
                 if let Some(b) = &self.bars {
@@ -171,6 +170,9 @@ impl Terminal {
                     );
                 } else if *status == Status::Failed {
                     self.always(format!("  {host}: {} {}: {msg}", step.as_str(), self.status(*status)));
+                }
+                if let Some(hint) = hint {
+                    self.always(format!("  hint: {hint}"));
                 }
             }
             EventKind::HostFinished {

@@ -13,6 +13,7 @@ mod exec;
 mod handler;
 pub mod host_keys;
 mod proxy;
+mod remote_host;
 mod upload;
 
 pub use crate::remote::ExecOutput;

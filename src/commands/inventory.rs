@@ -1,8 +1,9 @@
 //! `tranche inventory`: show the inventory as tranche (and Ansible) reads it, in the shapes of
 //! `ansible-inventory --list`, `--host H` and `--graph`, on stdout.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use super::error::CommandError;
 use crate::exit_code;
 use crate::inventory::{output, Inventory};
 
@@ -13,36 +14,29 @@ pub enum Show {
     Graph(Option<String>),
 }
 
-pub fn run(inventories: &[PathBuf], playbook_dir: Option<&std::path::Path>, show: Show) -> i32 {
-    let inv = match Inventory::load_with(inventories, playbook_dir) {
-        Ok(i) => i,
-        Err(d) => {
-            eprintln!("{d}");
-            return exit_code::CONFIG;
-        }
-    };
+pub fn inventory(inventories: &[PathBuf], playbook_dir: Option<&Path>, show: Show) -> anyhow::Result<i32> {
+    let inv = Inventory::load_with(inventories, playbook_dir)?;
     let text = match show {
         Show::List => pretty(&output::list(&inv)),
         Show::Host(h) => match output::host_vars(&inv, &h) {
             Some(v) => pretty(&v),
-            None => {
-                eprintln!("error: no host `{h}` in the inventory");
-                return exit_code::CONFIG;
-            }
+            None => return Err(CommandError::new(format!("no host `{h}` in the inventory")).into()),
         },
         Show::Graph(g) => {
             let g = g.unwrap_or_else(|| "all".to_string());
             match output::graph(&inv, &g) {
                 Some(t) => t,
                 None => {
-                    eprintln!("error: no group `{g}` in the inventory (--graph takes a group name)");
-                    return exit_code::CONFIG;
+                    return Err(CommandError::new(format!(
+                        "no group `{g}` in the inventory (--graph takes a group name)"
+                    ))
+                    .into())
                 }
             }
         }
     };
-    println!("{text}");
-    exit_code::SUCCESS
+    super::print_data(format!("{text}\n").as_bytes())?;
+    Ok(exit_code::SUCCESS)
 }
 
 /// JSON with sorted keys and four-space indentation, as `ansible-inventory` prints it.

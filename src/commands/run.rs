@@ -1,0 +1,306 @@
+//! `tranche release`, `rollback` and `resume`, and preflight alone for `plan --check`: the
+//! commands that drive the executor, with the reporters, the journal and the signal handlers.
+//! Every use of the executor by the commands is in this file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::error::CommandError;
+use super::inputs::{self, runtime};
+use crate::cli::{Files, RunOptions, SshOptions};
+use crate::executor::{Executor, Mode};
+use crate::journal::{self, Carried, RunRecord};
+use crate::release::{Release, ReleaseRequest};
+use crate::settings::Settings;
+use crate::units::plural;
+use crate::{events, exit_code, report, ssh};
+
+/// `tranche release`.
+pub fn release(files: &Files, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
+    start(files, Mode::Release, run, ssh)
+}
+
+/// `tranche rollback [--to VERSION]`.
+pub fn rollback(files: &Files, to: Option<String>, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
+    start(files, Mode::Rollback { to }, run, ssh)
+}
+
+/// A new run: its record, then the executor.
+fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
+    let (req, r) = inputs::release(files)?;
+    let run_id = events::new_run_id();
+    let (command, to) = match &mode {
+        Mode::Rollback { to } => ("rollback", to.clone()),
+        _ => ("release", None),
+    };
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        command: command.into(),
+        to,
+        inventories: req.inventories.iter().map(absolute).collect(),
+        playbook: absolute(&req.playbook),
+        limit: req.limit.clone(),
+        // As written: `@env:NAME` stays a reference, so no secret value reaches run.json.
+        extra_vars: files.extra_vars.clone(),
+        inventory_sha256: journal::files_sha256(&crate::inventory::Inventory::input_files(
+            &req.inventories,
+            req.playbook.parent(),
+        ))
+        .unwrap_or_default(),
+        playbook_sha256: journal::files_sha256(std::slice::from_ref(&req.playbook)).unwrap_or_default(),
+        artifact_sha256: Some(r.sha256.clone()),
+        started: events::now_rfc3339(),
+        operator: Some(crate::operator::current_user()),
+    };
+    execute(r, record, mode, Carried::default(), run, ssh)
+}
+
+fn absolute(p: &PathBuf) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.clone())
+}
+
+/// `tranche resume`: the hosts of an interrupted run that did not finish, re-planned.
+pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
+    let Some(run_id) = run_id.or_else(|| journal::latest_unfinished(&run.state_dir)) else {
+        return Err(CommandError::new(format!("no unfinished run in {}", run.state_dir.display())).into());
+    };
+    let record = RunRecord::load(&run.state_dir, &run_id)?;
+    let changes = record.changes();
+    if !changes.is_empty() && !force {
+        return Err(
+            CommandError::new(format!("cannot resume run {run_id}: {}", changes.join(", ")))
+                .hint(format!(
+                    "`tranche resume {run_id} --force` resumes with the files as they are now"
+                ))
+                .into(),
+        );
+    }
+    let summary = journal::read_journal(&journal::journal_path(&run.state_dir, &run_id))?;
+    if let Some(code) = summary.exit_code.filter(|c| *c != i64::from(exit_code::INTERRUPTED)) {
+        return Err(CommandError::new(format!(
+            "run {run_id} already finished (exit {code}); nothing to resume"
+        ))
+        .into());
+    }
+    let req = ReleaseRequest {
+        inventories: record.inventories.clone(),
+        playbook: record.playbook.clone(),
+        limit: record.limit.clone(),
+        extra_vars: inputs::resolve_extra_vars(&record.extra_vars)?,
+    };
+    let mut r = inputs::load(&req)?;
+    if let Some(was) = record.artifact_sha256.as_deref().filter(|was| *was != r.sha256) {
+        if !force {
+            return Err(CommandError::new(format!(
+                "cannot resume run {run_id}: the artifact changed (sha256 {}, the run started with {})",
+                &r.sha256[..12.min(r.sha256.len())],
+                &was[..12.min(was.len())]
+            ))
+            .hint(format!("a rebuilt artifact under the same version would leave a mixed fleet; release it under a new version, or `tranche resume {run_id} --force`"))
+            .into());
+        }
+    }
+    let total = r.targets.len();
+    r.narrow(|h| !summary.done.contains(&h.name), !summary.any_ok);
+    eprintln!(
+        "resuming run {run_id}: {} of {total} host{} left",
+        r.targets.len(),
+        plural(total)
+    );
+    if r.targets.is_empty() {
+        eprintln!("every host of run {run_id} already finished");
+        return Ok(exit_code::SUCCESS);
+    }
+    let mode = match record.command.as_str() {
+        "rollback" => Mode::Rollback { to: record.to.clone() },
+        _ => Mode::Release,
+    };
+    let done: Vec<crate::inventory::Host> = r
+        .inventory
+        .hosts
+        .iter()
+        .filter(|h| summary.done.contains(&h.name))
+        .cloned()
+        .collect();
+    let (root, id, playbook) = (
+        r.playbook.layout.root.clone(),
+        record.run_id.clone(),
+        r.playbook.clone(),
+    );
+    let result = execute(r, record, mode, summary.carried, run, ssh);
+    // The interrupted run still holds the locks of the hosts it had finished.
+    let interrupted = match &result {
+        Ok(code) => *code == exit_code::INTERRUPTED,
+        Err(e) => super::error::code_of(e) == exit_code::INTERRUPTED,
+    };
+    if !interrupted && !done.is_empty() {
+        if let Ok(settings) = inputs::ssh_settings(ssh) {
+            for (host, res) in runtime().block_on(on_each_host(
+                &playbook,
+                &done,
+                &settings,
+                &crate::remote::lock::release(&root, &id),
+            )) {
+                if let Err(e) = res {
+                    eprintln!("warning: {host}: could not release the lock: {e}; it expires by itself");
+                }
+            }
+        }
+    }
+    result
+}
+
+/// `plan --check`: preflight alone, with plain lines, no journal, nothing changed on the hosts.
+pub fn check(r: Release, settings: ssh::SshSettings, events_to: Option<&str>) -> anyhow::Result<i32> {
+    eprintln!();
+    eprintln!("SSH config: {}", ssh::config::describe(&settings));
+    let terminal = report::Terminal::new(true, false);
+    let reporter = report::Reporter::new(terminal, events_to, None)
+        .map(Arc::new)
+        .with_context(|| format!("--events {}", events_to.unwrap_or("")))?;
+    let sink = reporter.clone();
+    let mut exec = Executor::new(r, settings, events::new_run_id(), Arc::new(move |e| sink.report(&e)));
+    exec.mode = Mode::Check;
+    Ok(runtime().block_on(exec.run()).exit_code)
+}
+
+/// Run the executor with the reporters, the journal and the signal handlers.
+fn execute(
+    r: Release,
+    record: RunRecord,
+    mode: Mode,
+    carried: Carried,
+    run: &RunOptions,
+    ssh: &SshOptions,
+) -> anyhow::Result<i32> {
+    let confirms =
+        [r.playbook.rollout.canary_pause, r.playbook.rollout.pause].contains(&crate::playbook::Pause::Confirm);
+    if confirms && !run.yes && !Settings::get().can_ask() {
+        return Err(
+            CommandError::new("the playbook pauses for confirmation, but there is no terminal to ask on")
+                .hint("pass --yes to answer yes, or use a duration for `rollout.canary_pause`/`rollout.pause`")
+                .into(),
+        );
+    }
+    let settings = inputs::ssh_settings(ssh)?;
+    // `--report`: written once before anything else (a resumed run's page starts with what its
+    // journal holds), so a path that cannot be written stops the run here.
+    let html = match &run.report {
+        Some(file) => Some(super::report::live(file, &run.state_dir, &record)?),
+        None => None,
+    };
+    record
+        .save(&run.state_dir)
+        .with_context(|| format!("cannot write the run record under {}", run.state_dir.display()))?;
+    let journal = journal::journal_path(&run.state_dir, &record.run_id);
+    let terminal = report::Terminal::new(run.no_progress, run.quiet);
+    let reporter = report::Reporter::new(terminal, run.events.as_deref(), Some(&journal))
+        .map(|r| r.with_ci(run.junit.clone(), run.summary.clone()))
+        .map(|r| html.into_iter().fold(r, report::Reporter::with_sink))
+        .map(Arc::new)
+        .context("cannot open the event stream or the journal")?;
+    let rt = runtime();
+    let sink = reporter.clone();
+    let record_id = record.run_id.clone();
+    let mut exec = Executor::new(r, settings, record.run_id.clone(), Arc::new(move |e| sink.report(&e)));
+    exec.assume_yes = run.yes;
+    let asker = reporter.clone();
+    exec.confirm = Some(Arc::new(move |batch| {
+        asker.ask(&format!("continue with batch {batch}?"))
+    }));
+    exec.mode = mode;
+    exec.carried = carried;
+    let exec = Arc::new(exec);
+    // The first Ctrl-C, SIGTERM or SIGHUP: no new host starts; hosts in flight finish. A second
+    // Ctrl-C: stop now, with the record written. A later SIGTERM or SIGHUP does not abandon the
+    // hosts in flight (a CI cancel sends SIGINT, then SIGTERM a few seconds later, then
+    // SIGKILL): they go on, and the log names them and how to bring them back.
+    let on_signal = exec.clone();
+    let signal_reporter = reporter.clone();
+    rt.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        let mut count = 0;
+        loop {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+                _ = hup.recv() => "SIGHUP",
+            };
+            count += 1;
+            if count == 1 {
+                on_signal.interrupt();
+            } else if name == "SIGINT" || !on_signal.still_finishing(name) {
+                on_signal.stop_now();
+                signal_reporter.finish();
+                std::process::exit(exit_code::INTERRUPTED);
+            }
+        }
+    });
+    let outcome = rt.block_on(exec.run());
+    reporter.finish();
+    // A confirmation question left waiting on the terminal (the run was interrupted while it
+    // asked) must not keep the process alive.
+    rt.shutdown_background();
+    if let Some(e) = reporter.journal_error() {
+        // The run stopped starting hosts when the journal failed; resume reads what did reach it.
+        let code = match outcome.exit_code {
+            exit_code::SUCCESS => exit_code::INTERRUPTED,
+            code => code,
+        };
+        return Err(
+            CommandError::new(format!("{e}; the run stopped there: no host started after it"))
+                .hint(format!(
+                    "free the space or fix {}, then `tranche resume {record_id}` continues",
+                    run.state_dir.display()
+                ))
+                .code(code)
+                .into(),
+        );
+    }
+    Ok(outcome.exit_code)
+}
+
+/// Run `script` on every host (a few connections at a time); its output, or why not.
+pub async fn on_each_host(
+    p: &crate::playbook::Playbook,
+    hosts: &[crate::inventory::Host],
+    settings: &ssh::SshSettings,
+    script: &crate::remote::RemoteCommand,
+) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
+    let script = &script.to_command();
+    let specs: Vec<_> = hosts.iter().map(crate::executor::host_spec).collect();
+    ssh::config::prefetch(settings, &specs);
+    let gate = Arc::new(tokio::sync::Semaphore::new(settings.max_connecting.max(1)));
+    futures::future::join_all(hosts.iter().map(|h| {
+        let gate = gate.clone();
+        async move {
+            let _permit = gate.acquire().await.expect("gate");
+            let res = async {
+                let mut conn = ssh::Connection::open(&crate::executor::endpoint(h, settings), settings)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                conn.become_root = crate::executor::wants_become(p, h);
+                let out = conn.exec(script, std::time::Duration::from_secs(30)).await;
+                conn.close().await;
+                let out = out.map_err(|e| e.to_string())?;
+                if out.success() {
+                    Ok(out)
+                } else {
+                    Err(out.describe())
+                }
+            }
+            .await;
+            (h.name.clone(), res)
+        }
+    }))
+    .await
+}
