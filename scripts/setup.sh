@@ -13,6 +13,8 @@ command -v dash >/dev/null 2>&1 || need+=(dash)
 command -v busybox >/dev/null 2>&1 || need+=(busybox)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 [ -x /usr/sbin/dropbear ] || need+=(dropbear-bin)
+# tests/ssh_config.rs reaches hosts through a ProxyCommand of `nc`.
+command -v nc >/dev/null 2>&1 || need+=(netcat-openbsd)
 # The HTML report is rendered and screenshotted in headless Chromium (tests/html_report.rs).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # tests/metrics.rs pushes a run's progress to a real Pushgateway (scraped by Prometheus, which

@@ -39,6 +39,8 @@ pub struct FleetStatus {
 
 pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> FleetStatus {
     let cmd = crate::remote::status(&r.playbook.layout.root).to_command();
+    let specs: Vec<_> = r.targets.iter().map(crate::executor::host_spec).collect();
+    crate::ssh::config::prefetch(settings, &specs);
     let hosts = crate::executor::fan_out::bounded(&r.targets, concurrency, |h| {
         let cmd = cmd.clone();
         async move {

@@ -102,6 +102,13 @@ pub fn ssh_settings(o: &SshOptions) -> anyhow::Result<ssh::SshSettings> {
         None => (home.join(".ssh/config"), false),
     };
     let config = ssh::config::load(&config_path, explicit).map_err(CommandError::new)?;
+    let openssh = match &config {
+        Some(_) => ssh::config::OpenSsh::detect(&config_path).unwrap_or_else(|e| {
+            eprintln!("warning: {e}; tranche reads the SSH config with its built-in parser");
+            None
+        }),
+        None => None,
+    };
     Ok(ssh::SshSettings {
         known_hosts: o.known_hosts.clone(),
         accept_new_host_keys: o.accept_new_host_keys,
@@ -110,6 +117,7 @@ pub fn ssh_settings(o: &SshOptions) -> anyhow::Result<ssh::SshSettings> {
         // A passphrase prompt would hang a CI job that happens to have a terminal.
         ask_passphrase: !env.ci && env.can_ask(),
         config: config.map(Arc::new),
+        openssh: openssh.map(Arc::new),
         bastions: ssh::Bastions::default(),
         max_connecting: o.max_connecting,
         connect_timeout: o.connect_timeout,

@@ -155,6 +155,7 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
 /// `plan --check`: preflight alone, with plain lines, no journal, nothing changed on the hosts.
 pub fn check(r: Release, settings: ssh::SshSettings, events_to: Option<&str>) -> anyhow::Result<i32> {
     eprintln!();
+    eprintln!("SSH config: {}", ssh::config::describe(&settings));
     let terminal = report::Terminal::new(true, false);
     let reporter = report::Reporter::new(terminal, events_to, None)
         .map(Arc::new)
@@ -283,6 +284,8 @@ pub async fn on_each_host(
     script: &crate::remote::RemoteCommand,
 ) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
     let script = &script.to_command();
+    let specs: Vec<_> = hosts.iter().map(crate::executor::host_spec).collect();
+    ssh::config::prefetch(settings, &specs);
     let gate = Arc::new(tokio::sync::Semaphore::new(settings.max_connecting.max(1)));
     futures::future::join_all(hosts.iter().map(|h| {
         let gate = gate.clone();

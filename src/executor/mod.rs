@@ -58,18 +58,22 @@ pub type Confirm = Arc<dyn Fn(usize) -> bool + Send + Sync>;
 
 /// The SSH endpoint of an inventory host: its own variables, then the SSH config, then defaults.
 pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
+    crate::ssh::config::resolve(&host_spec(host), settings)
+}
+
+/// What the inventory says about how to reach `host`.
+pub fn host_spec(host: &Host) -> crate::ssh::config::HostSpec {
     let explicit_address = crate::inventory::ADDRESS_VARS
         .iter()
         .any(|k| host.vars.contains_key(*k));
-    let spec = crate::ssh::config::HostSpec {
+    crate::ssh::config::HostSpec {
         name: host.name.clone(),
         address: explicit_address.then(|| host.address.clone()),
         port: host.port,
         user: host.user.clone(),
         identity: host.identity_file.clone(),
         jump: host.jump.clone(),
-    };
-    crate::ssh::config::resolve(&spec, settings)
+    }
 }
 
 /// What a run does to the hosts.
@@ -425,6 +429,8 @@ impl Executor {
             hosts: r.targets.len(),
             plan: crate::report::plan::summary(r),
         });
+        let specs: Vec<_> = r.targets.iter().map(host_spec).collect();
+        crate::ssh::config::prefetch(&self.settings, &specs);
         let endpoints: Vec<Endpoint> = r.targets.iter().map(|h| self.endpoint(h)).collect();
         for msg in crate::ssh::config::warnings(&endpoints) {
             self.event(EventKind::Warning { host: None, msg });

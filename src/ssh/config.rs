@@ -1,8 +1,10 @@
-//! The OpenSSH client config (`~/.ssh/config` or `--ssh-config`), parsed by ssh2-config and
-//! applied under the inventory's own variables, as OpenSSH would: Host patterns, HostName, User,
-//! Port, IdentityFile, ProxyJump, and for host keys UserKnownHostsFile, GlobalKnownHostsFile,
-//! StrictHostKeyChecking, HostKeyAlias and HashKnownHosts. `Match` blocks are not supported; the
-//! directives a config sets that tranche does not apply are named in a warning ([`warnings`]).
+//! The OpenSSH client config (`~/.ssh/config` or `--ssh-config`) applied under the inventory's
+//! own variables: HostName, User, Port, IdentityFile, CertificateFile, ProxyJump, ProxyCommand,
+//! and for host keys UserKnownHostsFile, GlobalKnownHostsFile, StrictHostKeyChecking,
+//! HostKeyAlias and HashKnownHosts. Resolved by the OpenSSH client itself (`ssh -G`, see
+//! [`openssh`]) where one is installed, so `Match`, `Include` and tokens mean what they mean to
+//! OpenSSH; by ssh2-config otherwise (no `Match`). The directives a config sets that tranche does
+//! not apply are named in a warning ([`warnings`]).
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -12,121 +14,10 @@ use ssh2_config::{ParseRule, SshConfig};
 use super::host_keys::{self, HostKeyPolicy, Learning};
 use super::{Endpoint, SshSettings};
 
-/// Directives tranche applies (lowercase, as ssh2-config keys them).
-const APPLIED: &[&str] = &[
-    "host",
-    "include",
-    "hostname",
-    "user",
-    "port",
-    "identityfile",
-    "proxyjump",
-    "userknownhostsfile",
-    "globalknownhostsfile",
-    "stricthostkeychecking",
-    "hostkeyalias",
-    "hashknownhosts",
-];
+mod ignored;
+pub mod openssh;
 
-/// Directives tranche does not apply and need no warning: without them tranche still reaches
-/// the same host, trusts the same keys and logs in as the same user (it never prompts for a host
-/// key, never forwards anything, keeps its connections alive itself).
-const HARMLESS: &[&str] = &[
-    "batchmode",
-    "loglevel",
-    "logverbose",
-    "syslogfacility",
-    "controlmaster",
-    "controlpath",
-    "controlpersist",
-    "serveraliveinterval",
-    "serveralivecountmax",
-    "tcpkeepalive",
-    "escapechar",
-    "visualhostkey",
-    "forwardagent",
-    "forwardx11",
-    "forwardx11timeout",
-    "forwardx11trusted",
-    "addkeystoagent",
-    "usekeychain",
-    "compression",
-    "requesttty",
-    "ignoreunknown",
-];
-
-/// OpenSSH's spelling of the directives ssh2-config knows (it keys them lowercase).
-const SPELLING: &[&str] = &[
-    "AddressFamily",
-    "BindAddress",
-    "BindInterface",
-    "CASignatureAlgorithms",
-    "CanonicalDomains",
-    "CanonicalizeFallbackLocal",
-    "CanonicalizeHostname",
-    "CanonicalizeMaxDots",
-    "CanonicalizePermittedCNAMEs",
-    "CertificateFile",
-    "CheckHostIP",
-    "Ciphers",
-    "ClearAllForwardings",
-    "ConnectTimeout",
-    "ConnectionAttempts",
-    "DynamicForward",
-    "EnableSSHKeysign",
-    "ExitOnForwardFailure",
-    "FingerprintHash",
-    "ForkAfterAuthentication",
-    "GatewayPorts",
-    "GSSAPIAuthentication",
-    "GSSAPIDelegateCredentials",
-    "HostKeyAlgorithms",
-    "HostbasedAcceptedAlgorithms",
-    "HostbasedAuthentication",
-    "HostbasedKeyTypes",
-    "IdentitiesOnly",
-    "IdentityAgent",
-    "IPQoS",
-    "KbdInteractiveAuthentication",
-    "KbdInteractiveDevices",
-    "KexAlgorithms",
-    "KnownHostsCommand",
-    "LocalCommand",
-    "LocalForward",
-    "MACs",
-    "NoHostAuthenticationForLocalhost",
-    "NumberOfPasswordPrompts",
-    "PasswordAuthentication",
-    "PermitLocalCommand",
-    "PermitRemoteOpen",
-    "PKCS11Provider",
-    "PreferredAuthentications",
-    "ProxyCommand",
-    "ProxyUseFdpass",
-    "PubkeyAcceptedAlgorithms",
-    "PubkeyAcceptedKeyTypes",
-    "PubkeyAuthentication",
-    "RekeyLimit",
-    "RemoteForward",
-    "RevokedHostKeys",
-    "SecurityKeyProvider",
-    "SendEnv",
-    "SessionType",
-    "SetEnv",
-    "StdinNull",
-    "StreamLocalBindMask",
-    "UpdateHostKeys",
-    "VerifyHostKeyDNS",
-    "XAuthLocation",
-];
-
-fn spelled(lower: &str) -> String {
-    SPELLING
-        .iter()
-        .find(|s| s.eq_ignore_ascii_case(lower))
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| lower.to_string())
-}
+pub use openssh::{OpenSsh, Query};
 
 /// What the inventory says about how to reach a host; `None` leaves a setting to the SSH config.
 #[derive(Debug, Clone, Default)]
@@ -176,113 +67,189 @@ fn parse(text: &str) -> Result<SshConfig, ssh2_config::SshParserError> {
     )
 }
 
+/// What an SSH config says about one host, from `ssh -G` or the built-in parser: the values
+/// as written (tokens not yet expanded); `None` or empty where the config says nothing.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Directives {
+    pub hostname: Option<String>,
+    pub user: Option<String>,
+    pub port: Option<u16>,
+    pub identity_files: Vec<String>,
+    pub certificate_files: Vec<String>,
+    /// `ProxyCommand`, unless `none`.
+    pub proxy_command: Option<String>,
+    pub proxy_jump: Option<String>,
+    pub user_known_hosts: Option<Vec<String>>,
+    pub global_known_hosts: Option<Vec<String>>,
+    pub strict_host_key_checking: Option<String>,
+    pub host_key_alias: Option<String>,
+    pub hash_known_hosts: Option<bool>,
+}
+
+impl Directives {
+    /// What ssh2-config read for a host.
+    fn of(params: &ssh2_config::HostParams) -> Directives {
+        let first = |name: &str| directive(params, name).and_then(|a| a.into_iter().next());
+        let proxy_command = params
+            .unsupported_fields
+            .get("proxycommand")
+            .map(|args| args.join(" "))
+            .filter(|c| !c.trim().is_empty() && !c.trim().eq_ignore_ascii_case("none"));
+        Directives {
+            hostname: params.host_name.clone(),
+            user: params.user.clone(),
+            port: params.port,
+            identity_files: params
+                .identity_file
+                .iter()
+                .flatten()
+                .map(|p| p.display().to_string())
+                .collect(),
+            certificate_files: params
+                .certificate_file
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
+            proxy_command,
+            proxy_jump: params.proxy_jump.as_ref().map(|j| j.join(",")),
+            user_known_hosts: directive(params, "userknownhostsfile"),
+            global_known_hosts: directive(params, "globalknownhostsfile"),
+            strict_host_key_checking: first("stricthostkeychecking"),
+            host_key_alias: first("hostkeyalias"),
+            hash_known_hosts: first("hashknownhosts").map(|v| v.eq_ignore_ascii_case("yes")),
+        }
+    }
+}
+
 /// The endpoint of `spec`: the inventory's settings, then the SSH config's for the name SSH
 /// would be given (the address when the inventory sets one, else the host's name), then the
-/// command line's defaults.
+/// command line's defaults. The config is asked through `ssh -G` when the run has an OpenSSH
+/// client ([`SshSettings::openssh`]), through the built-in parser otherwise (and when `ssh -G`
+/// fails for this host: the endpoint then says why, for a warning).
 pub fn resolve(spec: &HostSpec, settings: &SshSettings) -> Endpoint {
     let typed = spec.address.clone().unwrap_or_else(|| spec.name.clone());
     let params = settings.config.as_ref().map(|c| c.query(&typed));
-    let mut ep = endpoint(spec, settings, &typed, params.as_ref());
-    ep.host_keys = host_key_policy(&ep, &typed, params.as_ref(), settings);
+    let builtin = || params.as_ref().map(Directives::of).unwrap_or_default();
+    let (directives, failed) = match &settings.openssh {
+        Some(openssh) => match openssh.query(&Query::of(spec)) {
+            Ok(d) => (d, None),
+            Err(e) => (builtin(), Some(e)),
+        },
+        None => (builtin(), None),
+    };
+    let mut ep = endpoint(spec, settings, &typed, &directives);
     if let (Some(config), Some(params)) = (&settings.config, &params) {
-        ep.ignored_directives = ignored_directives(config, params);
+        let by_openssh = settings.openssh.is_some() && failed.is_none();
+        ep.ignored_directives = ignored::ignored_directives(config, params, by_openssh);
     }
+    ep.ssh_g_failed = failed;
     ep
 }
 
-fn endpoint(
-    spec: &HostSpec,
-    settings: &SshSettings,
-    typed: &str,
-    params: Option<&ssh2_config::HostParams>,
-) -> Endpoint {
-    let typed = typed.to_string();
-    let from_config = |f: fn(&ssh2_config::HostParams) -> Option<String>| params.and_then(f);
+/// How this run reads the SSH config, for the operator: "`ssh -G` (OpenSSH_9.2p1) on
+/// ~/.ssh/config", the built-in parser, or no config.
+pub fn describe(settings: &SshSettings) -> String {
+    match (&settings.openssh, &settings.config) {
+        (Some(openssh), _) => openssh.describe(),
+        (None, Some(_)) => "the built-in parser (no OpenSSH client, or TRANCHE_SSH_G=0)".to_string(),
+        (None, None) => "no SSH config file".to_string(),
+    }
+}
+
+/// Ask `ssh -G` about every host of `specs` at once, a few at a time, so that resolving them
+/// one by one afterwards finds every answer cached. Nothing to do without an OpenSSH client.
+pub fn prefetch<'a>(settings: &SshSettings, specs: impl IntoIterator<Item = &'a HostSpec>) {
+    if let Some(openssh) = &settings.openssh {
+        openssh.prefetch(specs.into_iter().map(Query::of).collect());
+    }
+}
+
+fn endpoint(spec: &HostSpec, settings: &SshSettings, typed: &str, d: &Directives) -> Endpoint {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let address = spec
+        .address
+        .clone()
+        .or_else(|| d.hostname.clone())
+        .unwrap_or_else(|| typed.to_string());
+    let port = spec.port.or(d.port).unwrap_or(22);
+    let user = spec
+        .user
+        .clone()
+        .or_else(|| d.user.clone())
+        .unwrap_or_else(|| settings.default_user.clone());
+    let tokens = Tokens {
+        home: &home,
+        address: &address,
+        typed,
+        port,
+        user: &user,
+        alias: d.host_key_alias.as_deref().unwrap_or(&address),
+    };
     let mut identities: Vec<PathBuf> = spec.identity.iter().cloned().collect();
-    if let Some(files) = params.and_then(|p| p.identity_file.clone()) {
-        for f in files {
-            if !identities.contains(&f) {
-                identities.push(f);
-            }
+    for f in &d.identity_files {
+        let f = PathBuf::from(tokens.path(f));
+        if !identities.contains(&f) {
+            identities.push(f);
         }
     }
+    let jump = spec.jump.clone().or_else(|| d.proxy_jump.clone());
+    // ProxyJump and ProxyCommand exclude each other; a bastion the inventory names wins.
+    let proxy_command = match jump {
+        Some(_) => None,
+        None => d.proxy_command.as_deref().map(|c| tokens.expand(c)),
+    };
+    let certificates = d
+        .certificate_files
+        .iter()
+        .map(|f| PathBuf::from(tokens.path(f)))
+        .collect();
+    let host_keys = host_key_policy(&tokens, d, settings);
     Endpoint {
         name: spec.name.clone(),
-        address: spec
-            .address
-            .clone()
-            .or_else(|| from_config(|p| p.host_name.clone()))
-            .unwrap_or(typed),
-        port: spec.port.or_else(|| params.and_then(|p| p.port)).unwrap_or(22),
-        user: spec
-            .user
-            .clone()
-            .or_else(|| from_config(|p| p.user.clone()))
-            .unwrap_or_else(|| settings.default_user.clone()),
+        address,
+        port,
+        user,
         identities,
-        jump: spec
-            .jump
-            .clone()
-            .or_else(|| params.and_then(|p| p.proxy_jump.as_ref()).map(|j| j.join(","))),
-        host_keys: HostKeyPolicy {
-            name: String::new(),
-            user_files: Vec::new(),
-            global_files: Vec::new(),
-            learning: Learning::Refused,
-            hash_names: false,
-        },
+        jump,
+        proxy_command,
+        certificates,
+        host_keys,
         ignored_directives: Vec::new(),
+        ssh_g_failed: None,
     }
 }
 
 /// The arguments of a directive ssh2-config keeps unparsed (first match wins, as in OpenSSH),
 /// without their quotes.
-fn directive(params: Option<&ssh2_config::HostParams>, name: &str) -> Option<Vec<String>> {
-    let args = params?.unsupported_fields.get(name)?;
+fn directive(params: &ssh2_config::HostParams, name: &str) -> Option<Vec<String>> {
+    let args = params.unsupported_fields.get(name)?;
     Some(args.iter().map(|a| a.trim_matches('"').to_string()).collect())
 }
 
-/// How `ep`'s host key is checked: the name (HostKeyAlias or the address), the files
+/// How a host's key is checked: the name (HostKeyAlias or the address), the files
 /// (`--known-hosts`, else UserKnownHostsFile, else OpenSSH's defaults; GlobalKnownHostsFile),
 /// and whether a new key is recorded (StrictHostKeyChecking, else `--accept-new-host-keys`).
-fn host_key_policy(
-    ep: &Endpoint,
-    typed: &str,
-    params: Option<&ssh2_config::HostParams>,
-    settings: &SshSettings,
-) -> HostKeyPolicy {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-    let alias = directive(params, "hostkeyalias").and_then(|a| a.into_iter().next());
-    let name = host_keys::lookup_name(alias.as_deref(), &ep.address, ep.port);
-    let tokens = Tokens {
-        home: &home,
-        address: &ep.address,
-        typed,
-        port: ep.port,
-        user: &ep.user,
-        alias: alias.as_deref().unwrap_or(&ep.address),
-    };
-    let files = |directive_name: &str, defaults: &[&str]| -> Vec<PathBuf> {
-        match directive(params, directive_name) {
+fn host_key_policy(tokens: &Tokens, d: &Directives, settings: &SshSettings) -> HostKeyPolicy {
+    let name = host_keys::lookup_name(d.host_key_alias.as_deref(), tokens.address, tokens.port);
+    let files = |given: &Option<Vec<String>>, defaults: &[&str]| -> Vec<PathBuf> {
+        match given {
             Some(list) => list
                 .iter()
                 .filter(|f| !f.eq_ignore_ascii_case("none") && f.as_str() != "/dev/null")
-                .map(|f| PathBuf::from(tokens.expand(f)))
+                .map(|f| PathBuf::from(tokens.path(f)))
                 .collect(),
-            None => defaults.iter().map(|f| PathBuf::from(tokens.expand(f))).collect(),
+            None => defaults.iter().map(|f| PathBuf::from(tokens.path(f))).collect(),
         }
     };
     let user_files = match &settings.known_hosts {
         Some(file) => vec![file.clone()],
-        None => files("userknownhostsfile", &["~/.ssh/known_hosts", "~/.ssh/known_hosts2"]),
+        None => files(&d.user_known_hosts, &["~/.ssh/known_hosts", "~/.ssh/known_hosts2"]),
     };
     let global_files = files(
-        "globalknownhostsfile",
+        &d.global_known_hosts,
         &["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"],
     );
-    let strict = directive(params, "stricthostkeychecking")
-        .and_then(|a| a.into_iter().next())
-        .map(|v| v.to_ascii_lowercase());
+    let strict = d.strict_host_key_checking.as_ref().map(|v| v.to_ascii_lowercase());
     let learning = match strict.as_deref() {
         None if settings.accept_new_host_keys => Learning::Allowed("--accept-new-host-keys".into()),
         None => Learning::Refused,
@@ -291,19 +258,16 @@ fn host_key_policy(
         // `yes`, `ask` (nobody is asked in a run) and anything unknown: the strictest reading.
         Some(v) => Learning::ForbiddenByConfig(v.to_string()),
     };
-    let hash_names = directive(params, "hashknownhosts")
-        .and_then(|a| a.into_iter().next())
-        .is_some_and(|v| v.eq_ignore_ascii_case("yes"));
     HostKeyPolicy {
         name,
         user_files,
         global_files,
         learning,
-        hash_names,
+        hash_names: d.hash_known_hosts.unwrap_or(false),
     }
 }
 
-/// The values OpenSSH's `%` tokens and `~` stand for in a known_hosts path.
+/// The values OpenSSH's `%` tokens and `~` stand for in a path or a ProxyCommand.
 struct Tokens<'a> {
     home: &'a Path,
     address: &'a str,
@@ -314,14 +278,20 @@ struct Tokens<'a> {
 }
 
 impl Tokens<'_> {
-    /// `~` and `~/` at the start; `%d %u %h %n %p %r %k %%`. Other tokens are left as written.
-    fn expand(&self, path: &str) -> String {
-        let path = match path.strip_prefix('~') {
-            Some(rest) if rest.is_empty() || rest.starts_with('/') => format!("{}{rest}", self.home.display()),
-            _ => path.to_string(),
-        };
+    /// A path: `~` and `~/` at the start, then the tokens.
+    fn path(&self, path: &str) -> String {
+        match path.strip_prefix('~') {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+                self.expand(&format!("{}{rest}", self.home.display()))
+            }
+            _ => self.expand(path),
+        }
+    }
+
+    /// `%d %u %h %n %p %r %k %%`. Other tokens are left as written.
+    fn expand(&self, text: &str) -> String {
         let mut out = String::new();
-        let mut chars = path.chars();
+        let mut chars = text.chars();
         while let Some(c) = chars.next() {
             if c != '%' {
                 out.push(c);
@@ -347,67 +317,6 @@ impl Tokens<'_> {
     }
 }
 
-/// The directives the config sets for a host that tranche does not apply (sorted), `Match`
-/// whenever the config has one (ssh2-config does not read its blocks: their lines count for the
-/// block above them).
-fn ignored_directives(config: &SshConfig, params: &ssh2_config::HostParams) -> Vec<String> {
-    let mut names = std::collections::BTreeSet::new();
-    for key in params.unsupported_fields.keys() {
-        let lower = key.to_ascii_lowercase();
-        if !APPLIED.contains(&lower.as_str()) && !HARMLESS.contains(&lower.as_str()) {
-            names.insert(spelled(&lower));
-        }
-    }
-    for key in params.ignored_fields.keys() {
-        let lower = key.to_ascii_lowercase();
-        if !HARMLESS.contains(&lower.as_str()) && lower != "match" {
-            names.insert(key.clone());
-        }
-    }
-    let set = |on: bool, name: &str, names: &mut std::collections::BTreeSet<String>| {
-        if on {
-            names.insert(name.to_string());
-        }
-    };
-    set(params.bind_address.is_some(), "BindAddress", &mut names);
-    set(params.bind_interface.is_some(), "BindInterface", &mut names);
-    set(params.certificate_file.is_some(), "CertificateFile", &mut names);
-    set(params.connect_timeout.is_some(), "ConnectTimeout", &mut names);
-    set(params.connection_attempts.is_some(), "ConnectionAttempts", &mut names);
-    set(
-        params.pubkey_authentication.is_some(),
-        "PubkeyAuthentication",
-        &mut names,
-    );
-    set(!params.remote_forward.is_empty(), "RemoteForward", &mut names);
-    set(!params.ciphers.is_default(), "Ciphers", &mut names);
-    set(!params.kex_algorithms.is_default(), "KexAlgorithms", &mut names);
-    set(!params.mac.is_default(), "MACs", &mut names);
-    set(
-        !params.host_key_algorithms.is_default(),
-        "HostKeyAlgorithms",
-        &mut names,
-    );
-    set(
-        !params.pubkey_accepted_algorithms.is_default(),
-        "PubkeyAcceptedAlgorithms",
-        &mut names,
-    );
-    set(
-        !params.ca_signature_algorithms.is_default(),
-        "CASignatureAlgorithms",
-        &mut names,
-    );
-    // A `Match` of the file itself stands as a block for no host; one of an included file
-    // is only seen as an unknown directive.
-    let has_match = config.get_hosts().iter().any(|h| {
-        h.pattern.iter().any(|c| c.pattern == MATCH_BLOCK)
-            || h.params.ignored_fields.keys().any(|k| k.eq_ignore_ascii_case("match"))
-    });
-    set(has_match, "Match", &mut names);
-    names.into_iter().collect()
-}
-
 /// The warnings of a run about its hosts' SSH config, once each: the directives tranche does
 /// not apply, and `StrictHostKeyChecking no`, which tranche takes as `accept-new`.
 pub fn warnings(endpoints: &[Endpoint]) -> Vec<String> {
@@ -428,6 +337,17 @@ pub fn warnings(endpoints: &[Endpoint]) -> Vec<String> {
             }
         }
     }
+    let failed: Vec<(&str, &str)> = endpoints
+        .iter()
+        .filter_map(|e| Some((e.name.as_str(), e.ssh_g_failed.as_deref()?)))
+        .collect();
+    if let Some((_, why)) = failed.first() {
+        let hosts: Vec<&str> = failed.iter().map(|(h, _)| *h).collect();
+        out.push(format!(
+            "`ssh -G` failed for {} ({why}): the built-in parser of the SSH config was used for them",
+            hosts.join(", ")
+        ));
+    }
     if let Some((value, _)) = loose.first() {
         let hosts: Vec<&str> = loose.iter().map(|(_, h)| *h).collect();
         out.push(format!(
@@ -439,230 +359,4 @@ pub fn warnings(endpoints: &[Endpoint]) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn settings(config: &str) -> SshSettings {
-        let cfg = parse(config).unwrap();
-        SshSettings {
-            known_hosts: None,
-            accept_new_host_keys: false,
-            identities: vec![],
-            use_agent: false,
-            ask_passphrase: false,
-            config: Some(std::sync::Arc::new(cfg)),
-            bastions: Default::default(),
-            max_connecting: 8,
-            connect_timeout: Duration::from_secs(1),
-            default_user: "me".into(),
-        }
-    }
-
-    #[test]
-    fn config_applies_under_the_inventory() {
-        let s = settings("Host web-*\n  HostName 10.0.0.5\n  User deploy\n  Port 2222\n  IdentityFile /keys/web\n\nHost *\n  User fallback\n");
-        let ep = resolve(
-            &HostSpec {
-                name: "web-01".into(),
-                ..Default::default()
-            },
-            &s,
-        );
-        assert_eq!(
-            (ep.address.as_str(), ep.port, ep.user.as_str()),
-            ("10.0.0.5", 2222, "deploy")
-        );
-        assert_eq!(ep.identities, vec![PathBuf::from("/keys/web")]);
-        // The inventory wins.
-        let spec = HostSpec {
-            name: "web-01".into(),
-            address: Some("10.9.9.9".into()),
-            port: Some(22),
-            user: None,
-            identity: Some("/keys/mine".into()),
-            jump: None,
-        };
-        let ep = resolve(&spec, &s);
-        assert_eq!(
-            (ep.address.as_str(), ep.port, ep.user.as_str()),
-            ("10.9.9.9", 22, "fallback")
-        );
-        let ep = resolve(
-            &HostSpec {
-                user: Some("ops".into()),
-                ..spec
-            },
-            &s,
-        );
-        assert_eq!(ep.user, "ops");
-        assert_eq!(ep.identities[0], PathBuf::from("/keys/mine"));
-        // No match: the defaults.
-        let ep = resolve(
-            &HostSpec {
-                name: "db-01".into(),
-                ..Default::default()
-            },
-            &s,
-        );
-        assert_eq!(
-            (ep.address.as_str(), ep.port, ep.user.as_str()),
-            ("db-01", 22, "fallback")
-        );
-    }
-
-    #[test]
-    fn proxy_jump_is_kept() {
-        let s = settings("Host web-*\n  ProxyJump bastion\n");
-        let ep = resolve(
-            &HostSpec {
-                name: "web-01".into(),
-                ..Default::default()
-            },
-            &s,
-        );
-        assert_eq!(ep.jump.as_deref(), Some("bastion"));
-    }
-
-    fn web01(s: &SshSettings) -> Endpoint {
-        resolve(
-            &HostSpec {
-                name: "web-01".into(),
-                ..Default::default()
-            },
-            s,
-        )
-    }
-
-    #[test]
-    fn host_key_directives_are_applied() {
-        let home = std::env::var("HOME").unwrap_or_default();
-        let s = settings(
-            "Host web-*\n  HostName 10.0.0.5\n  Port 2222\n  HostKeyAlias Front\n  UserKnownHostsFile ~/a \"/b c\" /dev/null /kh/%h-%p-%k\n  GlobalKnownHostsFile none\n  StrictHostKeyChecking accept-new\n  HashKnownHosts yes\n\nHost *\n  UserKnownHostsFile /ignored\n",
-        );
-        let p = web01(&s).host_keys;
-        // The alias is looked up as written (lowercased), without the port.
-        assert_eq!(p.name, "front");
-        assert_eq!(
-            p.user_files,
-            vec![
-                PathBuf::from(format!("{home}/a")),
-                PathBuf::from("/b c"),
-                PathBuf::from("/kh/10.0.0.5-2222-Front"),
-            ]
-        );
-        assert!(p.global_files.is_empty());
-        assert_eq!(p.learning, Learning::Allowed("StrictHostKeyChecking accept-new".into()));
-        assert!(p.hash_names);
-
-        // --known-hosts given explicitly wins over UserKnownHostsFile; the global files stay.
-        let s2 = SshSettings {
-            known_hosts: Some(PathBuf::from("/flag/kh")),
-            ..settings("Host *\n  UserKnownHostsFile /cfg/kh\n  GlobalKnownHostsFile /cfg/global\n")
-        };
-        let p = web01(&s2).host_keys;
-        assert_eq!(p.user_files, vec![PathBuf::from("/flag/kh")]);
-        assert_eq!(p.global_files, vec![PathBuf::from("/cfg/global")]);
-        assert_eq!(p.name, "web-01");
-
-        // No directive: OpenSSH's defaults; the flag decides learning.
-        let mut s3 = settings("Host db\n  User x\n");
-        let p = web01(&s3).host_keys;
-        assert_eq!(
-            p.user_files,
-            vec![
-                PathBuf::from(format!("{home}/.ssh/known_hosts")),
-                PathBuf::from(format!("{home}/.ssh/known_hosts2"))
-            ]
-        );
-        assert_eq!(
-            p.global_files,
-            vec![
-                PathBuf::from("/etc/ssh/ssh_known_hosts"),
-                PathBuf::from("/etc/ssh/ssh_known_hosts2")
-            ]
-        );
-        assert_eq!(p.learning, Learning::Refused);
-        s3.accept_new_host_keys = true;
-        assert_eq!(
-            web01(&s3).host_keys.learning,
-            Learning::Allowed("--accept-new-host-keys".into())
-        );
-        assert_eq!(
-            resolve(
-                &HostSpec {
-                    name: "web-01".into(),
-                    port: Some(2200),
-                    ..Default::default()
-                },
-                &s3
-            )
-            .host_keys
-            .name,
-            "[web-01]:2200"
-        );
-    }
-
-    #[test]
-    fn strict_host_key_checking_wins_over_the_flag() {
-        for (value, want) in [
-            ("yes", Learning::ForbiddenByConfig("yes".into())),
-            ("ask", Learning::ForbiddenByConfig("ask".into())),
-            (
-                "Accept-New",
-                Learning::Allowed("StrictHostKeyChecking accept-new".into()),
-            ),
-            ("no", Learning::Allowed("StrictHostKeyChecking no".into())),
-            ("off", Learning::Allowed("StrictHostKeyChecking off".into())),
-            ("maybe", Learning::ForbiddenByConfig("maybe".into())),
-        ] {
-            for flag in [false, true] {
-                let s = SshSettings {
-                    accept_new_host_keys: flag,
-                    ..settings(&format!("Host *\n  StrictHostKeyChecking {value}\n"))
-                };
-                assert_eq!(web01(&s).host_keys.learning, want, "{value} (flag: {flag})");
-            }
-        }
-        // `no` is named in a warning: tranche takes it as accept-new.
-        let s = settings("Host web-*\n  StrictHostKeyChecking no\n");
-        let w = warnings(&[web01(&s)]);
-        assert_eq!(w.len(), 1, "{w:?}");
-        assert!(
-            w[0].contains("`StrictHostKeyChecking no` for web-01") && w[0].contains("never accepts a changed one"),
-            "{w:?}"
-        );
-    }
-
-    #[test]
-    fn ignored_directives_are_named_once() {
-        let s = settings(
-            "Host web-*\n  ProxyCommand nc %h %p\n  CertificateFile /c\n  CanonicalizeHostname yes\n  VerifyHostKeyDNS yes\n  UpdateHostKeys yes\n  LogLevel ERROR\n  BatchMode yes\n  IdentitiesOnly yes\n  Ciphers aes128-ctr\n  SomethingNew 1\n  UserKnownHostsFile /kh\n\nMatch host foo\n  User bar\n",
-        );
-        let eps = [web01(&s), web01(&s)];
-        // The Match block's directives apply to no host (not to the block above it).
-        assert_eq!(eps[0].user, "me");
-        assert_eq!(
-            eps[0].ignored_directives,
-            [
-                "CanonicalizeHostname",
-                "CertificateFile",
-                "Ciphers",
-                "IdentitiesOnly",
-                "Match",
-                "ProxyCommand",
-                "SomethingNew",
-                "UpdateHostKeys",
-                "VerifyHostKeyDNS"
-            ]
-        );
-        let w = warnings(&eps);
-        assert_eq!(
-            w,
-            ["the SSH config sets directives that tranche does not apply: CanonicalizeHostname, CertificateFile, Ciphers, IdentitiesOnly, Match, ProxyCommand, SomethingNew, UpdateHostKeys, VerifyHostKeyDNS"]
-        );
-        // A config of applied and harmless directives only: no warning.
-        let s = settings("Host web-*\n  User deploy\n  LogLevel ERROR\n  StrictHostKeyChecking yes\n");
-        assert!(warnings(&[web01(&s)]).is_empty());
-    }
-}
+mod tests;

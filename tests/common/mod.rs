@@ -227,6 +227,44 @@ impl Fleet {
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 
+    /// Add `lines` to host `i`'s sshd_config (e.g. `TrustedUserCAKeys`, `HostCertificate`);
+    /// sshd re-reads its config (SIGHUP) and answers again before this returns.
+    pub fn add_sshd_config(&self, i: usize, lines: &str) {
+        let cfg = self.dir.join(format!("hosts/h{i}/sshd_config"));
+        let mut text = std::fs::read_to_string(&cfg).unwrap();
+        text.push_str(lines);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        std::fs::write(&cfg, text).unwrap();
+        let check = Command::new("/usr/sbin/sshd")
+            .arg("-t")
+            .arg("-f")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "sshd rejects {}: {}",
+            cfg.display(),
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let pid = std::fs::read_to_string(self.dir.join(format!("hosts/h{i}/sshd.pid"))).unwrap();
+        assert!(Command::new("kill")
+            .args(["-HUP", pid.trim()])
+            .status()
+            .unwrap()
+            .success());
+        // sshd re-executes itself on SIGHUP: wait until it accepts connections again.
+        let addr = format!("{}.{i}:22", self.net);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        std::thread::sleep(Duration::from_millis(200));
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "sshd of h{i} did not come back");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// `all_up` within `secs`, for runs whose registry is not this HAProxy: it learns that a
     /// restarted service is back from its own health checks (every 500 ms), not from tranche.
     pub fn wait_all_up(&self, secs: u64) -> bool {

@@ -95,6 +95,7 @@ health:
             use_agent: false,
             ask_passphrase: false,
             config: None,
+            openssh: None,
             bastions: Default::default(),
             max_connecting: 8,
             connect_timeout: Duration::from_secs(10),
