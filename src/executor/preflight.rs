@@ -163,14 +163,7 @@ impl Executor {
                     return Err(format!("the registry delegate {target} is not in the inventory"));
                 }
                 (None, LinkRole::LoadBalancer) => {
-                    let (user, rest) = match target.split_once('@') {
-                        Some((u, r)) => (Some(u.to_string()), r),
-                        None => (None, target.as_str()),
-                    };
-                    let (name, port) = match rest.rsplit_once(':') {
-                        Some((h, p)) if p.parse::<u16>().is_ok() => (h.to_string(), p.parse().ok()),
-                        _ => (rest.to_string(), None),
-                    };
+                    let (user, name, port) = crate::ssh::parse_target(target);
                     let spec = crate::ssh::config::HostSpec {
                         name,
                         address: None,

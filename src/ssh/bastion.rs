@@ -53,9 +53,10 @@ pub(super) fn bastion<'a>(
     })
 }
 
-/// One hop of a ProxyJump list: `[user@]host[:port]`, the host in brackets when it is an IPv6
-/// address or as `ssh -G` prints a single hop (`root@[10.0.0.1]`).
-fn hop(text: &str) -> (Option<String>, String, Option<u16>) {
+/// One hop of a ProxyJump list, or any `[user@]host[:port]` target (an HAProxy `ssh://`
+/// load balancer host): the host in brackets when it is an IPv6 address or as `ssh -G` prints a
+/// single hop (`root@[10.0.0.1]`). The one parser of that form.
+pub fn hop(text: &str) -> (Option<String>, String, Option<u16>) {
     let (user, rest) = match text.rsplit_once('@') {
         Some((u, r)) => (Some(u.to_string()), r),
         None => (None, text),

@@ -17,7 +17,7 @@ mod remote_host;
 mod upload;
 
 pub use crate::remote::ExecOutput;
-pub use bastion::Bastions;
+pub use bastion::{hop as parse_target, Bastions};
 pub use connection::Connection;
 pub use error::SshError;
 
