@@ -74,7 +74,14 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             format,
             ..
         } => history::history(&state_dirs, service.as_deref(), limit.map(|n| n as usize), format),
-        Command::Status { files, format, ssh, .. } => status::status(&files, format, &ssh),
+        Command::Status {
+            files,
+            format,
+            history,
+            lines,
+            ssh,
+            ..
+        } => status::status(&files, format, history.then_some(lines as usize), &ssh),
         Command::Unlock { files, ssh, .. } => unlock::unlock(&files, &ssh),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
