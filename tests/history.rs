@@ -147,6 +147,17 @@ fn history_and_status_history_across_two_controllers() {
     assert_eq!(runs[1]["version"], "2.0.0");
     // The table, for people, and --limit.
     let out = tranche()
+        .arg("history")
+        .arg("--state-dir")
+        .arg(&a)
+        .arg("--state-dir")
+        .arg(&b)
+        .output()
+        .unwrap();
+    let table = stderr(&out);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    println!("{table}");
+    let out = tranche()
         .args(["history", "--limit", "1", "--state-dir"])
         .arg(&a)
         .arg("--state-dir")
@@ -194,6 +205,10 @@ fn history_and_status_history_across_two_controllers() {
         assert_eq!(h["history"][0]["run"], runs[1]["run_id"]);
         assert_eq!(h["history"][1]["run"], runs[0]["run_id"]);
     }
+    let out = from_controller(&fleet, "ctl-c", "carol", None, &["status", "--history", "-i", inv, pb]);
+    let table = stderr(&out);
+    assert_eq!(table.matches("by alice@ctl-a").count(), 2, "{table}");
+    println!("{table}");
     let out = from_controller(
         &fleet,
         "ctl-c",
