@@ -86,6 +86,31 @@ pub enum Command {
         #[arg(long, default_value = ".tranche", env = "TRANCHE_STATE_DIR")]
         state_dir: PathBuf,
     },
+    /// List past runs, newest first: when, who, from which controller, service, version, mode,
+    /// hosts, outcome, duration and run id.
+    History {
+        /// Where runs keep their journal; repeat to merge several controllers' state
+        /// directories by time.
+        #[arg(
+            long = "state-dir",
+            value_name = "DIR",
+            default_value = ".tranche",
+            env = "TRANCHE_STATE_DIR",
+            value_delimiter = ','
+        )]
+        state_dirs: Vec<PathBuf>,
+        /// Only the runs of this service.
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+        /// At most N runs (the newest).
+        #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        limit: Option<u64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table, env = "TRANCHE_FORMAT")]
+        format: Format,
+        #[command(flatten)]
+        output: QuietOutput,
+    },
     /// Remove the lock a dead run left on the targeted hosts.
     Unlock {
         #[command(flatten)]
@@ -143,6 +168,13 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table, env = "TRANCHE_FORMAT")]
         format: Format,
+        /// Also show the last changes of each host, from its `.tranche-history`: when, which
+        /// run, who, from which controller, from which release to which, and how it ended.
+        #[arg(long)]
+        history: bool,
+        /// With --history: how many of each host's last changes.
+        #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 5, requires = "history", value_parser = clap::value_parser!(u64).range(1..=1000))]
+        lines: u64,
         #[command(flatten)]
         ssh: SshOptions,
     },

@@ -55,6 +55,9 @@ pub struct RunRecord {
     /// Who started the run (for its report); absent in records of older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator: Option<String>,
+    /// The host name of the machine that ran it; absent in records of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
 }
 
 pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {

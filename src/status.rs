@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::release::Release;
+use crate::remote::history::HistoryLine;
 use crate::ssh::{Connection, SshSettings};
 
 /// What one host runs.
@@ -18,6 +19,12 @@ pub struct HostStatus {
     pub release: Option<String>,
     /// Why the host could not be asked.
     pub error: Option<String>,
+    /// With `--history`: the last lines of its `.tranche-history`, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<HistoryLine>>,
+    /// With `--history`: why its history could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,12 +44,15 @@ pub struct FleetStatus {
     pub unreachable: usize,
 }
 
-pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> FleetStatus {
+/// `history`: also read the last N lines of each host's `.tranche-history`.
+pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, history: Option<usize>) -> FleetStatus {
     let cmd = crate::remote::status(&r.playbook.layout.root).to_command();
+    let tail = history.map(|n| crate::remote::history::tail(&r.playbook.layout.root, n).to_command());
     let specs: Vec<_> = r.targets.iter().map(crate::executor::host_spec).collect();
     crate::ssh::config::prefetch(settings, &specs);
     let hosts = crate::executor::fan_out::bounded(&r.targets, concurrency, |h| {
         let cmd = cmd.clone();
+        let tail = tail.clone();
         async move {
             let ep = crate::executor::endpoint(h, settings);
             let res = async {
@@ -51,17 +61,32 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> F
                     .exec(&cmd, Duration::from_secs(30))
                     .await
                     .map_err(|e| e.to_string());
+                let lines = match &tail {
+                    Some(t) if matches!(&out, Ok(o) if o.success()) => {
+                        Some(match conn.exec(t, Duration::from_secs(30)).await {
+                            Ok(o) if o.success() => Ok(crate::remote::history::parse_tail(&o.stdout)),
+                            Ok(o) => Err(o.describe()),
+                            Err(e) => Err(e.to_string()),
+                        })
+                    }
+                    _ => None,
+                };
                 conn.close().await;
                 let out = out?;
                 if !out.success() {
                     return Err(out.describe());
                 }
-                Ok::<Option<String>, String>(crate::remote::parse_current(&out.stdout))
+                Ok::<_, String>((crate::remote::parse_current(&out.stdout), lines))
             }
             .await;
-            let (release, error) = match res {
-                Ok(rel) => (rel, None),
-                Err(e) => (None, Some(e)),
+            let (release, error, lines) = match res {
+                Ok((rel, lines)) => (rel, None, lines),
+                Err(e) => (None, Some(e), None),
+            };
+            let (history, history_error) = match lines {
+                Some(Ok(l)) => (Some(l), None),
+                Some(Err(e)) => (None, Some(e)),
+                None => (None, None),
             };
             HostStatus {
                 name: h.name.clone(),
@@ -69,6 +94,8 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> F
                 zone: h.zone.clone(),
                 release,
                 error,
+                history,
+                history_error,
             }
         }
     })
@@ -92,6 +119,19 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize) -> F
     }
 }
 
+/// One line of a host's history for people: `TIME  FROM -> TO  OUTCOME  by OPERATOR@CONTROLLER
+/// (run RUN)`.
+pub fn history_text(l: &HistoryLine) -> String {
+    if l.run.is_empty() {
+        // A line without its fields, shown as the host holds it.
+        return l.outcome.clone();
+    }
+    format!(
+        "{}  {} -> {}  {}  by {}@{}  (run {})",
+        l.time, l.from, l.to, l.outcome, l.operator, l.controller, l.run
+    )
+}
+
 /// The status as a table for people.
 pub fn to_table(s: &FleetStatus) -> String {
     use std::fmt::Write;
@@ -108,6 +148,20 @@ pub fn to_table(s: &FleetStatus) -> String {
             (None, None) => "(none)".into(),
         };
         let _ = writeln!(out, "{:<wn$}  {:<wa$}  {rel}", h.name, h.address);
+        if let Some(e) = &h.history_error {
+            let _ = writeln!(out, "    history unreadable: {e}");
+        }
+        match h.history.as_deref() {
+            Some([]) => {
+                let _ = writeln!(out, "    (no history)");
+            }
+            Some(lines) => {
+                for l in lines {
+                    let _ = writeln!(out, "    {}", history_text(l));
+                }
+            }
+            None => {}
+        }
     }
     let summary: Vec<String> = s
         .releases
@@ -132,4 +186,55 @@ pub fn to_table(s: &FleetStatus) -> String {
     }
     let _ = writeln!(out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, history: Option<Vec<HistoryLine>>, history_error: Option<&str>) -> HostStatus {
+        HostStatus {
+            name: name.into(),
+            address: "10.0.0.1".into(),
+            zone: None,
+            release: Some("2.0.0".into()),
+            error: None,
+            history,
+            history_error: history_error.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn history_lines_are_shown_under_their_host_and_in_the_json() {
+        let lines = crate::remote::history::parse_tail(
+            "history=2026-12-02T02:00:00Z\tr1\talice\tctl-a\t1.0.0\t2.0.0\tok\nhistory=by hand\n",
+        );
+        let s = FleetStatus {
+            service: "web".into(),
+            hosts: vec![
+                host("a", Some(lines), None),
+                host("b", Some(vec![]), None),
+                host("c", None, Some("exit 19")),
+            ],
+            releases: vec![ReleaseCount {
+                release: "2.0.0".into(),
+                hosts: 3,
+            }],
+            mixed: false,
+            unreachable: 0,
+        };
+        let t = to_table(&s);
+        let want = "a     10.0.0.1  2.0.0\n    2026-12-02T02:00:00Z  1.0.0 -> 2.0.0  ok  by alice@ctl-a  (run r1)\n    by hand\n\
+                    b     10.0.0.1  2.0.0\n    (no history)\n\
+                    c     10.0.0.1  2.0.0\n    history unreadable: exit 19\n";
+        assert!(t.contains(want), "{t}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["hosts"][0]["history"][0]["operator"], "alice");
+        assert_eq!(json["hosts"][0]["history"][0]["to"], "2.0.0");
+        assert_eq!(json["hosts"][1]["history"], serde_json::json!([]));
+        assert_eq!(json["hosts"][2]["history_error"], "exit 19");
+        // Without --history, the JSON is as before.
+        let plain = serde_json::to_value(host("d", None, None)).unwrap();
+        assert!(plain.get("history").is_none() && plain.get("history_error").is_none());
+    }
 }

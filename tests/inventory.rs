@@ -374,6 +374,7 @@ fn a_run_notices_changed_group_vars_and_reads_inventory_directories() {
         artifact_sha256: None,
         started: String::new(),
         operator: None,
+        controller: None,
     };
     assert!(record.changes().is_empty(), "{:?}", record.changes());
     std::fs::write(d.join("inv/group_vars/web.yml"), "ansible_port: 2202\n").unwrap();

@@ -598,6 +598,79 @@ fn status_reports_where_current_resolves() {
     }
 }
 
+fn history_line(operator: &str, to: &str, outcome: &str) -> remote::history::HistoryLine {
+    remote::history::HistoryLine {
+        time: "2026-12-02T02:00:00Z".into(),
+        run: "20261202-020000-ab12".into(),
+        operator: operator.into(),
+        controller: "ctl-a".into(),
+        from: String::new(),
+        to: to.into(),
+        outcome: outcome.into(),
+    }
+}
+
+#[test]
+fn history_appends_one_line_per_change_and_tails_the_last_ones() {
+    use remote::history::{append, parse_tail, tail};
+    for sh in shells() {
+        let l = Layout::new();
+        let out = sh.run(&tail(&l.r(), 5));
+        assert_eq!(
+            (code(&out), stdout(&out)),
+            (Some(0), String::new()),
+            "{}",
+            show(&sh, &out)
+        );
+        let mut want = Vec::new();
+        for (i, op) in ["alice"].iter().chain(HOSTILE).chain(&["x	y"]).enumerate() {
+            let line = history_line(op, &format!("{i}.0"), "ok");
+            let out = sh.run(&append(&l.r(), &line));
+            assert_eq!(code(&out), Some(0), "{}", show(&sh, &out));
+            want.push(line);
+        }
+        assert!(!l.pwned(), "[{}] a value ran as code", sh.name);
+        let text = std::fs::read_to_string(l.root().join(".tranche-history")).unwrap();
+        assert_eq!(text.lines().count(), want.len(), "[{}] {text}", sh.name);
+        assert!(text.lines().all(|x| x.split('\t').count() == 7), "[{}] {text}", sh.name);
+        let out = sh.run(&tail(&l.r(), 2));
+        let got = parse_tail(&stdout(&out));
+        assert_eq!(got.len(), 2, "{}", show(&sh, &out));
+        // Escaped, not split: the tab and the newline of a value are `\t` and `\n` in its field.
+        assert_eq!(got[0].operator, "\"$(touch PWNED)\"");
+        assert_eq!(got[1].operator, "x\\ty");
+        assert_eq!((got[1].from.as_str(), got[1].to.as_str()), ("-", "7.0"));
+        let out = sh.run(&tail(&l.r(), 100));
+        assert_eq!(parse_tail(&stdout(&out)).len(), want.len());
+        assert_eq!(parse_tail(&stdout(&out))[5].operator, "a\\ntouch PWNED");
+    }
+}
+
+#[test]
+fn history_refuses_raw_tabs_and_newlines_and_planted_links() {
+    for sh in shells() {
+        let l = Layout::new();
+        // A command built around the escaping, as a careless caller would: refused whole.
+        for bad in ["a\tb", "a\nb", "a\rb"] {
+            let mut cmd = remote::history::append(&l.r(), &history_line("al", "1", "ok"));
+            cmd.args[4] = bad.into();
+            let out = sh.run(&cmd);
+            assert_eq!(code(&out), exit(HostExit::BadValue), "{}", show(&sh, &out));
+        }
+        assert!(!l.root().join(".tranche-history").exists());
+        let victim = l.tmp.path().join("victim");
+        std::fs::write(&victim, "keep\n").unwrap();
+        symlink(&victim, l.root().join(".tranche-history")).unwrap();
+        let out = sh.run(&remote::history::append(&l.r(), &history_line("al", "1", "ok")));
+        assert_eq!(code(&out), exit(HostExit::Layout), "{}", show(&sh, &out));
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+        let mut cmd = remote::history::tail(&l.r(), 1);
+        cmd.args[2] = "1; touch PWNED".into();
+        assert_eq!(code(&sh.run(&cmd)), exit(HostExit::BadValue));
+        assert!(!l.pwned());
+    }
+}
+
 #[test]
 fn hash_of_a_cut_upload() {
     for sh in shells() {
@@ -722,6 +795,7 @@ fn scripts_are_shellcheck_clean() {
         remote::status(l),
         remote::haproxy(l, "show info"),
         remote::lock::peek(l),
+        remote::history::tail(l, 5),
     ];
     for cmd in cmds {
         let dir = tempfile::tempdir().unwrap();

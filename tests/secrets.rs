@@ -279,6 +279,7 @@ fn resume_reads_a_secret_extra_var_from_the_environment_again() {
         artifact_sha256: None,
         started: "2026-12-01T00:00:00.000Z".into(),
         operator: None,
+        controller: None,
     };
     let state = d.join("state");
     record.save(&state).unwrap();

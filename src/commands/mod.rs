@@ -5,6 +5,7 @@
 
 mod docs;
 mod error;
+mod history;
 mod inputs;
 mod inventory;
 mod plan;
@@ -66,7 +67,21 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             output: _,
             state_dir,
         } => report::report(run_id, &file, &state_dir),
-        Command::Status { files, format, ssh, .. } => status::status(&files, format, &ssh),
+        Command::History {
+            state_dirs,
+            service,
+            limit,
+            format,
+            ..
+        } => history::history(&state_dirs, service.as_deref(), limit.map(|n| n as usize), format),
+        Command::Status {
+            files,
+            format,
+            history,
+            lines,
+            ssh,
+            ..
+        } => status::status(&files, format, history.then_some(lines as usize), &ssh),
         Command::Unlock { files, ssh, .. } => unlock::unlock(&files, &ssh),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),

@@ -121,6 +121,7 @@ mod tests {
             artifact_sha256: None,
             started: String::new(),
             operator: Some("alice".into()),
+            controller: None,
         };
         let journal = journal::journal_path(d.path(), &record.run_id);
         std::fs::create_dir_all(journal.parent().unwrap()).unwrap();

@@ -33,6 +33,8 @@ pub enum Kind {
     Health,
     Deregister,
     Register,
+    /// An append to (or a read of) the host's `.tranche-history`.
+    History,
     /// Any other command (hooks).
     Other,
 }
@@ -68,7 +70,8 @@ pub struct HostModel {
     pub delay: HashMap<Kind, Duration>,
 }
 
-/// Every operation the fleet saw: host, kind, and for a switch the version it went to.
+/// Every operation the fleet saw: host, kind, and for a switch the version it went to (for a
+/// history append: the line's operator, controller, versions and outcome).
 pub type Log = Arc<Mutex<Vec<(String, Kind, String)>>>;
 
 /// The scripted hosts, shared by the connector, every host handle and the registrar.
@@ -179,6 +182,7 @@ struct Scripts {
     stage: String,
     switch: String,
     lock: String,
+    history: String,
 }
 
 fn program(c: RemoteCommand) -> String {
@@ -197,6 +201,7 @@ impl Scripts {
             stage: program(crate::remote::stage("r", "v", "s", crate::remote::Transfer::Sftp, 0)),
             switch: program(crate::remote::switch("r", "v", 1, "", "")),
             lock: program(crate::remote::lock::release("r", "x")),
+            history: program(crate::remote::history::tail("r", 1)),
         }
     }
 
@@ -208,6 +213,7 @@ impl Scripts {
             (&self.stage, Kind::Stage),
             (&self.switch, Kind::Switch),
             (&self.lock, Kind::Lock),
+            (&self.history, Kind::History),
         ] {
             if let Some(rest) = cmd.strip_prefix(prefix.as_str()) {
                 return (kind, unquote(rest));
@@ -268,6 +274,10 @@ impl FakeHost {
         let detail = match kind {
             Kind::Switch => args.get(1).cloned().unwrap_or_default(),
             Kind::Lock => args.first().cloned().unwrap_or_default(),
+            // An append: `OPERATOR CONTROLLER FROM->TO OUTCOME` (the run id is the scenario's).
+            Kind::History if args.len() == 9 => {
+                format!("{} {} {}->{} {}", args[4], args[5], args[6], args[7], args[8])
+            }
             _ => String::new(),
         };
         let (mut status, mut stderr) = self.fleet.answer(&self.name, kind, detail, timeout).await?;

@@ -11,6 +11,7 @@ use crate::events::{EventKind, Status, Step};
 use crate::inventory::Host;
 use crate::policy::{self, FailureBudget};
 use crate::registry::RegistryError;
+use crate::remote::history::HostOutcome;
 use crate::remote::{ExecOutput, RemoteError};
 
 /// A failed step: the message, the tail of the command's stderr when a command failed, and the
@@ -234,8 +235,9 @@ impl Executor {
                 return Status::Failed;
             }
         };
-        let (status, msg) = match self.switch(host, st, batch, &version).await {
-            Ok(()) => (Status::Ok, format!("on {version}")),
+        // `changed`: the switch went past deregister, so the host's history gets a line.
+        let (status, msg, changed) = match self.switch(host, st, batch, &version).await {
+            Ok(()) => (Status::Ok, format!("on {version}"), true),
             Err((step, e, may_have_acted)) => {
                 let failed_now = self.failed.fetch_add(1, Ordering::SeqCst) + 1;
                 let halt = policy::leaves_failed_host_out(
@@ -282,12 +284,53 @@ impl Executor {
                     ),
                     _ => format!("{} failed: {e}", step.as_str()),
                 };
-                (status, msg)
+                (status, msg, step != Step::Deregister)
             }
         };
         self.unsilence(host, batch, silence_id).await;
+        if changed {
+            let outcome = match (status, &self.mode) {
+                (Status::Ok, Mode::Rollback { .. }) => HostOutcome::RolledBack,
+                (Status::Ok, _) => HostOutcome::Ok,
+                (Status::Reverted, _) => HostOutcome::Reverted,
+                _ => HostOutcome::Failed,
+            };
+            self.record_history(host, st, st.previous.as_deref(), &version, outcome)
+                .await;
+        }
         self.host_done(batch, &host.name, status, t, msg);
         status
+    }
+
+    /// Append the change to the host's `.tranche-history` (`remote::history`). A host whose
+    /// history cannot be written is a warning: the change itself is done.
+    pub(super) async fn record_history(
+        &self,
+        host: &Host,
+        st: &HostState,
+        from: Option<&str>,
+        to: &str,
+        outcome: HostOutcome,
+    ) {
+        let line = crate::remote::history::HistoryLine {
+            time: crate::events::now_rfc3339(),
+            run: self.run_id.clone(),
+            operator: self.lease.operator.clone(),
+            controller: self.lease.controller.clone(),
+            from: from.unwrap_or_default().to_string(),
+            to: to.to_string(),
+            outcome: outcome.as_str().to_string(),
+        };
+        let cmd = crate::remote::history::append(&self.release.playbook.layout.root, &line).to_command();
+        let why = match st.conn.exec(&cmd, STEP_TIMEOUT).await {
+            Ok(out) if out.success() => return,
+            Ok(out) => out.describe(),
+            Err(e) => e.to_string(),
+        };
+        self.event(EventKind::Warning {
+            host: Some(host.name.clone()),
+            msg: format!("the change was not written to its .tranche-history: {why}"),
+        });
     }
 
     /// After a failure that may have taken `host` out of the registry: back to the release it

@@ -11,6 +11,7 @@ use super::{Executor, HostState};
 use crate::events::{EventKind, Status};
 use crate::inventory::Host;
 use crate::policy::Undo;
+use crate::remote::history::HostOutcome;
 
 impl Executor {
     /// Undo what the policy says; the hosts brought back become `Reverted` in `results`.
@@ -76,6 +77,11 @@ impl Executor {
         let silence_id = self.silence(host, batch).await.unwrap_or(None);
         let result = self.switch(host, st, batch, &prev).await;
         self.unsilence(host, batch, silence_id).await;
+        let outcome = match result {
+            Ok(()) => HostOutcome::RolledBack,
+            Err(_) => HostOutcome::Failed,
+        };
+        self.record_history(host, st, Some(&st.target), &prev, outcome).await;
         match result {
             Ok(()) => {
                 self.host_done(batch, &host.name, Status::Reverted, t, format!("rolled back to {prev}"));

@@ -9,6 +9,7 @@
 #                                                            is not root's alone (become)
 #   16 the lock is not ours (gone or taken)               17 another run won the lock
 #   18 the release to switch to is not on the host       127 neither curl nor wget
+#   19 a value the script refuses (a history field with a tab or a line break)
 
 unset CDPATH
 

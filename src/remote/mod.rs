@@ -8,6 +8,7 @@
 //! `PATH`, bash), are `shellcheck -s sh` clean, and are tested against temporary layouts under
 //! all three in `tests/remote_scripts.rs`.
 
+pub mod history;
 mod host;
 pub mod lock;
 mod output;
@@ -75,10 +76,12 @@ pub enum HostExit {
     NoRelease,
     /// Neither curl nor wget is installed.
     NoDownloader,
+    /// A value a script refuses (a history field with a tab or a line break).
+    BadValue,
 }
 
 impl HostExit {
-    pub const ALL: [HostExit; 10] = [
+    pub const ALL: [HostExit; 11] = [
         HostExit::Layout,
         HostExit::ShaMismatch,
         HostExit::LiveDiffers,
@@ -89,6 +92,7 @@ impl HostExit {
         HostExit::LockLost,
         HostExit::NoRelease,
         HostExit::NoDownloader,
+        HostExit::BadValue,
     ];
 
     pub const fn code(self) -> u32 {
@@ -102,6 +106,7 @@ impl HostExit {
             HostExit::NotOurs => 16,
             HostExit::LockLost => 17,
             HostExit::NoRelease => 18,
+            HostExit::BadValue => 19,
             HostExit::NoDownloader => 127,
         }
     }

@@ -1,6 +1,7 @@
 //! Offline scenarios: the executor against a scripted fleet ([`super::fake`]) on tokio's paused
 //! clock, asserting on the events it emits and the statistics it returns. No root, no network.
 
+mod history;
 mod interrupts;
 mod pipeline;
 mod policy;
