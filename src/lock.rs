@@ -33,10 +33,7 @@ impl Lease {
     /// A lease for `run`, held by the person and machine running tranche.
     pub fn new(run: &str, started: &str) -> Lease {
         let operator = crate::operator::current_user();
-        let controller = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .or_else(|_| std::env::var("HOSTNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+        let controller = crate::operator::controller_host();
         Lease {
             run: run.into(),
             operator,

@@ -53,7 +53,7 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         artifact_sha256: Some(r.sha256.clone()),
         started: events::now_rfc3339(),
         operator: Some(crate::operator::current_user()),
-        controller: Some(crate::lock::Lease::new(&run_id, "").controller),
+        controller: Some(crate::operator::controller_host()),
     };
     execute(r, record, mode, Carried::default(), run, ssh)
 }
