@@ -136,10 +136,6 @@ impl Registry for Http {
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move { self.call_retrying(r, host, run_id, &self.register).await }.boxed()
     }
-
-    fn close(&self) -> BoxFuture<'_, ()> {
-        async {}.boxed()
-    }
 }
 
 #[cfg(test)]

@@ -78,8 +78,10 @@ pub trait Registry: Send + Sync {
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>>;
 
-    /// Close the links.
-    fn close(&self) -> BoxFuture<'_, ()>;
+    /// Close the links; an adapter without one has nothing to close.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        async {}.boxed()
+    }
 }
 
 /// The adapter for the playbook's `registry`: the one place its kinds are told apart.
@@ -148,10 +150,6 @@ impl Registry for Unusable {
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         self.preflight().map(|r| r.map(|()| String::new())).boxed()
     }
-
-    fn close(&self) -> BoxFuture<'_, ()> {
-        async {}.boxed()
-    }
 }
 
 /// `kind: none`: hosts are not taken out of traffic.
@@ -180,10 +178,6 @@ impl Registry for NoRegistry {
         _: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async { Ok("no registry".to_string()) }.boxed()
-    }
-
-    fn close(&self) -> BoxFuture<'_, ()> {
-        async {}.boxed()
     }
 }
 
