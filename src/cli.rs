@@ -201,8 +201,10 @@ pub struct Files {
     /// Set a template variable; may repeat. `KEY=@env:NAME` reads the value from the
     /// environment variable NAME and treats it as a secret: shown as `***` everywhere, never
     /// written to run.json (`tranche resume` reads NAME again).
-    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub extra_vars: Vec<(String, String)>,
+    /// Kept as written: `commands::inputs::extra_vars` splits it, so that a malformed one (which
+    /// may be a secret typed in the wrong place) is never echoed back, as clap's own errors do.
+    #[arg(short = 'e', long = "extra-var", value_name = "KEY=VALUE")]
+    pub extra_vars: Vec<String>,
 }
 
 /// Options of a run.
@@ -268,17 +270,6 @@ pub struct SshOptions {
     /// Give up connecting to a host after this long.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, env = "TRANCHE_CONNECT_TIMEOUT")]
     pub connect_timeout: std::time::Duration,
-}
-
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-            Ok((k.to_string(), v.to_string()))
-        }
-        _ => Err(format!(
-            "expected KEY=VALUE with KEY made of letters, digits and `_`, not `{s}`"
-        )),
-    }
 }
 
 fn parse_version(s: &str) -> Result<String, String> {

@@ -149,6 +149,28 @@ fn a_secret_from_an_unset_variable_says_what_to_export() {
     );
 }
 
+/// A secret typed without its key (`-e hunter2`) or with a bad key is refused by its place, and
+/// no part of it reaches the terminal (clap's own error used to echo the whole value).
+#[test]
+fn a_malformed_extra_var_is_refused_without_being_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path());
+    for bad in ["hunter2-s3cret", "=hunter2-s3cret", "bad key=hunter2-s3cret"] {
+        for cmd in ["release", "plan", "validate"] {
+            let out = tranche(
+                dir.path(),
+                &[cmd, "-i", "inventory.yml", "-e", "ok=1", "-e", bad, "playbook.yml"],
+            );
+            assert_eq!(out.status.code(), Some(2), "{cmd} -e {bad}");
+            let err = stderr(&out);
+            assert!(!err.contains("hunter2"), "{cmd} echoed the value: {err}");
+            assert!(err.starts_with("error: -e value 2 of 2 is not KEY=VALUE"), "{err}");
+            assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+            assert!(!dir.path().join(".tranche").exists(), "{cmd} wrote its state");
+        }
+    }
+}
+
 #[test]
 fn problems_in_the_files_are_counted_and_nothing_is_touched() {
     let dir = tempfile::tempdir().unwrap();

@@ -23,7 +23,7 @@ pub fn request(files: &Files) -> anyhow::Result<ReleaseRequest> {
         inventories: inventories(&files.inventories)?,
         playbook: files.playbook.clone(),
         limit: files.limit.clone(),
-        extra_vars: resolve_extra_vars(&files.extra_vars)?,
+        extra_vars: resolve_extra_vars(&extra_vars(&files.extra_vars)?)?,
     })
 }
 
@@ -66,6 +66,26 @@ pub fn inventories(given: &[PathBuf]) -> Result<Vec<PathBuf>, CommandError> {
             "no inventory: pass -i INVENTORY (or set `inventory` in ansible.cfg)",
         )),
     }
+}
+
+/// The `-e` values split into `KEY=VALUE`. A malformed one is named by its place only: it may
+/// be a secret given without its key, so no part of it is shown.
+pub fn extra_vars(given: &[String]) -> Result<Vec<(String, String)>, CommandError> {
+    given
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                Ok((k.to_string(), v.to_string()))
+            }
+            _ => Err(CommandError::new(format!(
+                "-e value {} of {} is not KEY=VALUE with KEY made of letters, digits and `_` (it is not shown: it may be a secret)",
+                i + 1,
+                given.len()
+            ))
+            .hint("write -e NAME=VALUE, or -e NAME=@env:VAR to read a secret from the environment")),
+        })
+        .collect()
 }
 
 /// The `-e` values as templates see them: `KEY=@env:NAME` read from the environment (and made

@@ -43,7 +43,7 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         playbook: absolute(&req.playbook),
         limit: req.limit.clone(),
         // As written: `@env:NAME` stays a reference, so no secret value reaches run.json.
-        extra_vars: files.extra_vars.clone(),
+        extra_vars: inputs::extra_vars(&files.extra_vars)?,
         inventory_sha256: journal::files_sha256(&crate::inventory::Inventory::input_files(
             &req.inventories,
             req.playbook.parent(),
