@@ -783,6 +783,57 @@ fn renewal_after_unlock_or_takeover_says_not_ours_and_writes_nothing() {
     }
 }
 
+/// A take-over that lands between renewal's look at the owner and its write (a renewal that came
+/// late, a lease another run saw expire) does not get the other run's lock overwritten: the
+/// renewal says the lock was taken, and the lock stays the other run's. A `mktemp` put first on
+/// the PATH does the take-over at the moment the renewal starts writing.
+#[test]
+fn a_take_over_racing_a_renewal_keeps_the_new_owner() {
+    for sh in shells() {
+        let l = Layout::new();
+        let out = sh.run(&preflight(&l, "2.0.0", false, false, &lease("r1", 10)));
+        assert_eq!(PreflightReport::parse(&stdout(&out)).lock.state, LockState::Acquired);
+        let root = l.root();
+        std::fs::write(l.tmp.path().join("r2-owner"), lease("r2", 99).to_file()).unwrap();
+        let shim = tempfile::tempdir().unwrap();
+        let real = if sh.name == "busybox" {
+            "/usr/bin/busybox mktemp"
+        } else {
+            "/usr/bin/mktemp"
+        };
+        let script = format!(
+            "#!/bin/sh\ncase \"$*\" in *.tranche-tmp.*)\n  if mkdir '{r}/.raced' 2>/dev/null; then\n    mv '{r}/.tranche-lock' '{r}/.stolen' && mkdir '{r}/.tranche-lock' && cat '{o}' > '{r}/.tranche-lock/owner'\n  fi;;\nesac\nexec {real} \"$@\"\n",
+            r = root.display(),
+            o = l.tmp.path().join("r2-owner").display(),
+        );
+        let mktemp = shim.path().join("mktemp");
+        std::fs::write(&mktemp, script).unwrap();
+        std::fs::set_permissions(&mktemp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let out = Command::new(sh.sh())
+            .arg("-c")
+            .arg(remote::lock::renew(&l.r(), &lease("r1", 20)).to_command())
+            .env_clear()
+            .env("PATH", format!("{}:{}", shim.path().display(), sh.path))
+            .output()
+            .unwrap();
+        assert!(root.join(".raced").exists(), "{}: the race was not staged", sh.name);
+        assert_eq!(code(&out), exit(HostExit::NotOurs), "{}", show(&sh, &out));
+        let rep = LockReport::parse(&stdout(&out));
+        assert_eq!(
+            (rep.state, rep.owner),
+            (LockState::Taken, Some(lease("r2", 99))),
+            "{}",
+            sh.name
+        );
+        assert_eq!(
+            Lease::parse(&std::fs::read_to_string(root.join(".tranche-lock/owner")).unwrap()),
+            Some(lease("r2", 99)),
+            "{}: the other run's lock was overwritten",
+            sh.name
+        );
+    }
+}
+
 /// Every script, with the common functions in front, is `shellcheck -s sh` clean.
 #[test]
 fn scripts_are_shellcheck_clean() {

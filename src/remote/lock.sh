@@ -5,7 +5,8 @@
 #   take-over RUN EXPIRES OWNER  replace the lock RUN holds with EXPIRES (as preflight saw it)
 #                                by ours: rename it to a unique name, check it is the one seen,
 #                                then take the lock as preflight does. Only one run wins (17).
-#   renew RUN OWNER              write OWNER if RUN still holds the lock; 16 when it does not.
+#   renew RUN OWNER              write OWNER if RUN still holds the lock; 16 when it does not,
+#                                also when a take-over raced the write.
 #   release RUN                  remove the lock if RUN holds it.
 #   break                        remove the lock whoever holds it, printing its owner.
 #   peek                         print the lock's state.
@@ -13,6 +14,13 @@
 set -u
 op=$1 root=$2
 lock=$root/.tranche-lock
+
+# inode PATH: the inode number of PATH, empty if there is none (POSIX sh has no `test -ef`).
+inode() {
+  # Only the inode number, the first field, is read: the name does not matter.
+  # shellcheck disable=SC2012
+  ls -di -- "$1" 2>/dev/null | { read -r n _ && printf '%s' "$n"; }
+}
 
 held() {
   echo lock=held
@@ -46,16 +54,31 @@ case $op in
     ;;
   renew)
     run=$3 owner=$4
-    if [ ! -d "$lock" ] || [ -L "$lock" ]; then
+    # Work in the lock through this shell's working directory (ROOT is absolute), which stays
+    # with the directory if a take-over renames it away: the new owner can never be written
+    # into another run's lock, whatever happens between the look and the write.
+    if [ -L "$lock" ] || ! cd "$lock" 2>/dev/null; then
       echo lock=gone
       exit 16
     fi
-    if ! is_owner "$lock/owner" "$run"; then
+    if ! is_owner ./owner "$run"; then
       echo lock=taken
-      print_owner "$lock/owner"
+      print_owner ./owner
       exit 16
     fi
-    write_file "$lock/owner" "$owner" || exit 1
+    write_file ./owner "$owner" || exit 1
+    # A take-over in between moved this directory away: the lock at the path is then another
+    # run's, or none, and the lease was lost.
+    here=$(inode .)
+    if [ -z "$here" ] || [ "$(inode "$lock")" != "$here" ]; then
+      if [ -d "$lock" ]; then
+        echo lock=taken
+        print_owner "$lock/owner"
+      else
+        echo lock=gone
+      fi
+      exit 16
+    fi
     echo lock=renewed
     ;;
   release)
