@@ -267,9 +267,10 @@ pub struct SshOptions {
     /// Connections being set up at once (the rest wait their turn).
     #[arg(long, default_value_t = crate::ssh::CONNECT_CONCURRENCY, value_name = "N", env = "TRANCHE_MAX_CONNECTING")]
     pub max_connecting: usize,
-    /// Give up connecting to a host after this long.
-    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_duration, env = "TRANCHE_CONNECT_TIMEOUT")]
-    pub connect_timeout: std::time::Duration,
+    /// Give up connecting to a host after this long [default: the SSH config's ConnectTimeout
+    /// for the host, else 10s]. Given, it wins over the SSH config.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, env = "TRANCHE_CONNECT_TIMEOUT")]
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 fn parse_version(s: &str) -> Result<String, String> {

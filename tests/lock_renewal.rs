@@ -36,7 +36,7 @@ fn renewal_after_unlock_fails_the_run_and_leaves_the_new_owner_alone() {
         user: None,
         identity: None,
         max_connecting: 8,
-        connect_timeout: std::time::Duration::from_secs(5),
+        connect_timeout: Some(std::time::Duration::from_secs(5)),
     })
     .unwrap();
     let events: Arc<Mutex<Vec<String>>> = Arc::default();

@@ -383,3 +383,58 @@ fn host_certificates_are_verified_against_cert_authority_lines() {
         "{stderr}"
     );
 }
+
+/// The SSH config's `ConnectTimeout` bounds the wait for a host that takes the TCP connection
+/// and never speaks (read by `ssh -G` and by the built-in parser alike); `--connect-timeout`
+/// wins over it. No fleet: a listener that never accepts is such a host.
+#[test]
+fn the_ssh_configs_connect_timeout_bounds_a_silent_host() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("app.tar.gz"), b"x").unwrap();
+    std::fs::write(
+        d.join("inventory.yml"),
+        format!("all:\n  hosts:\n    h1: {{ ansible_host: 127.0.0.1, ansible_port: {port} }}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("playbook.yml"),
+        "service: demo\nversion: \"2.0.0\"\nartifact:\n  path: app.tar.gz\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("ssh_config"), "Host *\n  ConnectTimeout 1\n").unwrap();
+    let run = |extra: &[&str], ssh_g: &str| {
+        let t = std::time::Instant::now();
+        let out = Command::new(env!("CARGO_BIN_EXE_tranche"))
+            .args([
+                "plan",
+                "--check",
+                "-i",
+                "inventory.yml",
+                "playbook.yml",
+                "--no-progress",
+            ])
+            .args(["--ssh-config", "ssh_config"])
+            .args(extra)
+            .env("CI", "true")
+            .env("HOME", d)
+            .env("TRANCHE_SSH_G", ssh_g)
+            .env_remove("TRANCHE_CONNECT_TIMEOUT")
+            .env_remove("SSH_AUTH_SOCK")
+            .current_dir(d)
+            .output()
+            .unwrap();
+        (t.elapsed(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    for ssh_g in ["1", "0"] {
+        let (took, err) = run(&[], ssh_g);
+        assert!(err.contains("no answer within 1.0s"), "TRANCHE_SSH_G={ssh_g}: {err}");
+        assert!(!err.contains("ConnectTimeout"), "named as not applied: {err}");
+        assert!(took < std::time::Duration::from_secs(6), "took {took:?}: {err}");
+    }
+    let (took, err) = run(&["--connect-timeout", "2s"], "1");
+    assert!(err.contains("no answer within 2.0s"), "{err}");
+    assert!(took >= std::time::Duration::from_secs(2), "took {took:?}");
+}

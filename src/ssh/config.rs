@@ -84,6 +84,8 @@ pub struct Directives {
     pub strict_host_key_checking: Option<String>,
     pub host_key_alias: Option<String>,
     pub hash_known_hosts: Option<bool>,
+    /// `ConnectTimeout`, unless `none`.
+    pub connect_timeout: Option<std::time::Duration>,
 }
 
 impl Directives {
@@ -117,6 +119,7 @@ impl Directives {
             strict_host_key_checking: first("stricthostkeychecking"),
             host_key_alias: first("hostkeyalias"),
             hash_known_hosts: first("hashknownhosts").map(|v| v.eq_ignore_ascii_case("yes")),
+            connect_timeout: params.connect_timeout.filter(|t| !t.is_zero()),
         }
     }
 }
@@ -214,6 +217,7 @@ fn endpoint(spec: &HostSpec, settings: &SshSettings, typed: &str, d: &Directives
         proxy_command,
         certificates,
         host_keys,
+        connect_timeout: d.connect_timeout,
         ignored_directives: Vec::new(),
         ssh_g_failed: None,
     }

@@ -101,12 +101,10 @@ impl Connection {
             }
             Self::open_inner(ep, settings, &addr).await
         };
-        match tokio::time::timeout(settings.connect_timeout, attempts).await {
+        let timeout = settings.connect_timeout_for(ep);
+        match tokio::time::timeout(timeout, attempts).await {
             Ok(r) => r,
-            Err(_) => Err(SshError::ConnectTimeout {
-                addr,
-                timeout: settings.connect_timeout,
-            }),
+            Err(_) => Err(SshError::ConnectTimeout { addr, timeout }),
         }
     }
 

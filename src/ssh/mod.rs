@@ -49,8 +49,24 @@ pub struct SshSettings {
     pub bastions: Bastions,
     /// Connections being set up at once.
     pub max_connecting: usize,
-    pub connect_timeout: Duration,
+    /// `--connect-timeout` or `TRANCHE_CONNECT_TIMEOUT`, when given: it wins over the SSH
+    /// config's `ConnectTimeout`; see [`SshSettings::connect_timeout_for`].
+    pub connect_timeout: Option<Duration>,
     pub default_user: String,
+}
+
+/// How long connecting to a host may take when neither the command line nor the SSH config says.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl SshSettings {
+    /// How long connecting to `ep` may take: the command line's, else the SSH config's
+    /// `ConnectTimeout` for the host, else [`DEFAULT_CONNECT_TIMEOUT`] (OpenSSH's `-o` wins over
+    /// its config the same way).
+    pub fn connect_timeout_for(&self, ep: &Endpoint) -> Duration {
+        self.connect_timeout
+            .or(ep.connect_timeout)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
 }
 
 /// Where one host is.
@@ -72,6 +88,9 @@ pub struct Endpoint {
     pub certificates: Vec<PathBuf>,
     /// How its host key is checked (known_hosts files, name, learning).
     pub host_keys: HostKeyPolicy,
+    /// The SSH config's `ConnectTimeout` for this host; `--connect-timeout` (or
+    /// `TRANCHE_CONNECT_TIMEOUT`), when given, wins over it.
+    pub connect_timeout: Option<Duration>,
     /// Directives the SSH config sets for this host that tranche does not apply (for a warning).
     pub ignored_directives: Vec<String>,
     /// Why `ssh -G` could not resolve this host (the built-in parser did), for a warning.

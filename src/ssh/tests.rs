@@ -131,7 +131,7 @@ async fn connect_to_closing_server(dir: &Path) -> (Connection, ClosesFirstChanne
         openssh: None,
         bastions: Bastions::default(),
         max_connecting: 1,
-        connect_timeout: Duration::from_secs(5),
+        connect_timeout: Some(Duration::from_secs(5)),
         default_user: "root".into(),
     };
     let spec = config::HostSpec {

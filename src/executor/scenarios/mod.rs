@@ -99,7 +99,7 @@ health:
             openssh: None,
             bastions: Default::default(),
             max_connecting: 8,
-            connect_timeout: Duration::from_secs(10),
+            connect_timeout: Some(Duration::from_secs(10)),
             default_user: "deploy".into(),
         };
         let emit = Arc::new(move |e: crate::events::Event| {

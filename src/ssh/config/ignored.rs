@@ -20,6 +20,7 @@ const APPLIED: &[&str] = &[
     "stricthostkeychecking",
     "hostkeyalias",
     "hashknownhosts",
+    "connecttimeout",
 ];
 
 /// Directives tranche does not apply and need no warning: without them tranche still reaches
@@ -151,7 +152,6 @@ pub(super) fn ignored_directives(
     };
     set(params.bind_address.is_some(), "BindAddress", &mut names);
     set(params.bind_interface.is_some(), "BindInterface", &mut names);
-    set(params.connect_timeout.is_some(), "ConnectTimeout", &mut names);
     set(params.connection_attempts.is_some(), "ConnectionAttempts", &mut names);
     set(
         params.pubkey_authentication.is_some(),

@@ -224,6 +224,11 @@ fn directives(o: &Options, defaults: &Options, q: &Query) -> Directives {
         }),
         host_key_alias: first("hostkeyalias").filter(|a| !a.eq_ignore_ascii_case("none")),
         hash_known_hosts: set("hashknownhosts").map(|v| v == "yes"),
+        // Seconds, or `none` (OpenSSH's default: the system's TCP timeout).
+        connect_timeout: first("connecttimeout")
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&s| s > 0)
+            .map(std::time::Duration::from_secs),
     }
 }
 
@@ -239,7 +244,7 @@ mod tests {
         }
     }
 
-    const DEFAULTS: &str = "user me\nhostname tranche-probe.invalid\nport 22\nidentityfile ~/.ssh/id_rsa\nidentityfile ~/.ssh/id_ed25519\nstricthostkeychecking ask\nhashknownhosts no\nuserknownhostsfile /home/me/.ssh/known_hosts /home/me/.ssh/known_hosts2\nglobalknownhostsfile /etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2\n";
+    const DEFAULTS: &str = "user me\nhostname tranche-probe.invalid\nport 22\nidentityfile ~/.ssh/id_rsa\nidentityfile ~/.ssh/id_ed25519\nstricthostkeychecking ask\nhashknownhosts no\nuserknownhostsfile /home/me/.ssh/known_hosts /home/me/.ssh/known_hosts2\nglobalknownhostsfile /etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2\nconnecttimeout none\n";
 
     #[test]
     fn defaults_count_as_not_set() {
@@ -254,7 +259,7 @@ mod tests {
     #[test]
     fn what_the_config_sets_is_taken() {
         let defaults = parse(DEFAULTS);
-        let out = "user deploy\nhostname 10.0.0.5\nport 2222\nidentityfile ~/k/%h\ncertificatefile ~/k/%h-cert.pub\ncertificatefile /c2\nproxycommand nc -X 5 %h %p\nstricthostkeychecking true\nhashknownhosts yes\nhostkeyalias front\nuserknownhostsfile /kh/a /kh/b\nglobalknownhostsfile /etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2\n";
+        let out = "user deploy\nhostname 10.0.0.5\nport 2222\nidentityfile ~/k/%h\ncertificatefile ~/k/%h-cert.pub\ncertificatefile /c2\nproxycommand nc -X 5 %h %p\nstricthostkeychecking true\nhashknownhosts yes\nhostkeyalias front\nuserknownhostsfile /kh/a /kh/b\nglobalknownhostsfile /etc/ssh/ssh_known_hosts /etc/ssh/ssh_known_hosts2\nconnecttimeout 4\n";
         let d = directives(&parse(out), &defaults, &q("web-01"));
         assert_eq!(
             d,
@@ -271,6 +276,7 @@ mod tests {
                 strict_host_key_checking: Some("yes".into()),
                 host_key_alias: Some("front".into()),
                 hash_known_hosts: Some(true),
+                connect_timeout: Some(std::time::Duration::from_secs(4)),
             }
         );
         // The inventory's user and port were given to ssh -G: not taken back from it.

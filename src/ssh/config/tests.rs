@@ -13,7 +13,7 @@ fn settings(config: &str) -> SshSettings {
         openssh: None,
         bastions: Default::default(),
         max_connecting: 8,
-        connect_timeout: Duration::from_secs(1),
+        connect_timeout: Some(Duration::from_secs(1)),
         default_user: "me".into(),
     }
 }
@@ -265,4 +265,23 @@ fn proxy_command_and_certificate_file_are_applied() {
         &s,
     );
     assert_eq!((behind.proxy_command, behind.jump.as_deref()), (None, Some("gw")));
+}
+
+#[test]
+fn connect_timeout_comes_from_the_command_line_else_the_config_else_10s() {
+    let mut s = settings("Host web-*\n  ConnectTimeout 3\n");
+    s.connect_timeout = None;
+    let ep = web01(&s);
+    assert!(ep.ignored_directives.is_empty(), "{:?}", ep.ignored_directives);
+    assert_eq!(s.connect_timeout_for(&ep), Duration::from_secs(3));
+    let db = resolve(
+        &HostSpec {
+            name: "db-01".into(),
+            ..Default::default()
+        },
+        &s,
+    );
+    assert_eq!(s.connect_timeout_for(&db), crate::ssh::DEFAULT_CONNECT_TIMEOUT);
+    s.connect_timeout = Some(Duration::from_secs(7));
+    assert_eq!(s.connect_timeout_for(&ep), Duration::from_secs(7));
 }
