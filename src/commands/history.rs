@@ -261,6 +261,7 @@ mod tests {
             inventories: vec![],
             playbook: "p.yml".into(),
             limit: None,
+            shard: None,
             extra_vars: vec![],
             inventory_sha256: String::new(),
             playbook_sha256: String::new(),
