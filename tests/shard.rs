@@ -73,14 +73,14 @@ fn a_shard_of_three_numbers_is_refused() {
 
 #[test]
 fn a_shard_with_no_host_is_refused() {
-    // `hosts: web` targets three hosts: a fourth shard has none.
+    // `hosts: web` targets three hosts: of four shards, the first has none.
     refused(
-        &release_with("4/4"),
-        "--shard 4/4 selects no host: only 3 hosts are targeted, fewer than 4 shards",
+        &release_with("1/4"),
+        "--shard 1/4 selects no host: only 3 hosts are targeted, fewer than 4 shards",
     );
     let mut plan = vec!["plan"];
     plan.extend(FILES);
-    plan.extend(["--shard", "4/4"]);
+    plan.extend(["--shard", "1/4"]);
     refused(&plan, "use at most 3 shards");
 }
 
@@ -98,8 +98,8 @@ fn a_shard_smaller_than_the_canary_is_refused() {
     std::fs::write(&pb, text).unwrap();
     let pb = pb.to_str().unwrap();
     refused(
-        &["plan", "-i", "tests/fixtures/inventory.yml", pb, "--shard", "2/2"],
-        "`rollout.canary` is 2 but shard 2/2 has only 1 host",
+        &["plan", "-i", "tests/fixtures/inventory.yml", pb, "--shard", "1/2"],
+        "`rollout.canary` is 2 but shard 1/2 has only 1 host",
     );
 }
 
@@ -130,10 +130,10 @@ fn the_plan_of_a_shard_names_its_hosts_and_the_whole() {
     assert_eq!(whole["shard"], serde_json::Value::Null);
     let one = plan_json(&["--shard", "1/2"]);
     let two = plan_json(&["--shard", "2/2"]);
-    // Sorted by zone (all dc1), then name, cut in two: 2 + 1.
-    assert_eq!(hosts_of(&one), ["web-01", "web-02"]);
-    assert_eq!(hosts_of(&two), ["web-03"]);
-    assert_eq!(one["targeted"], 2);
+    // Sorted by zone (all dc1), then name, cut in two at 3 × 1 / 2: 1 + 2.
+    assert_eq!(hosts_of(&one), ["web-01"]);
+    assert_eq!(hosts_of(&two), ["web-02", "web-03"]);
+    assert_eq!(one["targeted"], 1);
     assert_eq!(
         one["shard"],
         serde_json::json!({"index": 1, "count": 2, "of": 3, "shared_zones": ["dc1"]})
@@ -154,7 +154,7 @@ fn the_plan_of_a_shard_names_its_hosts_and_the_whole() {
     let out = tranche(state.path(), &args);
     let table = String::from_utf8_lossy(&out.stderr);
     assert!(
-        table.contains("shard 1/2: 2 of the 3 targeted hosts (sorted by zone, then name, cut in 2 runs)"),
+        table.contains("shard 1/2: 1 of the 3 targeted hosts (sorted by zone, then name, cut in 2 runs)"),
         "{table}"
     );
     assert!(
