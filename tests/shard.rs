@@ -285,4 +285,28 @@ fn two_shards_at_once_release_every_host_exactly_once() {
         assert!(by_run[run].contains(&name), "{name} changed by {run}: {by_run:?}");
     }
     assert!(fleet.all_up(), "{:?}", fleet.servers());
+
+    // `tranche history --format json` lists both runs with their shard.
+    let out = fleet.tranche_raw(&["history", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let history: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut listed: Vec<(String, String)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["shard"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ("1/2".to_string(), "ok".to_string()),
+            ("2/2".to_string(), "ok".to_string())
+        ]
+    );
 }
