@@ -64,6 +64,10 @@ pub enum Command {
         /// Resume even if the playbook or the inventory changed since the run started.
         #[arg(long)]
         force: bool,
+        /// Without RUN_ID: the latest unfinished run of this shard (needed when runs of
+        /// several shards share the state directory).
+        #[arg(long, value_name = "K/N", conflicts_with = "run_id")]
+        shard: Option<crate::shard::Shard>,
         #[command(flatten)]
         run: RunOptions,
         #[command(flatten)]
@@ -198,6 +202,10 @@ pub struct Files {
     /// Narrow the playbook's `hosts` with an Ansible pattern (`web:&dc1`, `web-0*`, `all:!db`).
     #[arg(short = 'l', long, env = "TRANCHE_LIMIT")]
     pub limit: Option<String>,
+    /// Release only the K-th of N parts of the targeted hosts (sorted by zone, then name, cut
+    /// into N even runs), so that N jobs release one fleet in parallel.
+    #[arg(long, value_name = "K/N", env = "TRANCHE_SHARD")]
+    pub shard: Option<crate::shard::Shard>,
     /// Set a template variable; may repeat. `KEY=@env:NAME` reads the value from the
     /// environment variable NAME and treats it as a secret: shown as `***` everywhere, never
     /// written to run.json (`tranche resume` reads NAME again).

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 mod plan;
 pub use plan::{
-    PauseWord, PlanBatch, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause, PlanPauses, PlanSilence,
-    PlanStage, PlanSummary,
+    PauseWord, PlanBatch, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause, PlanPauses, PlanShard,
+    PlanSilence, PlanStage, PlanSummary,
 };
 
 /// The pipeline steps of SPEC §1.

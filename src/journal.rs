@@ -42,6 +42,9 @@ pub struct RunRecord {
     pub inventories: Vec<PathBuf>,
     pub playbook: PathBuf,
     pub limit: Option<String>,
+    /// `--shard K/N`; absent for a run of every targeted host (and in records of older runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
     /// The `-e` values as written: a secret one is `@env:NAME`, read again on resume, so no
     /// secret value is ever stored here.
     pub extra_vars: Vec<(String, String)>,
@@ -66,6 +69,30 @@ pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {
 
 pub fn journal_path(state_dir: &Path, run_id: &str) -> PathBuf {
     run_dir(state_dir, run_id).join("journal.jsonl")
+}
+
+/// Create the folder of a new run under an id from `new_id`, taking another id while the one
+/// given is already a run's: two runs started on one controller in the same second (two shards
+/// of one fleet, say) must not share a record and a journal. The folder is created atomically,
+/// so of two runs drawing the same id only one gets it.
+pub fn claim_run_id(state_dir: &Path, mut new_id: impl FnMut() -> String) -> std::io::Result<String> {
+    std::fs::create_dir_all(state_dir.join("runs"))?;
+    let mut last = String::new();
+    for _ in 0..100 {
+        last = new_id();
+        match std::fs::create_dir(run_dir(state_dir, &last)) {
+            Ok(()) => return Ok(last),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        format!(
+            "no free run id: {} and 99 others are taken",
+            run_dir(state_dir, &last).display()
+        ),
+    ))
 }
 
 /// The combined sha256 of files, in order.
@@ -219,23 +246,44 @@ pub fn read_journal(path: &Path) -> Result<JournalSummary, ReplayError> {
 /// whose journal is damaged counts: resuming it says what is wrong, rather than picking an
 /// older run.
 pub fn latest_unfinished(state_dir: &Path) -> Option<String> {
-    let mut runs: Vec<String> = std::fs::read_dir(state_dir.join("runs"))
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
+    unfinished_runs(state_dir).into_iter().next()
+}
+
+/// Every run in `state_dir` that did not finish, newest first (see [`latest_unfinished`]).
+pub fn unfinished_runs(state_dir: &Path) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(state_dir.join("runs")) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<String> = dir.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
     runs.sort();
-    runs.into_iter().rev().find(|id| {
+    runs.reverse();
+    runs.retain(|id| {
         let path = journal_path(state_dir, id);
         match read_journal(&path) {
             Ok(s) => matches!(s.exit_code, None | Some(130)),
             Err(_) => path.exists(),
         }
-    })
+    });
+    runs
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_run_never_takes_the_folder_of_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = claim_run_id(dir.path(), || "20261202-040506-ab12".into()).unwrap();
+        assert_eq!(first, "20261202-040506-ab12");
+        // The same second, the same random part: the second run draws again.
+        let mut ids = ["20261202-040506-ab12", "20261202-040506-ab12", "20261202-040506-cd34"].into_iter();
+        let second = claim_run_id(dir.path(), || ids.next().unwrap().into()).unwrap();
+        assert_eq!(second, "20261202-040506-cd34");
+        // A generator that only ever draws taken ids ends in an error, not a loop.
+        let e = claim_run_id(dir.path(), || "20261202-040506-ab12".into()).unwrap_err();
+        assert!(e.to_string().contains("no free run id"), "{e}");
+    }
 
     /// An event line as the journal holds it, from the fields after the envelope.
     fn ev(body: &str) -> String {

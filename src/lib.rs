@@ -30,6 +30,7 @@ pub mod release;
 pub mod remote;
 pub mod report;
 pub mod settings;
+pub mod shard;
 pub mod ssh;
 pub mod status;
 pub mod units;

@@ -38,6 +38,8 @@ pub struct Release {
     /// `rollout.window`: the hosts after the canary form one batch in which at most this many
     /// are out at once.
     pub window: Option<usize>,
+    /// `--shard K/N`: this run's part of the targeted hosts (see `crate::shard`).
+    pub shard: Option<crate::shard::ShardOf>,
 }
 
 impl Release {
@@ -161,6 +163,7 @@ impl Release {
         let budget = planner::resolve_budget(r.max_failures, n);
         Ok(Release {
             window,
+            shard: None,
             inventory,
             playbook,
             targets,

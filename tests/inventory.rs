@@ -368,6 +368,7 @@ fn a_run_notices_changed_group_vars_and_reads_inventory_directories() {
         inventories: inventories.clone(),
         playbook: playbook.clone(),
         limit: None,
+        shard: None,
         extra_vars: Vec::new(),
         inventory_sha256: sha(&playbook),
         playbook_sha256: files_sha256(std::slice::from_ref(&playbook)).unwrap(),

@@ -275,6 +275,7 @@ fn resume_reads_a_secret_extra_var_from_the_environment_again() {
         inventories,
         playbook,
         limit: None,
+        shard: None,
         extra_vars: vec![("api_key".into(), "@env:TRANCHE_TEST_RESUME_KEY".into())],
         artifact_sha256: None,
         started: "2026-12-01T00:00:00.000Z".into(),

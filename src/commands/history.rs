@@ -26,6 +26,9 @@ pub struct HistoryEntry {
     pub version: Option<String>,
     /// `release` or `rollback`.
     pub mode: String,
+    /// `--shard K/N` of the run, if it had one (JSON only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
     /// The hosts the run targeted.
     pub hosts: Option<usize>,
     /// `ok`, `hosts_failed`, `preflight_failed`, `budget_exceeded`, `config_error`,
@@ -68,6 +71,7 @@ pub fn entry(state_dir: &Path, run_id: &str) -> Option<HistoryEntry> {
         service: None,
         version: record.to.clone(),
         mode: record.command.clone(),
+        shard: record.shard.map(|s| s.to_string()),
         hosts: None,
         outcome: "unfinished".into(),
         exit_code: None,
@@ -261,6 +265,7 @@ mod tests {
             inventories: vec![],
             playbook: "p.yml".into(),
             limit: None,
+            shard: None,
             extra_vars: vec![],
             inventory_sha256: String::new(),
             playbook_sha256: String::new(),

@@ -9,7 +9,9 @@ use super::error::{CommandError, Invalid};
 use crate::cli::{Files, SshOptions};
 use crate::release::{Release, ReleaseRequest};
 use crate::settings::Settings;
+use crate::shard::Shard;
 use crate::ssh;
+use crate::units::plural;
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -149,9 +151,54 @@ pub fn ssh_settings(o: &SshOptions) -> anyhow::Result<ssh::SshSettings> {
     })
 }
 
-/// Read the files the way every command that touches hosts does: the request, then the release.
+/// Read the files the way every command that touches hosts does: the request, then the release
+/// (narrowed to `--shard`, if given).
 pub fn release(files: &Files) -> anyhow::Result<(ReleaseRequest, Release)> {
     let req = request(files)?;
-    let r = load(&req)?;
+    let mut r = load(&req)?;
+    if let Some(shard) = files.shard {
+        narrow_to_shard(&mut r, shard)?;
+    }
     Ok((req, r))
+}
+
+/// Keep the targets of `shard` and plan their rollout as a fleet of its own: canary, batch
+/// sizes and the failure budget are worked out from the shard's hosts.
+pub fn narrow_to_shard(r: &mut Release, shard: Shard) -> Result<(), CommandError> {
+    let members: Vec<crate::shard::Member> = r
+        .targets
+        .iter()
+        .map(|h| crate::shard::Member {
+            name: &h.name,
+            zone: h.zone.as_deref(),
+        })
+        .collect();
+    let (mine, info) = crate::shard::select(&members, shard);
+    let of = info.of;
+    if mine.is_empty() {
+        return Err(CommandError::new(format!(
+            "--shard {shard} selects no host: only {of} host{} {} targeted, fewer than {} shards",
+            plural(of),
+            if of == 1 { "is" } else { "are" },
+            shard.count
+        ))
+        .hint(format!(
+            "use at most {of} shard{}, or widen `hosts`/`--limit`",
+            plural(of)
+        )));
+    }
+    let canary = r.playbook.rollout.canary;
+    if canary > mine.len() {
+        return Err(CommandError::new(format!(
+            "`rollout.canary` is {canary} but shard {shard} has only {} host{}",
+            mine.len(),
+            plural(mine.len())
+        ))
+        .hint("lower `rollout.canary`, or use fewer shards"));
+    }
+    let keep: std::collections::HashSet<String> = mine.iter().map(|&i| r.targets[i].name.clone()).collect();
+    r.narrow(|h| keep.contains(&h.name), true);
+    r.budget = crate::planner::resolve_budget(r.playbook.rollout.max_failures, r.targets.len());
+    r.shard = Some(info);
+    Ok(())
 }

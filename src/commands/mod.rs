@@ -57,9 +57,10 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Resume {
             run_id,
             force,
+            shard,
             run,
             ssh,
-        } => run::resume(run_id, force, &run, &ssh),
+        } => run::resume(run_id, shard, force, &run, &ssh),
         Command::Report {
             run_id,
             latest: _,

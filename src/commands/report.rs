@@ -115,6 +115,7 @@ mod tests {
             inventories: Vec::new(),
             playbook: "p.yml".into(),
             limit: None,
+            shard: None,
             extra_vars: Vec::new(),
             inventory_sha256: String::new(),
             playbook_sha256: String::new(),

@@ -30,7 +30,8 @@ pub fn rollback(files: &Files, to: Option<String>, run: &RunOptions, ssh: &SshOp
 /// A new run: its record, then the executor.
 fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
     let (req, r) = inputs::release(files)?;
-    let run_id = events::new_run_id();
+    let run_id = journal::claim_run_id(&run.state_dir, events::new_run_id)
+        .with_context(|| format!("cannot create a run under {}", run.state_dir.display()))?;
     let (command, to) = match &mode {
         Mode::Rollback { to } => ("rollback", to.clone()),
         _ => ("release", None),
@@ -42,6 +43,7 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         inventories: req.inventories.iter().map(absolute).collect(),
         playbook: absolute(&req.playbook),
         limit: req.limit.clone(),
+        shard: files.shard,
         // As written: `@env:NAME` stays a reference, so no secret value reaches run.json.
         extra_vars: inputs::extra_vars(&files.extra_vars)?,
         inventory_sha256: journal::files_sha256(&crate::inventory::Inventory::input_files(
@@ -55,7 +57,10 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         operator: Some(crate::operator::current_user()),
         controller: Some(crate::operator::controller_host()),
     };
-    execute(r, record, mode, Carried::default(), run, ssh)
+    let result = execute(r, record, mode, Carried::default(), run, ssh);
+    // A run refused before its record was written leaves no folder behind.
+    let _ = std::fs::remove_dir(journal::run_dir(&run.state_dir, &run_id));
+    result
 }
 
 fn absolute(p: &PathBuf) -> PathBuf {
@@ -63,9 +68,16 @@ fn absolute(p: &PathBuf) -> PathBuf {
 }
 
 /// `tranche resume`: the hosts of an interrupted run that did not finish, re-planned.
-pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
-    let Some(run_id) = run_id.or_else(|| journal::latest_unfinished(&run.state_dir)) else {
-        return Err(CommandError::new(format!("no unfinished run in {}", run.state_dir.display())).into());
+pub fn resume(
+    run_id: Option<String>,
+    shard: Option<crate::shard::Shard>,
+    force: bool,
+    run: &RunOptions,
+    ssh: &SshOptions,
+) -> anyhow::Result<i32> {
+    let run_id = match run_id {
+        Some(id) => id,
+        None => latest_unfinished(&run.state_dir, shard)?,
     };
     let record = RunRecord::load(&run.state_dir, &run_id)?;
     let changes = record.changes();
@@ -92,6 +104,9 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
         extra_vars: inputs::resolve_extra_vars(&record.extra_vars)?,
     };
     let mut r = inputs::load(&req)?;
+    if let Some(shard) = record.shard {
+        inputs::narrow_to_shard(&mut r, shard)?;
+    }
     if let Some(was) = record.artifact_sha256.as_deref().filter(|was| *was != r.sha256) {
         if !force {
             return Err(CommandError::new(format!(
@@ -151,6 +166,51 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
         }
     }
     result
+}
+
+/// The run `tranche resume` continues when none is named: the newest unfinished one (of
+/// `shard`, if given). Unfinished runs of several shards in one state directory are two jobs'
+/// runs: taking the newest could resume the other job's, so one must be named.
+fn latest_unfinished(state_dir: &std::path::Path, shard: Option<crate::shard::Shard>) -> Result<String, CommandError> {
+    let runs: Vec<(String, Option<crate::shard::Shard>)> = journal::unfinished_runs(state_dir)
+        .into_iter()
+        .map(|id| {
+            let s = RunRecord::load(state_dir, &id).ok().and_then(|r| r.shard);
+            (id, s)
+        })
+        .collect();
+    let none = |what: String| CommandError::new(format!("no unfinished run{what} in {}", state_dir.display()));
+    if let Some(want) = shard {
+        return runs
+            .into_iter()
+            .find(|(_, s)| *s == Some(want))
+            .map(|(id, _)| id)
+            .ok_or_else(|| none(format!(" of shard {want}")));
+    }
+    let Some((newest, _)) = runs.first() else {
+        return Err(none(String::new()));
+    };
+    let mut shards: Vec<String> = runs
+        .iter()
+        .map(|(id, s)| match s {
+            Some(s) => format!("{id} (shard {s})"),
+            None => id.clone(),
+        })
+        .collect();
+    let sharded = runs
+        .iter()
+        .filter_map(|(_, s)| *s)
+        .collect::<std::collections::BTreeSet<_>>();
+    if sharded.len() > 1 || (!sharded.is_empty() && runs.len() > 1) {
+        shards.truncate(10);
+        return Err(CommandError::new(format!(
+            "several unfinished runs in {}: {}",
+            state_dir.display(),
+            shards.join(", ")
+        ))
+        .hint("name the run (`tranche resume RUN_ID`) or its shard (`tranche resume --shard K/N`)"));
+    }
+    Ok(newest.clone())
 }
 
 /// `plan --check`: preflight alone, with plain lines, no journal, nothing changed on the hosts.

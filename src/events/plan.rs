@@ -30,6 +30,23 @@ pub struct PlanSummary {
     pub silence: Option<PlanSilence>,
     #[serde(rename = "become")]
     pub become_root: bool,
+    /// `--shard K/N`: the part of the targeted hosts this plan covers; `null` without it.
+    pub shard: Option<PlanShard>,
+}
+
+/// A shard of the targeted hosts (`--shard K/N`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlanShard {
+    /// K, from 1.
+    pub index: usize,
+    /// N.
+    pub count: usize,
+    /// The targeted hosts of all shards together (this shard's are `targeted`).
+    pub of: usize,
+    /// Zones of this shard with hosts in another shard too: `max_per_zone` holds for them per
+    /// shard only.
+    pub shared_zones: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,6 +179,7 @@ impl PlanSummary {
             gate,
             silence,
             become_root: _,
+            shard,
         } = self;
         for s in [service, version, hosts, registry, spread] {
             r.scrub(s);
@@ -193,6 +211,9 @@ impl PlanSummary {
                 r.scrub(&mut m.name);
                 r.scrub(&mut m.value);
             }
+        }
+        if let Some(s) = shard {
+            s.shared_zones.iter_mut().for_each(|z| r.scrub(z));
         }
     }
 }
@@ -264,6 +285,12 @@ pub(crate) mod tests {
                 }],
             }),
             become_root: true,
+            shard: Some(PlanShard {
+                index: 1,
+                count: 2,
+                of: 4,
+                shared_zones: vec!["dc1".into()],
+            }),
         }
     }
 
@@ -318,7 +345,8 @@ pub(crate) mod tests {
                 "window",
                 "gate",
                 "silence",
-                "become"
+                "become",
+                "shard"
             ]
         );
         assert_eq!(
@@ -326,6 +354,10 @@ pub(crate) mod tests {
             serde_json::json!({"canary": "confirm", "between_batches": 5000})
         );
         assert_eq!(v["batches"][0]["hosts"][0]["port"], 2222);
+        assert_eq!(
+            v["shard"],
+            serde_json::json!({"index": 1, "count": 2, "of": 4, "shared_zones": ["dc1"]})
+        );
         // A plan from an older journal, with fewer fields, still reads.
         let old: PlanSummary = serde_json::from_str(r#"{"v":1,"service":"demo","batches":[{"number":1}]}"#).unwrap();
         assert_eq!(old.batches.len(), 1);

@@ -5,8 +5,8 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use crate::events::{
-    PauseWord, PlanBatch, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause, PlanPauses, PlanSilence,
-    PlanStage, PlanSummary,
+    PauseWord, PlanBatch, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause, PlanPauses, PlanShard,
+    PlanSilence, PlanStage, PlanSummary,
 };
 use crate::playbook::{ArtifactSource, Pause};
 use crate::release::Release;
@@ -101,6 +101,12 @@ pub fn summary(r: &Release) -> PlanSummary {
                 .collect(),
         }),
         become_root: p.become_root,
+        shard: r.shard.as_ref().map(|s| PlanShard {
+            index: s.shard.index,
+            count: s.shard.count,
+            of: s.of,
+            shared_zones: s.shared_zones.clone(),
+        }),
     }
 }
 
@@ -161,6 +167,24 @@ pub fn to_table(r: &Release) -> String {
         r.batches.len(),
         if r.batches.len() == 1 { "" } else { "es" }
     );
+    if let Some(s) = &r.shard {
+        let _ = writeln!(
+            out,
+            "shard {}: {n} of the {} targeted host{} (sorted by zone, then name, cut in {} runs)",
+            s.shard,
+            s.of,
+            if s.of == 1 { "" } else { "s" },
+            s.shard.count
+        );
+        if !s.shared_zones.is_empty() {
+            let _ = writeln!(
+                out,
+                "  shared with another shard: zone{} {} (per-zone limits hold per shard there)",
+                if s.shared_zones.len() == 1 { "" } else { "s" },
+                s.shared_zones.join(", ")
+            );
+        }
+    }
     let _ = writeln!(out);
     let rows: Vec<[String; 4]> = r
         .batches
