@@ -18,6 +18,8 @@ ROOT=$(cd "$BENCH/.." && pwd -P)
 W=${BENCH_WORK:-/tmp/tranche-bench}/callgrind
 OUT=${CALLGRIND_MD:-$BENCH/callgrind.md}
 TOP=${CALLGRIND_TOP:-25}
+# connections set up at once: valgrind runs tranche about 50 times slower, one thread at a time
+MC=${CALLGRIND_MAX_CONNECTING:-10}
 log() { printf '[callgrind %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 [ "$(id -u)" = 0 ] || { log "run as root"; exit 1; }
@@ -93,7 +95,8 @@ callgrind() {
     "$@" >"$W/$name.log" 2>"$W/$name.err") || { tail -n 20 "$W/$name.err" >&2; log "$name failed under valgrind"; return 1; }
   t1=$(date +%s)
   local total
-  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+  # (no early exit from these pipelines: a SIGPIPE would end the script under pipefail)
+  total=$(callgrind_annotate "$f" 2>/dev/null | awk '/PROGRAM TOTALS/ && !t { gsub(",", "", $1); t = $1 } END { print t }')
   {
     echo
     echo "## $name: $hosts hosts — $DESC"
@@ -106,13 +109,13 @@ callgrind() {
     echo "Inclusive (the function and what it calls), top $TOP:"
     echo
     echo '```'
-    callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null | awk '/^-+$/ { n++ } n >= 3' | grep -v '^-' | grep -v '^$' | head -n "$((TOP + 1))" | cut -c1-220
+    callgrind_annotate --inclusive=yes --threshold=100 "$f" 2>/dev/null | awk '/^-+$/ { n++ } n >= 3' | grep -v '^-' | grep -v '^$' | awk -v n="$((TOP + 1))" 'NR <= n' | cut -c1-220
     echo '```'
     echo
     echo "Exclusive (the function's own instructions), top $TOP:"
     echo
     echo '```'
-    callgrind_annotate --threshold=100 "$f" 2>/dev/null | awk '/^-+$/ { n++ } n >= 3' | grep -v '^-' | grep -v '^$' | head -n "$((TOP + 1))" | cut -c1-220
+    callgrind_annotate --threshold=100 "$f" 2>/dev/null | awk '/^-+$/ { n++ } n >= 3' | grep -v '^-' | grep -v '^$' | awk -v n="$((TOP + 1))" 'NR <= n' | cut -c1-220
     echo '```'
   } >>"$OUT"
   log "$name: $total instructions ($(awk -v t="$total" -v h="$hosts" 'BEGIN { printf "%.2f", t / h / 1e6 }') M a host); $OUT"
@@ -124,8 +127,8 @@ for w in "${which[@]}"; do
     plan)
       fleet "$W/f200" 200 127.0.54 18954 19954
       playbook "$W/noop.yml" "$W/f200/artifacts/demo-2.0.0.tar.gz" none
-      CI=true "$T" plan -i "$W/f200/inventory.yml" "$W/noop.yml" --check --known-hosts "$W/f200/known_hosts" --max-connecting 50 >/dev/null 2>&1 || true
-      callgrind plan-check 200 "$T" plan -i "$W/f200/inventory.yml" "$W/noop.yml" --check --known-hosts "$W/f200/known_hosts" --max-connecting 50
+      CI=true "$T" plan -i "$W/f200/inventory.yml" "$W/noop.yml" --check --known-hosts "$W/f200/known_hosts" --max-connecting "$MC" --connect-timeout 120s >/dev/null 2>&1 || true
+      callgrind plan-check 200 "$T" plan -i "$W/f200/inventory.yml" "$W/noop.yml" --check --known-hosts "$W/f200/known_hosts" --max-connecting "$MC" --connect-timeout 120s
       ;;
     release)
       fleet "$W/f50" 50 127.0.59 18959 19959
@@ -137,7 +140,7 @@ for w in "${which[@]}"; do
       bash "$ROOT/tests/fleet/fleet.sh" install-service --dir "$W/f50" 1.0.0 >"$W/reset.log" 2>&1
       rm -rf "$W/state"
       callgrind release-50 50 "$T" release -i "$W/f50/inventory.yml" "$W/release.yml" --known-hosts "$W/f50/known_hosts" \
-        --no-progress --max-connecting 50 --state-dir "$W/state" --events "$W/events.jsonl"
+        --no-progress --max-connecting "$MC" --connect-timeout 120s --state-dir "$W/state" --events "$W/events.jsonl"
       rm -rf "$W/art"
       ;;
     *) log "unknown run $w (plan|release)"; exit 2 ;;
