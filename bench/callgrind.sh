@@ -104,7 +104,7 @@ callgrind() {
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, ${t1}-${t0} s under valgrind."
     echo "Command: \`$(printf '%q ' "$@" | sed "s|$W|\$W|g")\`"
     echo
-    echo "- instructions (Ir) in all: $(printf "%'d" "$total"), **$(awk -v t="$total" -v h="$hosts" 'BEGIN { printf "%.2f", t / h / 1e6 }') M a host**"
+    echo "- instructions (Ir) in all: $(python3 -c "print(f'{int(\"$total\"):,}')" 2>/dev/null || echo "$total"), **$(awk -v t="$total" -v h="$hosts" 'BEGIN { printf "%.2f", t / h / 1e6 }') M a host**"
     echo
     echo "Inclusive (the function and what it calls), top $TOP:"
     echo
