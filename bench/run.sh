@@ -848,8 +848,9 @@ YML
     sleep 1
     kill -TERM "$rq" 2>/dev/null
     wait "$rq"
-    j=$(ls "$W"/state/runs/*/journal.jsonl 2>/dev/null | head -n 1)
-    "$PY" "$LIB/events.py" run "$ev" $j >"$pfx.run" 2>&1
+    j=("$W"/state/runs/*/journal.jsonl)
+    [ -f "${j[0]}" ] || j=()
+    "$PY" "$LIB/events.py" run "$ev" "${j[@]:0:1}" >"$pfx.run" 2>&1
     "$PY" "$LIB/events.py" steps "$ev" >"$pfx.steps" 2>&1
     get() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
     local okh stages evs peak jl req fail fds on
