@@ -12,6 +12,9 @@
 #   stage      200 MB to 10 hosts at once: tranche's stage phase vs scp in parallel (MB/s)
 #   scale      tranche plan --check over 1,000 inventory aliases on 5 sshd: wall, peak RSS,
 #              peak open fds, "Too many open files" / connection resets
+#   release1000  a whole release of 1,000 real sshd hosts (busybox httpd service, HAProxy with
+#              1,000 servers, a request loop), batches of 10%, stage limit 50: wall, controller
+#              CPU per host without handshakes, RSS, fds, failed requests, stages, events/s
 #
 # Environment:
 #   BENCH_REPEAT=3            runs of each measurement (medians are reported)
@@ -51,6 +54,12 @@ NOOP_NET=127.0.50 NOOP_LB=18950 NOOP_API=19950
 LIFE_NET=127.0.51 LIFE_LB=18951 LIFE_API=19951
 STAGE_NET=127.0.52 STAGE_LB=18952 STAGE_API=19952
 SCALE_NET=127.0.53 SCALE_LB=18953 SCALE_API=19953
+# release1000: 250 hosts a net (bench/profile.sh uses 127.0.54)
+R1K_NETS=127.0.55,127.0.56,127.0.57,127.0.58 R1K_LB=18955 R1K_API=19955
+R1K_HOSTS=${BENCH_RELEASE1000_HOSTS:-1000}
+R1K_STAGE=${BENCH_RELEASE1000_STAGE:-50}
+R1K_PAYLOAD_KB=${BENCH_RELEASE1000_PAYLOAD_KB:-256}
+R1K_RATE=${BENCH_RELEASE1000_RATE:-100}
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -106,6 +115,7 @@ cmdline() { local out="" a; for a in "$@"; do out+="$(printf '%q' "$a") "; done;
 
 # ------------------------------------------------------------------ cleanup
 FLEETS=()
+R1K_FLEET=""
 BIG_FILES=()
 cleanup() {
   local rc=$? d s
@@ -119,6 +129,11 @@ cleanup() {
     bash "$FLEET_SH" down --dir "$d" >/dev/null 2>&1 || true
     rm -rf "$d"
   done
+  if [ -n "${R1K_FLEET:-}" ]; then
+    log "tearing down fleet $R1K_FLEET"
+    "$PY" "$LIB/fleet1000.py" down "$R1K_FLEET" >/dev/null 2>&1 || true
+    rm -rf "$R1K_FLEET"
+  fi
   for s in "${BIG_FILES[@]}"; do rm -rf "$s"; done
   exit "$rc"
 }
@@ -195,7 +210,11 @@ ensure_tranche() {
   else
     note general "tranche has no --max-connecting option (this build): its built-in limit of connections being set up at once applies"
   fi
-  meta version.tranche "$("$TRANCHE" --version 2>&1 | head -n 1) ($(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'))"
+  if [ -n "${TRANCHE_BIN:-}" ]; then
+    meta version.tranche "$("$TRANCHE" --version 2>&1 | head -n 1) (TRANCHE_BIN=$TRANCHE, built $(date -u -r "$TRANCHE" '+%Y-%m-%d %H:%M UTC'))"
+  else
+    meta version.tranche "$("$TRANCHE" --version 2>&1 | head -n 1) ($(cd "$ROOT" && git describe --always --dirty 2>/dev/null || echo '?'))"
+  fi
 }
 
 ensure_venv() {
@@ -736,15 +755,152 @@ bench_scale() {
   fleet_down "$D"
 }
 
+# ================================================================== 5. release1000
+# A whole release of 1,000 real hosts: one sshd per host on its own loopback address, each in
+# its own mount namespace with a private /srv (bench/lib/fleet1000.py), a busybox httpd as the
+# service, HAProxy with all 1,000 servers, a request loop through it during the release.
+bench_release1000() {
+  local c=release1000 W=$WORK/release1000 N=$R1K_HOSTS D rep art pfx ev j i
+  D=$W/fleet
+  mkdir -p "$W"
+  R1K_FLEET=$D
+  log "fleet $c: $N hosts on $R1K_NETS (one sshd each), lb $R1K_LB, api $R1K_API"
+  "$PY" "$LIB/fleet1000.py" up "$D" "$N" "$R1K_LB" "$R1K_API" "$R1K_NETS" >"$LOGS/$c-fleet-up.log" 2>&1 \
+    || { tail -n 20 "$LOGS/$c-fleet-up.log" >&2; die "fleet $c did not come up"; }
+  "$PY" "$LIB/fleet1000.py" install "$D" 1.0.0 >>"$LOGS/$c-fleet-up.log" 2>&1 \
+    || { tail -n 20 "$LOGS/$c-fleet-up.log" >&2; die "fleet $c: 1.0.0 not installed"; }
+  meta $c.hosts "$N"
+  meta $c.stage "$R1K_STAGE"
+  meta $c.fleet "$N real OpenSSH sshd on $R1K_NETS (250 a net), each in its own mount namespace with its own /srv; service: busybox httpd (bench/lib/fleet1000.py); HAProxy: one backend of $N servers, checks every 5s (250ms while changing, 500ms while down)"
+  art=$W/svc-2.0.0.tar.gz
+  "$PY" "$LIB/fleet1000.py" artifact "$art" 2.0.0 "$R1K_PAYLOAD_KB"
+  meta $c.artifact "$(stat -c %s "$art") bytes (busybox httpd start/stop scripts, www/health, + $R1K_PAYLOAD_KB KiB random, tar.gz)"
+  cat >"$W/release.yml" <<YML
+service: demo
+version: "2.0.0"
+hosts: fleet
+artifact:
+  path: $art
+rollout:
+  canary: 0
+  batch: "10%"
+  stage: { concurrency: $R1K_STAGE }
+registry:
+  kind: haproxy
+  address: 127.0.0.1:$R1K_API
+  backend: demo
+  server: "{{ host.name }}"
+  drain: 5s
+stop:
+  command: /srv/demo/current/bin/stop
+  timeout: 30s
+start:
+  command: "/srv/demo/current/bin/start {{ host.address }}"
+health:
+  http: "http://{{ host.address }}:8080/health"
+  expect_body: "{{ version }}"
+  interval: 100ms
+  timeout: 10s
+YML
+  "$TRANCHE" validate -i "$D/inventory.yml" "$W/release.yml" >"$LOGS/$c-validate.log" 2>&1 \
+    || { cat "$LOGS/$c-validate.log" >&2; die "tranche rejects $W/release.yml"; }
+  cp "$W/release.yml" "$LOGS/$c-tranche-playbook.yml"
+  meta file.release1000-tranche-playbook "$LOGS/$c-tranche-playbook.yml"
+  local rcmd=("$TRANCHE" release -i "$D/inventory.yml" "$W/release.yml" --known-hosts "$D/known_hosts"
+    --no-progress "${TRANCHE_MC[@]}")
+  local pcmd=("$TRANCHE" plan -i "$D/inventory.yml" "$W/release.yml" --check --known-hosts "$D/known_hosts"
+    "${TRANCHE_MC_PLAN[@]}")
+  meta cmd.$c.tranche "cd \$WORK/release1000 && CI=true $(cmdline "${rcmd[@]}") --state-dir STATE --events EVENTS.jsonl   # while: bench/lib/reqloop.py 127.0.0.1:$R1K_LB /health $R1K_RATE 4 OUT"
+  meta cmd.$c.handshakes "cd \$WORK/release1000 && CI=true $(cmdline "${pcmd[@]}")   # connect, host key, authenticate, one preflight command: subtracted from the release's CPU"
+  local tname
+  tname=$(basename "$TRANCHE" | cut -c1-15)
+
+  for ((rep = 1; rep <= REPEAT; rep++)); do
+    # the SSH handshakes (and the check-mode preflight command) of every host, on the same fleet
+    pfx=$LOGS/$c-handshakes-$rep
+    log "$c run $rep/$REPEAT: tranche plan --check on $N hosts (handshakes; load $(cut -d' ' -f1-3 /proc/loadavg))"
+    rec $c handshakes $rep load1 "$(cut -d' ' -f1 /proc/loadavg)"
+    (cd "$W" && CI=true timed "$pfx" "${pcmd[@]}"
+      echo "$T_RC $T_WALL_MS $T_USER_MS $T_SYS_MS $T_RSS_KB $T_MACHINE_MS" >"$pfx.m")
+    read -r T_RC T_WALL_MS T_USER_MS T_SYS_MS T_RSS_KB T_MACHINE_MS <"$pfx.m"
+    rec $c handshakes $rep rc "$T_RC"
+    rec $c handshakes $rep wall_ms "$T_WALL_MS"
+    rec $c handshakes $rep cpu_ms $((T_USER_MS + T_SYS_MS))
+    rec $c handshakes $rep rss_kb "$T_RSS_KB"
+    log "  plan --check: rc $T_RC, ${T_WALL_MS} ms, CPU $((T_USER_MS + T_SYS_MS)) ms, RSS ${T_RSS_KB} kB"
+    [ "$T_RC" = 0 ] || note $c "plan --check run $rep exited $T_RC: $(grep -m1 -iE 'error|fail' "$pfx.err" | cut -c1-200)"
+
+    # the release, with the request loop through HAProxy
+    "$PY" "$LIB/fleet1000.py" install "$D" 1.0.0 >"$LOGS/$c-reset-$rep.log" 2>&1 \
+      || { tail -n 20 "$LOGS/$c-reset-$rep.log" >&2; die "$c: reset to 1.0.0 failed"; }
+    rm -rf "$W/state"
+    sync
+    pfx=$LOGS/$c-tranche-$rep
+    ev=$pfx.events.jsonl
+    "$PY" "$LIB/reqloop.py" "127.0.0.1:$R1K_LB" /health "$R1K_RATE" 4 "$pfx.requests" &
+    local rq=$!
+    sleep 1
+    log "$c run $rep/$REPEAT: tranche release of $N hosts, batches of 10%, stage limit $R1K_STAGE (load $(cut -d' ' -f1-3 /proc/loadavg))"
+    rec $c tranche $rep load1 "$(cut -d' ' -f1 /proc/loadavg)"
+    (cd "$W" && CI=true WATCH="$tname" timed "$pfx" "${rcmd[@]}" --state-dir "$W/state" --events "$ev"
+      echo "$T_RC $T_WALL_MS $T_USER_MS $T_SYS_MS $T_RSS_KB $T_MACHINE_MS" >"$pfx.m")
+    read -r T_RC T_WALL_MS T_USER_MS T_SYS_MS T_RSS_KB T_MACHINE_MS <"$pfx.m"
+    sleep 1
+    kill -TERM "$rq" 2>/dev/null
+    wait "$rq"
+    j=("$W"/state/runs/*/journal.jsonl)
+    [ -f "${j[0]}" ] || j=()
+    "$PY" "$LIB/events.py" run "$ev" "${j[@]:0:1}" >"$pfx.run" 2>&1
+    "$PY" "$LIB/events.py" steps "$ev" >"$pfx.steps" 2>&1
+    get() { awk -v k="$1" '$1 == k { print $2 }' "$2"; }
+    local okh stages evs peak jl req fail fds on
+    okh=$(get hosts_ok "$pfx.run")
+    stages=$(get max_concurrent_stages "$pfx.run")
+    evs=$(get events_per_s "$pfx.run")
+    peak=$(get events_peak_per_s "$pfx.run")
+    jl=$(get journal_lag_ms "$pfx.run")
+    req=$(get requests "$pfx.requests")
+    fail=$(get failed "$pfx.requests")
+    fds=$(get peak_fds "$pfx.watch")
+    on=0
+    for ((i = 1; i <= N; i++)); do
+      [ "$(readlink "$D/hosts/h$i/srv/demo/current")" = releases/2.0.0 ] && on=$((on + 1))
+    done
+    rec $c tranche $rep rc "$T_RC"
+    rec $c tranche $rep wall_ms "$T_WALL_MS"
+    rec $c tranche $rep cpu_ms $((T_USER_MS + T_SYS_MS))
+    rec $c tranche $rep rss_kb "$T_RSS_KB"
+    rec $c tranche $rep machine_cpu_ms "$T_MACHINE_MS"
+    rec $c tranche $rep peak_fds "${fds:-nan}"
+    rec $c tranche $rep ok_hosts "${okh:-0}"
+    rec $c tranche $rep on_2.0.0 "$on"
+    rec $c tranche $rep max_concurrent_stages "${stages:-nan}"
+    rec $c tranche $rep events_per_s "${evs:-nan}"
+    rec $c tranche $rep events_peak_per_s "${peak:-nan}"
+    rec $c tranche $rep journal_lag_ms "${jl:-nan}"
+    rec $c tranche $rep journal_records "$(get journal_records "$pfx.run")"
+    rec $c tranche $rep events "$(get events "$pfx.run")"
+    rec $c tranche $rep requests "${req:-0}"
+    rec $c tranche $rep failed_requests "${fail:-nan}"
+    log "  release: rc $T_RC, ${T_WALL_MS} ms, CPU $((T_USER_MS + T_SYS_MS)) ms, RSS ${T_RSS_KB} kB, fds $fds, ok $okh (on 2.0.0: $on), max stages $stages, events ${evs}/s (peak $peak/s), journal lag ${jl} ms, requests $req, failed $fail"
+    [ "$T_RC" = 0 ] || note $c "release run $rep: exit $T_RC, $okh ok; $(grep -m1 -E '^error|FAILED' "$pfx.err" | cut -c1-200)"
+    [ "${fail:-1}" = 0 ] || note $c "release run $rep: $fail of $req requests failed: $(grep -m2 '^failure' "$pfx.requests" | paste -sd';' | cut -c1-300)"
+  done
+  note $c "controller CPU = user+sys of tranche (/usr/bin/time); per host without handshakes = (release CPU - plan --check CPU on the same fleet) / $N: plan --check does the connections, host keys, authentications and one check-mode preflight command per host, which the release also does. The hosts (1,000 sshd, their sessions, the httpd) share this machine's 2 cores with the controller: the machine CPU and the load are beside each figure."
+  "$PY" "$LIB/fleet1000.py" down "$D" >/dev/null 2>&1
+  rm -rf "$D"
+  R1K_FLEET=""
+}
+
 # ================================================================== main
 main() {
   local which=("$@") w
   [ ${#which[@]} -eq 0 ] && which=(all)
   for w in "${which[@]}"; do
-    case $w in lifecycle | noop | stage | scale | all) ;; -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-      *) die "unknown comparison '$w' (lifecycle|noop|stage|scale|all)" ;; esac
+    case $w in lifecycle | noop | stage | scale | release1000 | all) ;; -h | --help) sed -n '2,/^set -uo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+      *) die "unknown comparison '$w' (lifecycle|noop|stage|scale|release1000|all)" ;; esac
   done
-  [ "${which[*]}" = all ] && which=(lifecycle noop stage scale)
+  [ "${which[*]}" = all ] && which=(lifecycle noop stage scale release1000)
 
   mkdir -p "$WORK" "$LOGS"
   : >"$RAW"
@@ -765,7 +921,26 @@ main() {
     "bench_$w"
   done
   log "all done in $((SECONDS - t0)) s"
+  # A run of some comparisons only: the others keep their figures from bench/results-raw.tsv
+  # and bench/results-meta.tsv (the run that measured them), and results.md says so.
+  local all=(lifecycle noop stage scale release1000) kept=()
+  for w in "${all[@]}"; do
+    [[ " ${which[*]} " == *" $w "* ]] && continue
+    grep -q "^$w	" "$BENCH/results-raw.tsv" 2>/dev/null || continue
+    kept+=("$w")
+    grep "^$w	" "$BENCH/results-raw.tsv" >>"$RAW"
+    [ -f "$BENCH/results-meta.tsv" ] && grep -E "^(cmd|note|unavailable|file)\.$w(\.|	)|^$w\." "$BENCH/results-meta.tsv" >>"$META"
+    meta "kept.$w" "$(awk -F'\t' '$1 == "date" { print $2 }' "$BENCH/results-meta.tsv" 2>/dev/null)"
+  done
+  if [ ${#kept[@]} -gt 0 ]; then
+    log "kept from the earlier run (bench/results-raw.tsv): ${kept[*]}"
+    # the versions of the tools that only the kept comparisons ran
+    grep '^version\.' "$BENCH/results-meta.tsv" 2>/dev/null | while IFS=$'\t' read -r k v; do
+      grep -q "^$k	" "$META" || meta "$k" "$v (earlier run)"
+    done
+  fi
   cp "$RAW" "$BENCH/results-raw.tsv"
+  cp "$META" "$BENCH/results-meta.tsv"
   "$PY" "$LIB/report.py" "$RAW" "$META" "$BENCH/results.md"
   log "wrote $BENCH/results.md and $BENCH/results-raw.tsv (logs: $LOGS)"
 }

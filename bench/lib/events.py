@@ -12,6 +12,11 @@
       per batch: start and length, when its hosts' stage ended, its slowest stop+start+health.
   events.py upload EVENTS WATCH_FILE
       with stagewatch.py's output: first stage step_started to the last upload done.
+  events.py run EVENTS [JOURNAL]
+      the release1000 figures: hosts ok, batches, the most stage steps running at once (a sweep
+      over stage step_started/step_finished), events written a second (over the run and the
+      busiest second), and with JOURNAL (the run's journal.jsonl) its records and how far its
+      last record trails the last event.
 Prints `key value` lines.
 """
 import json
@@ -115,6 +120,38 @@ def upload(evs, watch):
     print(f"upload_hosts {len(done)}")
 
 
+def run(evs, journal=None):
+    fin = [e for e in evs if e.get("type") == "host_finished"]
+    print(f"hosts_finished {len(fin)}")
+    print(f"hosts_ok {sum(1 for e in fin if e.get('status') == 'ok')}")
+    print(f"batches {len({e.get('batch') for e in evs if e.get('type') == 'batch_finished'})}")
+    # stage steps running at once: +1 at step_started, -1 at step_finished; at equal times the
+    # ends count first, so that a slot handed over in the same millisecond is not counted twice
+    marks = []
+    for e in evs:
+        if e.get("step") == "stage" and e.get("type") in ("step_started", "step_finished"):
+            marks.append((ts(e), 0 if e["type"] == "step_finished" else 1))
+    cur = peak = 0
+    for _, kind in sorted(marks):
+        cur += 1 if kind else -1
+        peak = max(peak, cur)
+    print(f"max_concurrent_stages {peak}")
+    t = sorted(ts(e) for e in evs)
+    span = (t[-1] - t[0]) if len(t) > 1 else 0
+    print(f"events {len(evs)}")
+    print(f"events_span_s {span:.1f}")
+    print(f"events_per_s {len(evs) / span if span else 0:.0f}")
+    per_s = defaultdict(int)
+    for x in t:
+        per_s[int(x)] += 1
+    print(f"events_peak_per_s {max(per_s.values()) if per_s else 0}")
+    if journal:
+        j = load(journal)
+        print(f"journal_records {len(j)}")
+        if j and t:
+            print(f"journal_lag_ms {(t[-1] - max(ts(e) for e in j)) * 1000:.0f}")
+
+
 def main():
     cmd, path = sys.argv[1], sys.argv[2]
     evs = load(path)
@@ -128,6 +165,8 @@ def main():
         timeline(evs)
     elif cmd == "upload":
         upload(evs, sys.argv[3])
+    elif cmd == "run":
+        run(evs, sys.argv[3] if len(sys.argv) > 3 else None)
     else:
         sys.exit(f"unknown command {cmd}")
 

@@ -203,8 +203,17 @@ pub fn lookup_name(alias: Option<&str>, address: &str, port: u16) -> String {
 struct Line<'a> {
     marker: Option<Marker>,
     hosts: &'a str,
-    /// `None` when the key cannot be read (an unknown type, a damaged line).
-    key: Option<KeyData>,
+    /// The key as written: read ([`decode_key`]) only for a line that matters to the check,
+    /// since one run checks every host against the same files (a 1,000-line file for 1,000
+    /// hosts was a million keys decoded, most of the CPU of `plan --check`).
+    key: &'a str,
+}
+
+/// A line's key; `None` when it cannot be read (an unknown type, a damaged line).
+fn decode_key(text: &str) -> Option<KeyData> {
+    #[cfg(test)]
+    tests::DECODED.with(|n| n.set(n.get() + 1));
+    PublicKey::from_openssh(text).ok().map(|k| k.key_data().clone())
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -234,11 +243,7 @@ fn parse_line(text: &str) -> Option<Line<'_>> {
     if key.is_empty() {
         return None;
     }
-    Some(Line {
-        marker,
-        hosts,
-        key: PublicKey::from_openssh(key).ok().map(|k| k.key_data().clone()),
-    })
+    Some(Line { marker, hosts, key })
 }
 
 /// Whether a line's hosts field concerns `name` (already lowercased): a hashed name that is
@@ -306,9 +311,9 @@ fn verdict(sources: &[(PathBuf, String)], name: &str, key: &KeyData) -> Verdict 
                 file: file.clone(),
                 line: i + 1,
             };
-            let same_key = line.key.as_ref() == Some(key);
+            let same_key = || decode_key(line.key).as_ref() == Some(key);
             if line.marker == Some(Marker::Revoked) {
-                if same_key {
+                if same_key() {
                     return Verdict::Revoked(place());
                 }
                 // A revoked other key says nothing about which key this host has.
@@ -321,7 +326,7 @@ fn verdict(sources: &[(PathBuf, String)], name: &str, key: &KeyData) -> Verdict 
                 Some(_) => {
                     authority.get_or_insert_with(place);
                 }
-                None if same_key => matched = true,
+                None if same_key() => matched = true,
                 None => {
                     mismatch.get_or_insert_with(place);
                 }

@@ -5,6 +5,7 @@ mod history;
 mod interrupts;
 mod pipeline;
 mod policy;
+mod scale;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -8,7 +8,7 @@ use russh::keys::ssh_key::public::KeyData;
 use russh::keys::ssh_key::HashAlg;
 use russh::keys::Certificate;
 
-use super::{concerns, parse_line, HostKeyPolicy, Marker, Place};
+use super::{concerns, decode_key, parse_line, HostKeyPolicy, Marker, Place};
 
 /// What the known_hosts files say about a host certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,7 +46,12 @@ impl HostKeyPolicy {
         for (file, text) in &sources {
             for (i, raw) in text.lines().enumerate() {
                 let Some(line) = parse_line(raw) else { continue };
-                let Some(key) = &line.key else { continue };
+                // Only marked lines matter to a certificate.
+                if line.marker.is_none() {
+                    continue;
+                }
+                let Some(key) = decode_key(line.key) else { continue };
+                let key = &key;
                 let place = || Place {
                     file: file.clone(),
                     line: i + 1,
