@@ -4,10 +4,10 @@
 //! `curl --config -` on the stage command's stdin ([`curl_config`]), so `ps` on the host, the
 //! events, the journal and the terminal never see them.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 
 use crate::playbook::{S3Store, StoreAuth};
 
@@ -134,7 +134,13 @@ pub fn presign(url: &str, s3: &S3Store, now: time::OffsetDateTime) -> Result<(St
     query.sort();
     let canonical_query = query
         .iter()
-        .map(|(k, v)| format!("{}={}", aws_encode(k.as_bytes(), false), aws_encode(v.as_bytes(), false)))
+        .map(|(k, v)| {
+            format!(
+                "{}={}",
+                aws_encode(k.as_bytes(), false),
+                aws_encode(v.as_bytes(), false)
+            )
+        })
         .collect::<Vec<_>>()
         .join("&");
     let canonical = format!("GET\n{path}\n{canonical_query}\nhost:{host}\n\nhost\nUNSIGNED-PAYLOAD");
@@ -162,7 +168,11 @@ impl ConfigFile {
         use std::os::unix::fs::OpenOptionsExt as _;
         let dir = std::env::temp_dir();
         for _ in 0..16 {
-            let path = dir.join(format!("tranche-fetch-{}-{:016x}", std::process::id(), rand::random::<u64>()));
+            let path = dir.join(format!(
+                "tranche-fetch-{}-{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
             let f = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -237,7 +247,10 @@ mod tests {
         let s = store("eu-west-1", 300, Some("tok/en+="));
         let (a, _) = presign("http://127.0.0.1:9000/rel/a b.tar.zst", &s, now).unwrap();
         assert!(a.starts_with("http://127.0.0.1:9000/rel/a%20b.tar.zst?"), "{a}");
-        assert!(a.contains("X-Amz-Security-Token=tok%2Fen%2B%3D&X-Amz-SignedHeaders=host"), "{a}");
+        assert!(
+            a.contains("X-Amz-Security-Token=tok%2Fen%2B%3D&X-Amz-SignedHeaders=host"),
+            "{a}"
+        );
         assert!(a.contains("X-Amz-Expires=300&"), "{a}");
         // The default port is not in the Host header curl sends, so not in the signature.
         let (_, with) = presign("https://s3.example:443/rel/x", &s, now).unwrap();

@@ -49,7 +49,10 @@ fn needed_for(program: &str) -> &'static str {
 
 /// "zstd is not installed on h2, h3 (it unpacks .tar.zst artifacts)", one clause per program.
 fn missing_tools(per_host: &[(String, Vec<String>)]) -> Option<String> {
-    let mut programs: Vec<&str> = per_host.iter().flat_map(|(_, m)| m.iter().map(String::as_str)).collect();
+    let mut programs: Vec<&str> = per_host
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(String::as_str))
+        .collect();
     programs.sort_unstable();
     programs.dedup();
     let clauses: Vec<String> = programs

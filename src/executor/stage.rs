@@ -191,7 +191,8 @@ impl Executor {
                     // The URL (presigned for S3) and the credentials go to `curl --config -`
                     // on stdin, through a file only this user reads, removed at once.
                     let url = r.render(u, host, &self.run_id, None)?;
-                    let fetch = crate::artifact_store::fetch(&url, &p.artifact.store.auth, time::OffsetDateTime::now_utc())?;
+                    let fetch =
+                        crate::artifact_store::fetch(&url, &p.artifact.store.auth, time::OffsetDateTime::now_utc())?;
                     if let Some(sig) = &fetch.signature {
                         crate::redact::mark_secret(sig);
                     }

@@ -184,7 +184,10 @@ impl Decoder<'_> {
                 other => {
                     self.error_hint(
                         n,
-                        format!("`artifact.format` \"{}\" is not a format tranche unpacks", other.escape_debug()),
+                        format!(
+                            "`artifact.format` \"{}\" is not a format tranche unpacks",
+                            other.escape_debug()
+                        ),
                         "`tar.gz` or `tar.zst` (by default, the file name's ending decides)",
                     );
                     None
@@ -199,11 +202,19 @@ impl Decoder<'_> {
                 None
             }
             (Some(b), None) if !pulled => {
-                self.error_hint(b, "`artifact.basic_auth` needs `artifact.url`", "a pushed `path` needs no credentials");
+                self.error_hint(
+                    b,
+                    "`artifact.basic_auth` needs `artifact.url`",
+                    "a pushed `path` needs no credentials",
+                );
                 None
             }
             (None, Some(s)) if !pulled => {
-                self.error_hint(s, "`artifact.s3` needs `artifact.url`", "the URL of the object, path style: `https://ENDPOINT/BUCKET/KEY`");
+                self.error_hint(
+                    s,
+                    "`artifact.s3` needs `artifact.url`",
+                    "the URL of the object, path style: `https://ENDPOINT/BUCKET/KEY`",
+                );
                 None
             }
             (Some(b), None) => self.artifact_basic_auth(b),
@@ -262,7 +273,10 @@ impl Decoder<'_> {
             Some(n) => {
                 let r = self.string(n, "artifact.s3.region")?;
                 if r.is_empty() || !r.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                    self.error(n, format!("`artifact.s3.region` \"{}\" is not a region name", r.escape_debug()));
+                    self.error(
+                        n,
+                        format!("`artifact.s3.region` \"{}\" is not a region name", r.escape_debug()),
+                    );
                     return None;
                 }
                 r

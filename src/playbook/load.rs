@@ -160,7 +160,10 @@ impl Decoder<'_> {
     }
 
     fn artifact(&mut self, node: &Node) -> Option<Artifact> {
-        let keys: Vec<&str> = ["path", "url", "sha256"].into_iter().chain(super::artifact_store::KEYS).collect();
+        let keys: Vec<&str> = ["path", "url", "sha256"]
+            .into_iter()
+            .chain(super::artifact_store::KEYS)
+            .collect();
         let m = self.map(node, "artifact", &keys)?;
         let sha256 = m.get("sha256").and_then(|n| {
             let s = self.string(n, "artifact.sha256")?;

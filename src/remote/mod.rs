@@ -266,7 +266,14 @@ pub enum Transfer<'a> {
 /// per second for downloads, 0 for no limit. Named exits: `ShaMismatch`, `LiveDiffers`,
 /// `PartChanged`, `DownloadFailed`, `NoDownloader`.
 pub fn stage(root: &str, version: &str, sha256: &str, how: Transfer, bandwidth: u64) -> RemoteCommand {
-    stage_format(root, version, sha256, how, bandwidth, crate::playbook::ArtifactFormat::TarGz)
+    stage_format(
+        root,
+        version,
+        sha256,
+        how,
+        bandwidth,
+        crate::playbook::ArtifactFormat::TarGz,
+    )
 }
 
 /// [`stage`] of an archive in `format` (`tar.gz`, `tar.zst`: `zstd -dc | tar -xf -`). More

@@ -15,7 +15,8 @@ part=$root/.tranche-stage/$sha.part
 
 missing=
 for n in $needs; do
-  command -v "$n" >/dev/null 2>&1 || missing="$missing $n"
+  # Found and runs (`zstd` and `curl` both answer `--version`).
+  { command -v "$n" && "$n" --version; } >/dev/null 2>&1 || missing="$missing $n"
 done
 if [ -n "$missing" ]; then
   echo "missing=${missing# }"
