@@ -416,3 +416,48 @@ impl Drop for Killed {
         self.0.wait().ok();
     }
 }
+
+/// Without the fleet: `stage.sh` under dash, with a `zstd` on the PATH that fails. The failure
+/// is zstd's (not the tar that read its empty output), and no unpacked folder is left behind.
+#[test]
+fn a_failing_zstd_is_named_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("srv");
+    std::fs::create_dir_all(root.join("releases")).unwrap();
+    std::fs::create_dir_all(root.join(".tranche-stage")).unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::write(bin.join("zstd"), "#!/bin/sh\nexit 3\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(bin.join("zstd"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = b"not really zstd";
+    let sha = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(data))
+    };
+    std::fs::write(root.join(format!(".tranche-stage/{sha}.part")), data).unwrap();
+    let cmd = tranche::remote::stage_format(
+        root.to_str().unwrap(),
+        "2.0.0",
+        &sha,
+        tranche::remote::Transfer::Sftp,
+        0,
+        tranche::playbook::ArtifactFormat::TarZst,
+    );
+    let out = Command::new("dash")
+        .arg("-c")
+        .arg(cmd.program())
+        .arg("tranche")
+        .args(&cmd.args)
+        .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(21), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).ends_with("unpacking the artifact failed (zstd exit 3)\n"),
+        "{}",
+        text(&out)
+    );
+    let left: Vec<_> = std::fs::read_dir(root.join("releases")).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

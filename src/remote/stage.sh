@@ -104,10 +104,16 @@ tmp=$(mktemp -d "$rels/.tranche-unpack.XXXXXX")
 chmod 755 "$tmp"
 case $format in
   tar.zst)
-    # zstd | tar: the status of both (a shell pipeline has only the last one's).
+    # zstd | tar: the status of both (a shell pipeline has only the last one's); zstd's first,
+    # since tar fails too on what a failed zstd left.
+    trc=0
     zrc=$( { { r=0; low zstd -dcq < "$part" 3>&- || r=$?; echo "$r" >&3; } | low tar -xf - -C "$tmp" >&2 3>&-; } 3>&1) ||
-      { rm -rf -- "$tmp"; die 21 "unpacking the artifact failed (tar)"; }
-    [ "$zrc" = 0 ] || { rm -rf -- "$tmp"; die 21 "unpacking the artifact failed (zstd exit $zrc)"; }
+      trc=$?
+    if [ "${zrc:-?}" != 0 ]; then
+      rm -rf -- "$tmp"
+      die 21 "unpacking the artifact failed (zstd exit ${zrc:-?})"
+    fi
+    [ "$trc" = 0 ] || { rm -rf -- "$tmp"; die 21 "unpacking the artifact failed (tar exit $trc)"; }
     ;;
   *) low tar -xzf "$part" -C "$tmp" ;;
 esac
