@@ -6,6 +6,10 @@ need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# .tar.zst artifacts are unpacked with zstd on the hosts (tests/artifacts.rs); the S3 test's
+# moto runs in a venv that scripts/store-venv.sh makes under target/.
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v sudo >/dev/null 2>&1 || need+=(sudo)
 # The host-side scripts are tested under dash, busybox sh and bash --posix, and shellchecked;
 # the fleet makes busybox-only hosts and Dropbear hosts.

@@ -23,6 +23,8 @@ pub(super) struct PreflightError {
     locked: bool,
     /// Advice from the layer that failed (an SSH error's hint).
     hint: Option<&'static str>,
+    /// Programs staging needs that the host lacks: the whole run is refused.
+    missing: Vec<String>,
 }
 
 impl From<String> for PreflightError {
@@ -31,8 +33,40 @@ impl From<String> for PreflightError {
             msg,
             locked: false,
             hint: None,
+            missing: vec![],
         }
     }
+}
+
+/// Why a program staging needs is needed, for the refusal.
+fn needed_for(program: &str) -> &'static str {
+    match program {
+        "zstd" => "it unpacks .tar.zst artifacts",
+        "curl" => "it reads the artifact store's credentials on stdin, where `ps` cannot see them",
+        _ => "staging needs it",
+    }
+}
+
+/// "zstd is not installed on h2, h3 (it unpacks .tar.zst artifacts)", one clause per program.
+fn missing_tools(per_host: &[(String, Vec<String>)]) -> Option<String> {
+    let mut programs: Vec<&str> = per_host
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(String::as_str))
+        .collect();
+    programs.sort_unstable();
+    programs.dedup();
+    let clauses: Vec<String> = programs
+        .iter()
+        .map(|p| {
+            let hosts: Vec<&str> = per_host
+                .iter()
+                .filter(|(_, m)| m.iter().any(|x| x == p))
+                .map(|(h, _)| h.as_str())
+                .collect();
+            format!("{p} is not installed on {} ({})", hosts.join(", "), needed_for(p))
+        })
+        .collect();
+    (!clauses.is_empty()).then(|| clauses.join("; "))
 }
 
 /// What preflight learned about a host.
@@ -91,6 +125,17 @@ impl Executor {
                 }
             }
         }
+        // A program staging needs is missing somewhere: the run is refused whatever the budget,
+        // before any host changes.
+        let missing: Vec<(String, Vec<String>)> = states
+            .iter()
+            .zip(&r.targets)
+            .filter_map(|(s, h)| match s {
+                Err(e) if !e.missing.is_empty() => Some((h.name.clone(), e.missing.clone())),
+                _ => None,
+            })
+            .collect();
+        let missing = missing_tools(&missing);
         let lock_holders: Vec<String> = holders
             .iter()
             .map(|(m, hs)| format!("{} ({m})", hs.join(", ")))
@@ -110,9 +155,12 @@ impl Executor {
         // The registry's own link (a `command` delegate, an HAProxy load balancer host), the
         // registry itself, and the monitoring the run relies on must answer before any host
         // changes.
-        let delegate_error = match self.connect_registry().await {
-            Err(e) => Some(e),
-            Ok(()) => self.check_monitoring().await.err(),
+        let delegate_error = match missing {
+            Some(m) => Some(m),
+            None => match self.connect_registry().await {
+                Err(e) => Some(e),
+                Ok(()) => self.check_monitoring().await.err(),
+            },
         };
         let budget = FailureBudget::new(r.budget);
         if let Some(code) = policy::preflight_verdict(
@@ -266,6 +314,7 @@ impl Executor {
                 msg: e.to_string(),
                 locked: false,
                 hint: e.hint(),
+                missing: vec![],
             })?;
         if conn.becomes_root() {
             let out = conn.exec("true", STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
@@ -287,13 +336,19 @@ impl Executor {
         let root_path = &r.playbook.layout.root;
         // One round trip: the layout (created unless this is a check), what is there, the free
         // space, and the lock (only looked at for a check).
-        let cmd = crate::remote::preflight(
+        // What staging needs (`zstd`, `curl`): looked at first, before anything is created.
+        let needs = match self.mode {
+            Mode::Release | Mode::Check => r.playbook.artifact.store.needs(),
+            Mode::Rollback { .. } => vec![],
+        };
+        let cmd = crate::remote::preflight_needing(
             root_path,
             &r.playbook.version,
             &r.sha256,
             check,
             conn.becomes_root(),
             &self.lease.to_file(),
+            &needs,
         );
         let out = match conn.exec(&cmd.to_command(), STEP_TIMEOUT).await {
             Ok(out) => out,
@@ -308,6 +363,22 @@ impl Executor {
             }
         };
         let report = PreflightReport::parse(&out.stdout);
+        if HostExit::of(&out) == Some(HostExit::MissingTools) && !report.missing.is_empty() {
+            // Nothing was created nor locked on this host.
+            conn.close().await;
+            let msg = report
+                .missing
+                .iter()
+                .map(|p| format!("{p} is not installed ({})", needed_for(p)))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(PreflightError {
+                msg,
+                locked: false,
+                hint: None,
+                missing: report.missing,
+            });
+        }
         let acquired = report.lock.state == LockState::Acquired;
         if !out.success() {
             if acquired {
@@ -358,6 +429,7 @@ impl Executor {
                                         msg,
                                         locked: true,
                                         hint: None,
+                                        missing: vec![],
                                     },
                                 )
                                 .await;
@@ -387,6 +459,7 @@ impl Executor {
                             msg: format!("locked by {}", o.describe()),
                             locked: true,
                             hint: None,
+                            missing: vec![],
                         },
                     )
                     .await
@@ -399,6 +472,7 @@ impl Executor {
                             msg,
                             locked: true,
                             hint: None,
+                            missing: vec![],
                         },
                     )
                     .await;

@@ -11,7 +11,7 @@ use tokio::sync::{watch, Semaphore};
 use super::{Executor, HostState, Mode, STEP_TIMEOUT, UPLOAD_TIMEOUT};
 use crate::events::{EventKind, Status, Step};
 use crate::inventory::Host;
-use crate::playbook::ArtifactSource;
+use crate::playbook::{ArtifactSource, StoreAuth};
 use crate::remote::{HostExit, RemoteError, RemoteHost, Transfer};
 
 /// How many hosts are staged at once, fleet-wide (`rollout.stage.concurrency`).
@@ -123,7 +123,15 @@ impl Executor {
         // mark it with the checksum and rename it into place (a release folder another tool
         // left, without the marker, is replaced unless it is live). One channel and one shell.
         let stage = |how: Transfer<'_>| {
-            crate::remote::stage(root, &p.version, &r.sha256, how, p.rollout.stage_bandwidth).to_command()
+            crate::remote::stage_format(
+                root,
+                &p.version,
+                &r.sha256,
+                how,
+                p.rollout.stage_bandwidth,
+                p.artifact.store.format,
+            )
+            .to_command()
         };
         let result = async {
             if staged_sha.is_some() {
@@ -178,6 +186,24 @@ impl Executor {
                             (format!("exec{resumed}"), out)
                         }
                     }
+                }
+                ArtifactSource::Url(u) if p.artifact.store.auth != StoreAuth::None => {
+                    // The URL (presigned for S3) and the credentials go to `curl --config -`
+                    // on stdin, through a file only this user reads, removed at once.
+                    let url = r.render(u, host, &self.run_id, None)?;
+                    let fetch =
+                        crate::artifact_store::fetch(&url, &p.artifact.store.auth, time::OffsetDateTime::now_utc())?;
+                    if let Some(sig) = &fetch.signature {
+                        crate::redact::mark_secret(sig);
+                    }
+                    let config = crate::artifact_store::ConfigFile::write(&fetch.config)
+                        .map_err(|e| format!("writing the download's credentials for the host: {e}"))?;
+                    let out = conn
+                        .exec_with_input(&stage(Transfer::Fetch), config.path(), 0, 0, UPLOAD_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("downloading: {e}"))?;
+                    drop(config);
+                    ("pull".to_string(), out)
                 }
                 ArtifactSource::Url(u) => {
                     let url = r.render(u, host, &self.run_id, None)?;

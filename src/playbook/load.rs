@@ -160,7 +160,11 @@ impl Decoder<'_> {
     }
 
     fn artifact(&mut self, node: &Node) -> Option<Artifact> {
-        let m = self.map(node, "artifact", &["path", "url", "sha256"])?;
+        let keys: Vec<&str> = ["path", "url", "sha256"]
+            .into_iter()
+            .chain(super::artifact_store::KEYS)
+            .collect();
+        let m = self.map(node, "artifact", &keys)?;
         let sha256 = m.get("sha256").and_then(|n| {
             let s = self.string(n, "artifact.sha256")?;
             let s = s.trim().trim_start_matches("sha256:").to_ascii_lowercase();
@@ -251,10 +255,12 @@ impl Decoder<'_> {
                 Some(ArtifactSource::Url(t))
             }
         };
+        let store = self.artifact_store(&m, source.as_ref());
         Some(Artifact {
             source: source?,
             sha256: if bad_sha { return None } else { sha256 },
             pos: node.pos,
+            store: store?,
         })
     }
 

@@ -1,5 +1,6 @@
 //! The release plan (the "playbook"): its model, loading with positioned errors, and templates.
 
+mod artifact_store;
 pub mod check;
 mod decoder;
 mod load;
@@ -11,6 +12,7 @@ mod registry;
 mod rollout;
 pub mod template;
 
+pub use artifact_store::{ArtifactFormat, ArtifactStore, S3Credentials, S3Store, StoreAuth};
 pub use metrics::Metrics;
 pub use model::*;
 pub use notify::{Annotate, Moment, Notifier, NotifyKind};

@@ -67,6 +67,8 @@ pub struct Artifact {
     /// Lowercase hex; computed for a pushed file when the playbook leaves it out.
     pub sha256: Option<String>,
     pub pos: Pos,
+    /// Its format and the credentials of the store it is pulled from (artifact_store.rs).
+    pub store: super::ArtifactStore,
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,8 @@
 #   16 the lock is not ours (gone or taken)               17 another run won the lock
 #   18 the release to switch to is not on the host       127 neither curl nor wget
 #   19 a value the script refuses (a history field with a tab or a line break)
+#   20 a program staging needs is missing (preflight: `zstd`, `curl` for credentials on stdin)
+#   21 unpacking the artifact failed
 
 unset CDPATH
 

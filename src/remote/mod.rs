@@ -78,10 +78,14 @@ pub enum HostExit {
     NoDownloader,
     /// A value a script refuses (a history field with a tab or a line break).
     BadValue,
+    /// A program staging needs is missing (preflight prints `missing=NAMES`).
+    MissingTools,
+    /// Unpacking the verified artifact failed.
+    Unpack,
 }
 
 impl HostExit {
-    pub const ALL: [HostExit; 11] = [
+    pub const ALL: [HostExit; 13] = [
         HostExit::Layout,
         HostExit::ShaMismatch,
         HostExit::LiveDiffers,
@@ -93,6 +97,8 @@ impl HostExit {
         HostExit::NoRelease,
         HostExit::NoDownloader,
         HostExit::BadValue,
+        HostExit::MissingTools,
+        HostExit::Unpack,
     ];
 
     pub const fn code(self) -> u32 {
@@ -107,6 +113,8 @@ impl HostExit {
             HostExit::LockLost => 17,
             HostExit::NoRelease => 18,
             HostExit::BadValue => 19,
+            HostExit::MissingTools => 20,
+            HostExit::Unpack => 21,
             HostExit::NoDownloader => 127,
         }
     }
@@ -152,6 +160,22 @@ pub fn preflight(
     become_root: bool,
     owner: &str,
 ) -> RemoteCommand {
+    preflight_needing(root, version, sha256, check, become_root, owner, &[])
+}
+
+/// [`preflight`], with `needs`: the programs staging needs (`zstd`, `curl`), checked first:
+/// when one is missing the script prints `missing=NAMES` and exits `MissingTools` before it
+/// creates or locks anything.
+pub fn preflight_needing(
+    root: &str,
+    version: &str,
+    sha256: &str,
+    check: bool,
+    become_root: bool,
+    owner: &str,
+    needs: &[&str],
+) -> RemoteCommand {
+    let needs = needs.join(" ");
     RemoteCommand::new(
         PREFLIGHT,
         [
@@ -161,6 +185,7 @@ pub fn preflight(
             if check { "check" } else { "release" },
             if become_root { "1" } else { "0" },
             owner,
+            &needs,
         ],
     )
 }
@@ -180,6 +205,8 @@ pub struct PreflightReport {
     pub avail_kib: Option<u64>,
     /// The release `current` resolves to.
     pub current: Option<String>,
+    /// The programs staging needs that the host lacks (then nothing else was looked at).
+    pub missing: Vec<String>,
     pub lock: lock::LockReport,
 }
 
@@ -206,6 +233,9 @@ impl PreflightReport {
             part: field(stdout, "part").and_then(|n| n.parse().ok()).unwrap_or(0),
             avail_kib,
             current: field(stdout, "current").map(|c| base(&c)).filter(|c| !c.is_empty()),
+            missing: field(stdout, "missing")
+                .map(|m| m.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
             lock: lock::LockReport::parse(stdout),
         }
     }
@@ -226,6 +256,9 @@ pub enum Transfer<'a> {
     Stdin { offset: u64 },
     /// Downloaded by the host from `url`.
     Pull { url: &'a str },
+    /// Downloaded by the host's `curl` from what its config on stdin says (an artifact store's
+    /// credentials, a presigned URL): nothing secret on the command line.
+    Fetch,
 }
 
 /// Stage the artifact (`sha256`) into `root/releases/version`, then print `staged=unpacked`
@@ -233,10 +266,31 @@ pub enum Transfer<'a> {
 /// per second for downloads, 0 for no limit. Named exits: `ShaMismatch`, `LiveDiffers`,
 /// `PartChanged`, `DownloadFailed`, `NoDownloader`.
 pub fn stage(root: &str, version: &str, sha256: &str, how: Transfer, bandwidth: u64) -> RemoteCommand {
+    stage_format(
+        root,
+        version,
+        sha256,
+        how,
+        bandwidth,
+        crate::playbook::ArtifactFormat::TarGz,
+    )
+}
+
+/// [`stage`] of an archive in `format` (`tar.gz`, `tar.zst`: `zstd -dc | tar -xf -`). More
+/// named exits: `MissingTools` (no curl for `Fetch`), `Unpack`.
+pub fn stage_format(
+    root: &str,
+    version: &str,
+    sha256: &str,
+    how: Transfer,
+    bandwidth: u64,
+    format: crate::playbook::ArtifactFormat,
+) -> RemoteCommand {
     let (how, offset, url) = match how {
         Transfer::Sftp => ("sftp", 0, ""),
         Transfer::Stdin { offset } => ("cat", offset, ""),
         Transfer::Pull { url } => ("pull", 0, url),
+        Transfer::Fetch => ("fetch", 0, ""),
     };
     RemoteCommand::new(
         STAGE,
@@ -248,6 +302,7 @@ pub fn stage(root: &str, version: &str, sha256: &str, how: Transfer, bandwidth: 
             offset.to_string(),
             url.to_string(),
             bandwidth.to_string(),
+            format.name().to_string(),
         ],
     )
 }

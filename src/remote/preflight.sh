@@ -4,12 +4,24 @@
 # look at it, for a check), and say where `current` resolves to (`current=`).
 #
 # Arguments: ROOT VERSION SHA256 MODE(check|release) BECOME(0|1) OWNER(the lock's owner file)
+#   NEEDS: the programs staging will need (`zstd`, `curl`), space-separated: when one is missing,
+#   `missing=NAMES` and exit 20 before anything is created or locked.
 # Shell builtins only, but for `df` (and `wc` when a cut upload is there, `mktemp`/`chmod`/`mv`
 # for the lock): every program a host starts costs about as much as the SSH session itself.
 set -u
-root=$1 version=$2 sha=$3 mode=$4 become=$5 owner=$6
+root=$1 version=$2 sha=$3 mode=$4 become=$5 owner=$6 needs=${7:-}
 rel=$root/releases/$version
 part=$root/.tranche-stage/$sha.part
+
+missing=
+for n in $needs; do
+  # Found and runs (`zstd` and `curl` both answer `--version`).
+  { command -v "$n" && "$n" --version; } >/dev/null 2>&1 || missing="$missing $n"
+done
+if [ -n "$missing" ]; then
+  echo "missing=${missing# }"
+  exit 20
+fi
 
 if [ "$mode" != check ]; then
   mkdir -p -- "$root/releases" "$root/.tranche-stage" || exit 10

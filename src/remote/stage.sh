@@ -3,12 +3,14 @@
 # write it (from stdin, or download it) unless it is already there (SFTP), check its sha256,
 # unpack it into a fresh directory, mark it with the checksum and rename it into place.
 #
-# Arguments: ROOT VERSION SHA256 HOW OFFSET URL BANDWIDTH
+# Arguments: ROOT VERSION SHA256 HOW OFFSET URL BANDWIDTH FORMAT
 #   HOW: `sftp` (the part is already written), `cat` (stdin, appended at OFFSET when OFFSET > 0),
-#   `pull` (the host downloads URL itself); BANDWIDTH in bytes per second, 0 for no limit.
+#   `pull` (the host downloads URL itself), `fetch` (curl downloads what its config on stdin
+#   says: the URL and credentials never reach a command line, so `ps` does not show them);
+#   BANDWIDTH in bytes per second, 0 for no limit; FORMAT `tar.gz` or `tar.zst`.
 # The directory `current` resolves to is never removed nor replaced.
 set -eu
-root=$1 version=$2 sha=$3 how=$4 offset=$5 url=$6 bw=$7
+root=$1 version=$2 sha=$3 how=$4 offset=$5 url=$6 bw=$7 format=${8:-tar.gz}
 rels=$root/releases
 rel=$rels/$version
 part=$root/.tranche-stage/$sha.part
@@ -25,6 +27,13 @@ case $how in
       rm -f -- "$part"
       (set -C && cat > "$part")
     fi
+    ;;
+  fetch)
+    rm -f -- "$part"
+    command -v curl >/dev/null 2>&1 || die 20 'curl is not installed (it reads the credentials on stdin)'
+    if [ "$bw" -gt 0 ]; then set -- --limit-rate "$bw"; else set --; fi
+    low curl -fsS --retry 3 --connect-timeout 10 --speed-limit 1024 --speed-time 60 "$@" \
+      -o "$part" --config - || die 14 "downloading the artifact failed (curl exit $?)"
     ;;
   pull)
     rm -f -- "$part"
@@ -93,7 +102,21 @@ done
 
 tmp=$(mktemp -d "$rels/.tranche-unpack.XXXXXX")
 chmod 755 "$tmp"
-low tar -xzf "$part" -C "$tmp"
+case $format in
+  tar.zst)
+    # zstd | tar: the status of both (a shell pipeline has only the last one's); zstd's first,
+    # since tar fails too on what a failed zstd left.
+    trc=0
+    zrc=$( { { r=0; low zstd -dcq < "$part" 3>&- || r=$?; echo "$r" >&3; } | low tar -xf - -C "$tmp" >&2 3>&-; } 3>&1) ||
+      trc=$?
+    if [ "${zrc:-?}" != 0 ]; then
+      rm -rf -- "$tmp"
+      die 21 "unpacking the artifact failed (zstd exit ${zrc:-?})"
+    fi
+    [ "$trc" = 0 ] || { rm -rf -- "$tmp"; die 21 "unpacking the artifact failed (tar exit $trc)"; }
+    ;;
+  *) low tar -xzf "$part" -C "$tmp" ;;
+esac
 
 if [ -e "$rel" ] || [ -L "$rel" ]; then
   if holds "$live" "$rel"; then

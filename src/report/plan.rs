@@ -247,7 +247,17 @@ pub fn to_table(r: &Release) -> String {
             r.artifact_size.map(human_size).unwrap_or_default(),
             &r.sha256[..12.min(r.sha256.len())]
         ),
-        ArtifactSource::Url(u) => format!("pull {} (sha256 {})", u.source, &r.sha256[..12.min(r.sha256.len())]),
+        ArtifactSource::Url(u) => format!(
+            "pull {} (sha256 {}{})",
+            u.source,
+            &r.sha256[..12.min(r.sha256.len())],
+            match &p.artifact.store.auth {
+                crate::playbook::StoreAuth::None => String::new(),
+                crate::playbook::StoreAuth::Basic { .. } => ", basic_auth".to_string(),
+                crate::playbook::StoreAuth::S3(s) =>
+                    format!(", s3 presigned for {}", crate::units::human_duration(s.expires)),
+            }
+        ),
     };
     let bw = if p.rollout.stage_bandwidth > 0 {
         format!(", {}/s each", human_size(p.rollout.stage_bandwidth))
