@@ -160,7 +160,33 @@ impl Decoder<'_> {
     }
 
     fn artifact(&mut self, node: &Node) -> Option<Artifact> {
-        let m = self.map(node, "artifact", &["path", "url", "sha256"])?;
+        let mut keys = vec!["path", "url", "sha256"];
+        keys.extend(super::image::IMAGE_KEYS);
+        let m = self.map(node, "artifact", &keys)?;
+        if m.get("image").is_some() {
+            if let Some(other) = ["path", "url", "sha256"].into_iter().find_map(|k| m.get(k)) {
+                self.error_hint(
+                    other,
+                    "`artifact` takes `image` or a file (`path`/`url`), not both",
+                    "an image is pinned by its digest (`image: NAME@sha256:...` or `digest:`)",
+                );
+                return None;
+            }
+            let image = self.image_artifact(&m, node)?;
+            return Some(Artifact {
+                source: ArtifactSource::Image(Box::new(image)),
+                sha256: None,
+                pos: node.pos,
+            });
+        }
+        if let Some(n) = super::image::IMAGE_KEYS.iter().find_map(|k| m.get(k)) {
+            self.error_hint(
+                n,
+                "this key of `artifact` belongs to a container image, and `artifact.image` is not given",
+                "a tarball takes `path` or `url`, and `sha256`",
+            );
+            return None;
+        }
         let sha256 = m.get("sha256").and_then(|n| {
             let s = self.string(n, "artifact.sha256")?;
             let s = s.trim().trim_start_matches("sha256:").to_ascii_lowercase();

@@ -2,6 +2,7 @@
 
 pub mod check;
 mod decoder;
+mod image;
 mod load;
 mod metrics;
 mod model;
@@ -11,6 +12,7 @@ mod registry;
 mod rollout;
 pub mod template;
 
+pub use image::{check_digest, parse_reference, Image, Runtime};
 pub use metrics::Metrics;
 pub use model::*;
 pub use notify::{Annotate, Moment, Notifier, NotifyKind};

@@ -46,6 +46,7 @@ pub fn summary(r: &Release) -> PlanSummary {
     let (mode, source) = match &p.artifact.source {
         ArtifactSource::Path(path) => ("push", path.display().to_string()),
         ArtifactSource::Url(u) => ("pull", u.source.clone()),
+        ArtifactSource::Image(img) => ("image", img.pinned()),
     };
     PlanSummary {
         v: 1,
@@ -224,6 +225,14 @@ pub fn to_table(r: &Release) -> String {
             &r.sha256[..12.min(r.sha256.len())]
         ),
         ArtifactSource::Url(u) => format!("pull {} (sha256 {})", u.source, &r.sha256[..12.min(r.sha256.len())]),
+        ArtifactSource::Image(img) => format!(
+            "pull image {} by digest ({})",
+            img.short(),
+            match img.runtime {
+                crate::playbook::Runtime::Auto => "podman or docker, whichever the host has",
+                rt => rt.as_str(),
+            }
+        ),
     };
     let bw = if p.rollout.stage_bandwidth > 0 {
         format!(", {}/s each", human_size(p.rollout.stage_bandwidth))
