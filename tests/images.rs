@@ -201,8 +201,9 @@ fn an_image_release_and_its_rollback_drop_no_request() {
         "rollout:\n  stage:\n    concurrency: 2\n",
     );
     let out = tranche(&fleet, &["plan", "-i", inv.to_str().unwrap(), pb2.to_str().unwrap()]);
-    let plan = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{plan}{}", String::from_utf8_lossy(&out.stderr));
+    // The human plan goes to stderr when stdout is not a terminal.
+    let plan = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{plan}");
     let short2 = format!("{}/demo:2.0.0@sha256:{}", reg.addr, &d2[7..19]);
     assert!(plan.contains(&format!("pull image {short2} by digest (podman)")), "{plan}");
 
@@ -240,8 +241,8 @@ fn an_image_release_and_its_rollback_drop_no_request() {
 
     // `status` names the live image of every host.
     let out = tranche(&fleet, &["status", "-i", inv.to_str().unwrap(), pb2.to_str().unwrap()]);
-    let status = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{status}{}", String::from_utf8_lossy(&out.stderr));
+    let status = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{status}");
     assert_eq!(status.matches(&format!("image {}/demo@sha256:{}", reg.addr, &d2[7..19])).count(), 3, "{status}");
 
     // Rollback under the request loop starts the previous image.
@@ -258,6 +259,59 @@ fn an_image_release_and_its_rollback_drop_no_request() {
         assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"));
     }
     assert!(fleet.wait_all_up(10), "{:?}", fleet.servers());
+}
+
+#[test]
+fn a_digest_the_registry_does_not_hold_is_refused_and_keep_prunes_old_images() {
+    let slot = 107;
+    let fleet = Fleet::up(slot, 2);
+    let _containers = Containers(&fleet);
+    let reg = Registry::up(&fleet, slot);
+    let d1 = reg.push("1.0.0");
+    let d2 = reg.push("2.0.0");
+    let d3 = reg.push("3.0.0");
+    let keep = "layout:\n  keep: 1\n";
+    let pb = |v: &str, d: &str| playbook(&fleet, &format!("v{v}.yml"), v, &format!("{}/demo:{v}@{d}", reg.addr), "", keep);
+    let ev = fleet.dir.join("ev.jsonl");
+    let out = release(&fleet, &pb("1.0.0", &d1), &ev, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // A digest the registry does not have under that name (a tag that moved, an image rebuilt):
+    // staging fails on every host, no host is touched.
+    let wrong = format!("sha256:{}", "e".repeat(64));
+    let out = release(&fleet, &pb("2.0.0", &wrong), &ev, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    let evs = events(&ev);
+    let failed: Vec<&str> = evs
+        .iter()
+        .filter(|e| e["type"] == "step_finished" && e["step"] == "stage")
+        .map(|e| e["status"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!failed.is_empty() && failed.iter().all(|s| *s == "failed"), "{failed:?}\n{stderr}");
+    assert!(stderr.contains(&format!("pulling {}/demo@{wrong} failed", reg.addr)), "{stderr}");
+    for i in 1..=2 {
+        assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"));
+        assert_eq!(health(&fleet, i), "1.0.0");
+        assert!(!fleet.srv(i).join("demo/releases/2.0.0").exists());
+    }
+
+    // keep: 1: after 2.0.0 then 3.0.0, the release 1.0.0 is pruned, and with it its container
+    // and its image; 2.0.0 (the one the host left) stays for a rollback.
+    for (v, d) in [("2.0.0", &d2), ("3.0.0", &d3)] {
+        let out = release(&fleet, &pb(v, d), &ev, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    for i in 1..=2 {
+        assert_eq!(health(&fleet, i), "3.0.0");
+        let images = fleet.ssh(i, &format!("{PODMAN} images --digests --format '{{{{.Digest}}}}'"));
+        let images = String::from_utf8_lossy(&images.stdout);
+        assert!(!images.contains(&d1), "host {i} still has 1.0.0's image: {images}");
+        assert!(images.contains(&d2) && images.contains(&d3), "host {i}: {images}");
+        let all = fleet.ssh(i, &format!("{PODMAN} ps -a --format '{{{{.Names}}}}'"));
+        let all = String::from_utf8_lossy(&all.stdout);
+        assert!(!all.contains("demo-1.0.0"), "host {i}: {all}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
