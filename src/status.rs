@@ -82,10 +82,12 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
                     _ => None,
                 };
                 let image = match &live {
-                    Some(l) if matches!(&out, Ok(o) if o.success()) => match conn.exec(l, Duration::from_secs(30)).await {
-                        Ok(o) => crate::remote::image::parse_image(&o.stdout),
-                        Err(_) => None,
-                    },
+                    Some(l) if matches!(&out, Ok(o) if o.success()) => {
+                        match conn.exec(l, Duration::from_secs(30)).await {
+                            Ok(o) => crate::remote::image::parse_image(&o.stdout),
+                            Err(_) => None,
+                        }
+                    }
                     _ => None,
                 };
                 conn.close().await;

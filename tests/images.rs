@@ -57,7 +57,8 @@ impl Drop for Registry {
 }
 
 /// podman on a fleet host, with that host's own storage (its /srv is private to it).
-const PODMAN: &str = "podman --root /srv/containers/storage --runroot /srv/containers/run --tmpdir /srv/containers/tmp --runtime runc";
+const PODMAN: &str =
+    "podman --root /srv/containers/storage --runroot /srv/containers/run --tmpdir /srv/containers/tmp --runtime runc";
 
 /// Remove every container of the hosts (they outlive sshd), before the fleet goes down.
 struct Containers<'a>(&'a Fleet);
@@ -136,7 +137,12 @@ fn release(fleet: &Fleet, pb: &Path, events_file: &Path, extra: &[&str]) -> std:
 /// What host `i` serves on /health.
 fn health(fleet: &Fleet, i: usize) -> String {
     let out = Command::new("curl")
-        .args(["-fsS", "--max-time", "5", &format!("http://{}.{i}:8080/health", fleet.net)])
+        .args([
+            "-fsS",
+            "--max-time",
+            "5",
+            &format!("http://{}.{i}:8080/health", fleet.net),
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -175,7 +181,14 @@ fn an_image_release_and_its_rollback_drop_no_request() {
     let d1 = reg.push("1.0.0");
     let d2 = reg.push("2.0.0");
     let img1 = format!("{}/demo:1.0.0@{d1}", reg.addr);
-    let pb1 = playbook(&fleet, "v1.yml", "1.0.0", &img1, "", "rollout:\n  stage:\n    concurrency: 1\n");
+    let pb1 = playbook(
+        &fleet,
+        "v1.yml",
+        "1.0.0",
+        &img1,
+        "",
+        "rollout:\n  stage:\n    concurrency: 1\n",
+    );
 
     // The first release: nothing runs yet.
     let ev1 = fleet.dir.join("ev1.jsonl");
@@ -184,7 +197,11 @@ fn an_image_release_and_its_rollback_drop_no_request() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     for i in 1..=3 {
         assert_eq!(health(&fleet, i), "1.0.0", "host {i}");
-        assert_eq!(running(&fleet, i), format!("demo-1.0.0 {}/demo@{d1}", reg.addr), "host {i}");
+        assert_eq!(
+            running(&fleet, i),
+            format!("demo-1.0.0 {}/demo@{d1}", reg.addr),
+            "host {i}"
+        );
     }
     assert!(fleet.wait_all_up(10), "{:?}", fleet.servers());
     // Stage limit 1: one pull at a time.
@@ -202,10 +219,17 @@ fn an_image_release_and_its_rollback_drop_no_request() {
     );
     let out = tranche(&fleet, &["plan", "-i", inv.to_str().unwrap(), pb2.to_str().unwrap()]);
     // The human plan goes to stderr when stdout is not a terminal.
-    let plan = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let plan = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{plan}");
     let short2 = format!("{}/demo:2.0.0@sha256:{}", reg.addr, &d2[7..19]);
-    assert!(plan.contains(&format!("pull image {short2} by digest (podman)")), "{plan}");
+    assert!(
+        plan.contains(&format!("pull image {short2} by digest (podman)")),
+        "{plan}"
+    );
 
     // 2.0.0 under a request loop through HAProxy.
     let requests = Requests::start(fleet.lb_port);
@@ -219,7 +243,11 @@ fn an_image_release_and_its_rollback_drop_no_request() {
     assert!(ok > 20, "the request loop barely ran: {ok}");
     for i in 1..=3 {
         assert_eq!(health(&fleet, i), "2.0.0", "host {i}");
-        assert_eq!(running(&fleet, i), format!("demo-2.0.0 {}/demo@{d2}", reg.addr), "host {i}");
+        assert_eq!(
+            running(&fleet, i),
+            format!("demo-2.0.0 {}/demo@{d2}", reg.addr),
+            "host {i}"
+        );
         assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"));
     }
     let evs = events(&ev2);
@@ -236,18 +264,34 @@ fn an_image_release_and_its_rollback_drop_no_request() {
     // The secret env value never shows in events, journal or output; the container has it.
     let all = format!("{stdout}{stderr}{}", std::fs::read_to_string(&ev2).unwrap());
     assert!(!all.contains("s3cr3t-image-token-value"), "the secret leaked");
-    let inspect = fleet.ssh(1, &format!("{PODMAN} inspect --format '{{{{.Config.Env}}}}' demo-2.0.0"));
+    let inspect = fleet.ssh(
+        1,
+        &format!("{PODMAN} inspect --format '{{{{.Config.Env}}}}' demo-2.0.0"),
+    );
     assert!(String::from_utf8_lossy(&inspect.stdout).contains("DEMO_TOKEN=s3cr3t-image-token-value"));
 
     // `status` names the live image of every host.
     let out = tranche(&fleet, &["status", "-i", inv.to_str().unwrap(), pb2.to_str().unwrap()]);
-    let status = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let status = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{status}");
-    assert_eq!(status.matches(&format!("image {}/demo@sha256:{}", reg.addr, &d2[7..19])).count(), 3, "{status}");
+    assert_eq!(
+        status
+            .matches(&format!("image {}/demo@sha256:{}", reg.addr, &d2[7..19]))
+            .count(),
+        3,
+        "{status}"
+    );
 
     // Rollback under the request loop starts the previous image.
     let requests = Requests::start(fleet.lb_port);
-    let out = tranche(&fleet, &["rollback", "-i", inv.to_str().unwrap(), pb2.to_str().unwrap()]);
+    let out = tranche(
+        &fleet,
+        &["rollback", "-i", inv.to_str().unwrap(), pb2.to_str().unwrap()],
+    );
     let (ok, failed, errors) = requests.finish();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -255,7 +299,11 @@ fn an_image_release_and_its_rollback_drop_no_request() {
     assert!(ok > 10, "{ok}");
     for i in 1..=3 {
         assert_eq!(health(&fleet, i), "1.0.0", "host {i}");
-        assert_eq!(running(&fleet, i), format!("demo-1.0.0 {}/demo@{d1}", reg.addr), "host {i}");
+        assert_eq!(
+            running(&fleet, i),
+            format!("demo-1.0.0 {}/demo@{d1}", reg.addr),
+            "host {i}"
+        );
         assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"));
     }
     assert!(fleet.wait_all_up(10), "{:?}", fleet.servers());
@@ -271,7 +319,16 @@ fn a_digest_the_registry_does_not_hold_is_refused_and_keep_prunes_old_images() {
     let d2 = reg.push("2.0.0");
     let d3 = reg.push("3.0.0");
     let keep = "layout:\n  keep: 1\n";
-    let pb = |v: &str, d: &str| playbook(&fleet, &format!("v{v}.yml"), v, &format!("{}/demo:{v}@{d}", reg.addr), "", keep);
+    let pb = |v: &str, d: &str| {
+        playbook(
+            &fleet,
+            &format!("v{v}.yml"),
+            v,
+            &format!("{}/demo:{v}@{d}", reg.addr),
+            "",
+            keep,
+        )
+    };
     let ev = fleet.dir.join("ev.jsonl");
     let out = release(&fleet, &pb("1.0.0", &d1), &ev, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
@@ -288,8 +345,14 @@ fn a_digest_the_registry_does_not_hold_is_refused_and_keep_prunes_old_images() {
         .filter(|e| e["type"] == "step_finished" && e["step"] == "stage")
         .map(|e| e["status"].as_str().unwrap_or(""))
         .collect();
-    assert!(!failed.is_empty() && failed.iter().all(|s| *s == "failed"), "{failed:?}\n{stderr}");
-    assert!(stderr.contains(&format!("pulling {}/demo@{wrong} failed", reg.addr)), "{stderr}");
+    assert!(
+        !failed.is_empty() && failed.iter().all(|s| *s == "failed"),
+        "{failed:?}\n{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("pulling {}/demo@{wrong} failed", reg.addr)),
+        "{stderr}"
+    );
     for i in 1..=2 {
         assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"));
         assert_eq!(health(&fleet, i), "1.0.0");
@@ -403,14 +466,23 @@ mod script {
         assert!(stderr.contains("digest mismatch"), "{stderr}");
         assert!(!h.dir.path().join("root/releases/2.0.0").exists());
         // The wrong image is removed again.
-        assert!(h.log().contains("rmi\n--\n127.0.0.1:5000/demo@sha256:1111"), "{}", h.log());
+        assert!(
+            h.log().contains("rmi\n--\n127.0.0.1:5000/demo@sha256:1111"),
+            "{}",
+            h.log()
+        );
 
         // The planned digest: recorded as the release.
         let out = h.run(&cmd, &format!("127.0.0.1:5000/demo@{D1}"), ":/usr/bin:/bin");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let rec = std::fs::read_to_string(h.dir.path().join("root/releases/2.0.0/.tranche-image")).unwrap();
         assert_eq!(rec.trim(), format!("127.0.0.1:5000/demo@{D1}"));
-        assert!(h.log().contains("pull\n-q\n--tls-verify=false\n--\n127.0.0.1:5000/demo@sha256:1111"), "{}", h.log());
+        assert!(
+            h.log()
+                .contains("pull\n-q\n--tls-verify=false\n--\n127.0.0.1:5000/demo@sha256:1111"),
+            "{}",
+            h.log()
+        );
     }
 
     #[test]
@@ -432,7 +504,12 @@ mod script {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(!pwned.exists(), "a value was run");
         let log = h.log();
-        let run: Vec<&str> = log.split("---\n").find(|c| c.contains("\nrun\n")).unwrap().lines().collect();
+        let run: Vec<&str> = log
+            .split("---\n")
+            .find(|c| c.contains("\nrun\n"))
+            .unwrap()
+            .lines()
+            .collect();
         let want: Vec<String> = [
             "--root",
             "/srv/c s/*",
@@ -456,7 +533,15 @@ mod script {
         .collect();
         assert_eq!(run, want);
         // A value with a line break would become two words: refused before anything is sent.
-        assert!(image::start(&h.root(), "2.0.0", &img, "demo", &["--env=A=1\n--privileged".into()], &[]).is_err());
+        assert!(image::start(
+            &h.root(),
+            "2.0.0",
+            &img,
+            "demo",
+            &["--env=A=1\n--privileged".into()],
+            &[]
+        )
+        .is_err());
     }
 
     #[test]
@@ -498,7 +583,14 @@ mod playbook {
         .unwrap();
         Playbook::load(&path, &[]).map_err(|d| {
             d.0.iter()
-                .map(|x| format!("{}:{} {}", x.pos.map(|p| p.line).unwrap_or(0), x.pos.map(|p| p.col).unwrap_or(0), x.message))
+                .map(|x| {
+                    format!(
+                        "{}:{} {}",
+                        x.pos.map(|p| p.line).unwrap_or(0),
+                        x.pos.map(|p| p.col).unwrap_or(0),
+                        x.message
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n")
         })
@@ -517,7 +609,9 @@ mod playbook {
             format!("  image: registry.internal:5000/demo:2.0.0\n  digest: \"{D}\""),
         ] {
             let p = load(&a).unwrap();
-            let ArtifactSource::Image(img) = &p.artifact.source else { panic!("not an image") };
+            let ArtifactSource::Image(img) = &p.artifact.source else {
+                panic!("not an image")
+            };
             assert_eq!(img.pinned(), format!("registry.internal:5000/demo@{D}"));
             assert_eq!(img.short(), "registry.internal:5000/demo:2.0.0@sha256:a6f64eca8dbf");
         }
@@ -531,12 +625,24 @@ mod playbook {
     fn hostile_image_settings_are_refused_when_the_playbook_loads() {
         let cases = [
             (format!("  image: \"demo;id@{D}\""), "`artifact.image`"),
-            (format!("  image: \"r/demo@{D}\"\n  ports: [\"--privileged\"]"), "starts with `-`"),
-            (format!("  image: \"r/demo@{D}\"\n  network: \"--privileged\""), "starts with `-`"),
-            (format!("  image: \"r/demo@{D}\"\n  env:\n    \"A B\": x"), "is not a variable name"),
+            (
+                format!("  image: \"r/demo@{D}\"\n  ports: [\"--privileged\"]"),
+                "starts with `-`",
+            ),
+            (
+                format!("  image: \"r/demo@{D}\"\n  network: \"--privileged\""),
+                "starts with `-`",
+            ),
+            (
+                format!("  image: \"r/demo@{D}\"\n  env:\n    \"A B\": x"),
+                "is not a variable name",
+            ),
             (format!("  image: \"r/demo@{D}\"\n  runtime: lxc"), "podman or docker"),
             (format!("  image: \"r/demo@{D}\"\n  path: x.tar.gz"), "not both"),
-            ("  path: x.tar.gz\n  ports: [\"80:80\"]".to_string(), "belongs to a container image"),
+            (
+                "  path: x.tar.gz\n  ports: [\"80:80\"]".to_string(),
+                "belongs to a container image",
+            ),
         ];
         for (a, want) in cases {
             let e = load(&a).unwrap_err();

@@ -53,7 +53,13 @@ pub(super) async fn stop(conn: &dyn RemoteHost, img: &Image, p: &Playbook) -> Re
 }
 
 /// The options of `run` for `host`: the playbook's, the `env` values rendered for the host.
-pub(super) fn options(r: &Release, host: &Host, run_id: &str, img: &Image, previous: Option<&str>) -> Result<(Vec<String>, Vec<String>), String> {
+pub(super) fn options(
+    r: &Release,
+    host: &Host,
+    run_id: &str,
+    img: &Image,
+    previous: Option<&str>,
+) -> Result<(Vec<String>, Vec<String>), String> {
     let mut env = Vec::new();
     for (k, t) in &img.env {
         env.push((k.clone(), r.render(t, host, run_id, previous)?));
@@ -98,7 +104,10 @@ pub(super) async fn start(
     let pruned = out.stdout.lines().filter(|l| l.starts_with("pruned=")).count();
     let pruned = match pruned {
         0 => String::new(),
-        n => format!("; removed {n} container{} of pruned releases", if n == 1 { "" } else { "s" }),
+        n => format!(
+            "; removed {n} container{} of pruned releases",
+            if n == 1 { "" } else { "s" }
+        ),
     };
     Ok(format!(
         "started {}-{version} from {}{pruned}",

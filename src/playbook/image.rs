@@ -93,7 +93,10 @@ pub fn parse_reference(s: &str) -> Result<(String, Option<String>, Option<String
         return Err("has no repository name".into());
     }
     if let Some(c) = name.chars().find(|c| !name_char_ok(*c)) {
-        return Err(format!("has `{}` in its name (allowed: a-z 0-9 . _ - / : and a port)", c.escape_debug()));
+        return Err(format!(
+            "has `{}` in its name (allowed: a-z 0-9 . _ - / : and a port)",
+            c.escape_debug()
+        ));
     }
     if name.starts_with(['-', '.', '/', ':']) || name.ends_with(['/', ':']) || name.contains("//") {
         return Err("is not a repository name".into());
@@ -221,7 +224,10 @@ impl Decoder<'_> {
                 other => {
                     self.error_hint(
                         n,
-                        format!("`artifact.runtime` must be podman or docker, not \"{}\"", other.escape_debug()),
+                        format!(
+                            "`artifact.runtime` must be podman or docker, not \"{}\"",
+                            other.escape_debug()
+                        ),
                         "leave it out to use whichever the host has (podman first)",
                     );
                     return None;

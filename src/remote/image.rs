@@ -132,6 +132,9 @@ mod tests {
     #[test]
     fn references_are_shortened_for_people() {
         let d = "a6f64eca8dbff1ae2f7b80f966dd87af38f129ac78d1e915a2c4870879da0bc0";
-        assert_eq!(short_ref(&format!("r:5000/demo@sha256:{d}")), "r:5000/demo@sha256:a6f64eca8dbf");
+        assert_eq!(
+            short_ref(&format!("r:5000/demo@sha256:{d}")),
+            "r:5000/demo@sha256:a6f64eca8dbf"
+        );
     }
 }
