@@ -225,6 +225,7 @@ fn an_image_release_and_its_rollback_drop_no_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{plan}");
+    eprintln!("--- plan\n{plan}");
     let short2 = format!("{}/demo:2.0.0@sha256:{}", reg.addr, &d2[7..19]);
     assert!(
         plan.contains(&format!("pull image {short2} by digest (podman)")),
@@ -262,6 +263,7 @@ fn an_image_release_and_its_rollback_drop_no_request() {
         assert_eq!(*n, format!("{short2} pulled by podman on the host, digest verified"));
     }
     // The secret env value never shows in events, journal or output; the container has it.
+    eprintln!("--- release\n{stdout}{stderr}");
     let all = format!("{stdout}{stderr}{}", std::fs::read_to_string(&ev2).unwrap());
     assert!(!all.contains("s3cr3t-image-token-value"), "the secret leaked");
     let inspect = fleet.ssh(
@@ -278,6 +280,7 @@ fn an_image_release_and_its_rollback_drop_no_request() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "{status}");
+    eprintln!("--- status\n{status}");
     assert_eq!(
         status
             .matches(&format!("image {}/demo@sha256:{}", reg.addr, &d2[7..19]))
