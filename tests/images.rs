@@ -235,7 +235,18 @@ fn an_image_release_and_its_rollback_drop_no_request() {
     // 2.0.0 under a request loop through HAProxy.
     let requests = Requests::start(fleet.lb_port);
     let ev2 = fleet.dir.join("ev2.jsonl");
-    let out = release(&fleet, &pb2, &ev2, &[]);
+    let (junit, summary) = (fleet.dir.join("junit.xml"), fleet.dir.join("summary.md"));
+    let out = release(
+        &fleet,
+        &pb2,
+        &ev2,
+        &[
+            "--junit",
+            junit.to_str().unwrap(),
+            "--summary",
+            summary.to_str().unwrap(),
+        ],
+    );
     let (ok, failed, errors) = requests.finish();
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -262,6 +273,15 @@ fn an_image_release_and_its_rollback_drop_no_request() {
     for n in &stage_notes {
         assert_eq!(*n, format!("{short2} pulled by podman on the host, digest verified"));
     }
+    // The run's first event carries the plan with the pinned image; JUnit and the summary
+    // name it.
+    assert_eq!(evs[0]["plan"]["stage"]["mode"], "image");
+    assert_eq!(evs[0]["plan"]["stage"]["source"], format!("{}/demo@{d2}", reg.addr));
+    let short_pinned = format!("{}/demo@sha256:{}", reg.addr, &d2[7..19]);
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(junit.contains(&short2), "{junit}");
+    let summary = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary.contains(&format!("Image `{short_pinned}`.")), "{summary}");
     // The secret env value never shows in events, journal or output; the container has it.
     eprintln!("--- release\n{stdout}{stderr}");
     let all = format!("{stdout}{stderr}{}", std::fs::read_to_string(&ev2).unwrap());
