@@ -113,7 +113,8 @@ pub fn parse_runtime(stdout: &str) -> Option<String> {
 /// `NAME@sha256:0123456789ab`: a reference with its digest cut to 12 digits, for people.
 pub fn short_ref(r: &str) -> String {
     match r.split_once("@sha256:") {
-        Some((n, d)) if d.len() > 12 => format!("{n}@sha256:{}", &d[..12]),
+        // What a host recorded may be anything: cut on a character boundary only.
+        Some((n, d)) if d.len() > 12 && d.is_char_boundary(12) => format!("{n}@sha256:{}", &d[..12]),
         _ => r.to_string(),
     }
 }
@@ -136,5 +137,7 @@ mod tests {
             short_ref(&format!("r:5000/demo@sha256:{d}")),
             "r:5000/demo@sha256:a6f64eca8dbf"
         );
+        // A host's hostile record does not panic the controller.
+        assert_eq!(short_ref("r@sha256:0123456789aé0123"), "r@sha256:0123456789aé0123");
     }
 }
