@@ -24,6 +24,11 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # tests/metrics.rs pushes a run's progress to a real Pushgateway (scraped by Prometheus, which
 # tests/services/services.sh installs).
 [ -x /usr/bin/prometheus-pushgateway ] || need+=(prometheus-pushgateway)
+# tests/images.rs: container images pulled from a real registry and run by rootful podman
+# (with runc: crun fails under a cgroup hybrid mode) on the fleet's hosts.
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

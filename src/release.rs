@@ -144,6 +144,8 @@ impl Release {
                 }
             },
             ArtifactSource::Url(_) => (playbook.artifact.sha256.clone().unwrap_or_default(), None),
+            // The image's digest plays the part of the sha256 (recorded in the release folder).
+            ArtifactSource::Image(img) => (img.digest_hex().to_string(), None),
         };
         if let Ok(text) = crate::yaml::read_file(&file) {
             diags.attach_sources(&file, &text);
@@ -246,14 +248,19 @@ pub fn template_context(p: &Playbook, host: &Host, run_id: &str, previous_versio
     );
     ctx.insert("layout".into(), json!({"root": p.layout.root, "keep": p.layout.keep}));
     ctx.insert("env".into(), ENV.clone());
+    if let ArtifactSource::Image(img) = &p.artifact.source {
+        ctx.insert("image".into(), json!(img.pinned()));
+    }
     Value::Object(ctx)
 }
 
 /// Every template of the playbook.
 pub fn all_templates(p: &Playbook) -> Vec<&Template> {
     let mut t: Vec<&Template> = Vec::new();
-    if let ArtifactSource::Url(u) = &p.artifact.source {
-        t.push(u);
+    match &p.artifact.source {
+        ArtifactSource::Url(u) => t.push(u),
+        ArtifactSource::Image(img) => t.extend(img.templates()),
+        ArtifactSource::Path(_) => {}
     }
     t.extend(&p.registry.templates);
     t.extend(

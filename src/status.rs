@@ -17,6 +17,9 @@ pub struct HostStatus {
     pub zone: Option<String>,
     /// The release `current` points to; `None` when there is none or the host was not reached.
     pub release: Option<String>,
+    /// With `artifact.image`: the image the live release records (`NAME@sha256:...`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
     /// Why the host could not be asked.
     pub error: Option<String>,
     /// With `--history`: the last lines of its `.tranche-history`, oldest first.
@@ -48,11 +51,18 @@ pub struct FleetStatus {
 pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, history: Option<usize>) -> FleetStatus {
     let cmd = crate::remote::status(&r.playbook.layout.root).to_command();
     let tail = history.map(|n| crate::remote::history::tail(&r.playbook.layout.root, n).to_command());
+    let live = match &r.playbook.artifact.source {
+        crate::playbook::ArtifactSource::Image(img) => {
+            Some(crate::remote::image::live(&r.playbook.layout.root, img, &r.playbook.service).to_command())
+        }
+        _ => None,
+    };
     let specs: Vec<_> = r.targets.iter().map(crate::executor::host_spec).collect();
     crate::ssh::config::prefetch(settings, &specs);
     let hosts = crate::executor::fan_out::bounded(&r.targets, concurrency, |h| {
         let cmd = cmd.clone();
         let tail = tail.clone();
+        let live = live.clone();
         async move {
             let ep = crate::executor::endpoint(h, settings);
             let res = async {
@@ -71,17 +81,26 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
                     }
                     _ => None,
                 };
+                let image = match &live {
+                    Some(l) if matches!(&out, Ok(o) if o.success()) => {
+                        match conn.exec(l, Duration::from_secs(30)).await {
+                            Ok(o) => crate::remote::image::parse_image(&o.stdout),
+                            Err(_) => None,
+                        }
+                    }
+                    _ => None,
+                };
                 conn.close().await;
                 let out = out?;
                 if !out.success() {
                     return Err(out.describe());
                 }
-                Ok::<_, String>((crate::remote::parse_current(&out.stdout), lines))
+                Ok::<_, String>((crate::remote::parse_current(&out.stdout), lines, image))
             }
             .await;
-            let (release, error, lines) = match res {
-                Ok((rel, lines)) => (rel, None, lines),
-                Err(e) => (None, Some(e), None),
+            let (release, error, lines, image) = match res {
+                Ok((rel, lines, image)) => (rel, None, lines, image),
+                Err(e) => (None, Some(e), None, None),
             };
             let (history, history_error) = match lines {
                 Some(Ok(l)) => (Some(l), None),
@@ -93,6 +112,7 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
                 address: ep.address,
                 zone: h.zone.clone(),
                 release,
+                image,
                 error,
                 history,
                 history_error,
@@ -147,6 +167,10 @@ pub fn to_table(s: &FleetStatus) -> String {
             (None, Some(r)) => r.clone(),
             (None, None) => "(none)".into(),
         };
+        let rel = match &h.image {
+            Some(i) => format!("{rel}  image {}", crate::remote::image::short_ref(i)),
+            None => rel,
+        };
         let _ = writeln!(out, "{:<wn$}  {:<wa$}  {rel}", h.name, h.address);
         if let Some(e) = &h.history_error {
             let _ = writeln!(out, "    history unreadable: {e}");
@@ -198,6 +222,7 @@ mod tests {
             address: "10.0.0.1".into(),
             zone: None,
             release: Some("2.0.0".into()),
+            image: None,
             error: None,
             history,
             history_error: history_error.map(Into::into),

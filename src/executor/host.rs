@@ -468,6 +468,9 @@ impl Executor {
         step!(Step::Deregister, self.registrar.deregister(host, conn));
         step!(Step::Stop, async {
             let Some(cmd) = &p.stop.command else {
+                if let crate::playbook::ArtifactSource::Image(img) = &p.artifact.source {
+                    return super::image::stop(conn, img, p).await.map_err(StepFailure::from);
+                }
                 return Ok("no stop command".to_string());
             };
             let cmd = r.render(cmd, host, &self.run_id, prev)?;
@@ -514,6 +517,9 @@ impl Executor {
         });
         step!(Step::Start, async {
             let Some(cmd) = &p.start else {
+                if let crate::playbook::ArtifactSource::Image(img) = &p.artifact.source {
+                    return super::image::start(r, conn, host, &self.run_id, img, version).await;
+                }
                 return Ok("no start command".to_string());
             };
             let cmd = r.render(cmd, host, &self.run_id, prev)?;

@@ -31,6 +31,7 @@ use crate::ssh::{Endpoint, SshSettings};
 mod dispatcher;
 pub mod fan_out;
 mod host;
+mod image;
 mod leases;
 mod preflight;
 mod rollback;

@@ -520,6 +520,12 @@ impl Executor {
                 return fail(st, msg.into()).await;
             }
         }
+        if let crate::playbook::ArtifactSource::Image(img) = &r.playbook.artifact.source {
+            // The container runtime the image needs (`artifact.runtime`, or whichever it has).
+            if let Err(e) = super::image::preflight(&*st.conn, img, &r.playbook).await {
+                return fail(st, e.into()).await;
+            }
+        }
         if let Some(pre) = &r.playbook.hooks.precheck {
             let cmd = match r.render(pre, host, &self.run_id, st.previous.as_deref()) {
                 Ok(c) => c,

@@ -205,6 +205,15 @@ impl Executor {
                     drop(config);
                     ("pull".to_string(), out)
                 }
+                ArtifactSource::Image(img) => {
+                    let cmd = crate::remote::image::pull(root, &p.version, img, &p.service).to_command();
+                    let out = conn
+                        .exec(&cmd, UPLOAD_TIMEOUT)
+                        .await
+                        .map_err(|e| format!("pulling the image: {e}"))?;
+                    let runtime = crate::remote::image::parse_runtime(&out.stdout).unwrap_or_default();
+                    (runtime, out)
+                }
                 ArtifactSource::Url(u) => {
                     let url = r.render(u, host, &self.run_id, None)?;
                     let cmd = stage(Transfer::Pull { url: &url });
@@ -226,9 +235,12 @@ impl Executor {
         .await;
         match &result {
             Ok((via, staged)) => {
-                let note = match r.artifact_size {
-                    Some(size) => format!("{} sent over {via}, sha256 verified", crate::units::human_size(size)),
-                    None => "downloaded by the host, sha256 verified".into(),
+                let note = match (r.artifact_size, &p.artifact.source) {
+                    (_, ArtifactSource::Image(img)) => {
+                        format!("{} pulled by {via} on the host, digest verified", img.short())
+                    }
+                    (Some(size), _) => format!("{} sent over {via}, sha256 verified", crate::units::human_size(size)),
+                    (None, _) => "downloaded by the host, sha256 verified".into(),
                 };
                 let note = match staged {
                     Some(crate::remote::Staged::Adopted) => {

@@ -174,7 +174,7 @@ impl Decoder<'_> {
         let named = match source {
             Some(ArtifactSource::Path(p)) => ArtifactFormat::of_name(&p.to_string_lossy()),
             Some(ArtifactSource::Url(t)) => ArtifactFormat::of_name(&t.source),
-            None => ArtifactFormat::TarGz,
+            Some(ArtifactSource::Image(_)) | None => ArtifactFormat::TarGz,
         };
         let format = match m.get("format") {
             None => Some(named),

@@ -163,8 +163,38 @@ impl Decoder<'_> {
         let keys: Vec<&str> = ["path", "url", "sha256"]
             .into_iter()
             .chain(super::artifact_store::KEYS)
+            .chain(super::image::IMAGE_KEYS.iter().copied())
             .collect();
         let m = self.map(node, "artifact", &keys)?;
+        if m.get("image").is_some() {
+            if let Some(other) = ["path", "url", "sha256"]
+                .into_iter()
+                .chain(super::artifact_store::KEYS)
+                .find_map(|k| m.get(k))
+            {
+                self.error_hint(
+                    other,
+                    "`artifact` takes `image` or a file (`path`/`url`), not both",
+                    "an image is pinned by its digest (`image: NAME@sha256:...` or `digest:`)",
+                );
+                return None;
+            }
+            let image = self.image_artifact(&m, node)?;
+            return Some(Artifact {
+                source: ArtifactSource::Image(Box::new(image)),
+                sha256: None,
+                pos: node.pos,
+                store: Default::default(),
+            });
+        }
+        if let Some(n) = super::image::IMAGE_KEYS.iter().find_map(|k| m.get(k)) {
+            self.error_hint(
+                n,
+                "this key of `artifact` belongs to a container image, and `artifact.image` is not given",
+                "a tarball takes `path` or `url`, and `sha256`",
+            );
+            return None;
+        }
         let sha256 = m.get("sha256").and_then(|n| {
             let s = self.string(n, "artifact.sha256")?;
             let s = s.trim().trim_start_matches("sha256:").to_ascii_lowercase();

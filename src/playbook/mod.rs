@@ -3,6 +3,7 @@
 mod artifact_store;
 pub mod check;
 mod decoder;
+mod image;
 mod load;
 mod metrics;
 mod model;
@@ -13,6 +14,7 @@ mod rollout;
 pub mod template;
 
 pub use artifact_store::{ArtifactFormat, ArtifactStore, S3Credentials, S3Store, StoreAuth};
+pub use image::{check_digest, parse_reference, Image, Runtime};
 pub use metrics::Metrics;
 pub use model::*;
 pub use notify::{Annotate, Moment, Notifier, NotifyKind};

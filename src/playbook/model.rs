@@ -59,6 +59,8 @@ pub enum ArtifactSource {
     Path(PathBuf),
     /// Pulled by each host.
     Url(Template),
+    /// A container image pulled by each host's runtime, pinned by digest (`playbook::image`).
+    Image(Box<super::Image>),
 }
 
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@
 
 pub mod history;
 mod host;
+pub mod image;
 pub mod lock;
 mod output;
 mod quote;

@@ -40,6 +40,8 @@ pub struct CiReports {
 struct State {
     run: String,
     title: String,
+    /// The container image of an `artifact.image` release, shortened.
+    image: Option<String>,
     started: String,
     order: Vec<String>,
     hosts: BTreeMap<String, HostReport>,
@@ -59,10 +61,17 @@ impl CiReports {
 
         match &e.kind {
             EventKind::RunStarted {
-                service, version, mode, ..
+                service,
+                version,
+                mode,
+                plan,
+                ..
             } => {
                 st.run = e.run.clone();
                 st.title = format!("{mode} {service} {version}");
+                if plan.stage.mode == "image" {
+                    st.image = Some(crate::remote::image::short_ref(&plan.stage.source));
+                }
                 st.started = e.ts.clone();
             }
             EventKind::StepFinished {
@@ -238,6 +247,9 @@ fn summary(st: &State) -> String {
         _ => "failed",
     };
     let _ = writeln!(out, "## tranche: {} {verdict} (exit {code})\n", st.title);
+    if let Some(image) = &st.image {
+        let _ = writeln!(out, "Image `{image}`.\n");
+    }
     let _ = writeln!(out, "{msg}  \nRun `{}`, {:.1}s.\n", st.run, ms as f64 / 1000.0);
     let count = |want: Status| st.hosts.values().filter(|r| r.status == Some(want)).count();
     let _ = writeln!(

@@ -46,6 +46,7 @@ pub fn summary(r: &Release) -> PlanSummary {
     let (mode, source) = match &p.artifact.source {
         ArtifactSource::Path(path) => ("push", path.display().to_string()),
         ArtifactSource::Url(u) => ("pull", u.source.clone()),
+        ArtifactSource::Image(img) => ("image", img.pinned()),
     };
     PlanSummary {
         v: 1,
@@ -256,6 +257,14 @@ pub fn to_table(r: &Release) -> String {
                 crate::playbook::StoreAuth::Basic { .. } => ", basic_auth".to_string(),
                 crate::playbook::StoreAuth::S3(s) =>
                     format!(", s3 presigned for {}", crate::units::human_duration(s.expires)),
+            }
+        ),
+        ArtifactSource::Image(img) => format!(
+            "pull image {} by digest ({})",
+            img.short(),
+            match img.runtime {
+                crate::playbook::Runtime::Auto => "podman or docker, whichever the host has",
+                rt => rt.as_str(),
             }
         ),
     };

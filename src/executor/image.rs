@@ -1,0 +1,117 @@
+//! A container image as the artifact, in the host pipeline: the runtime checked at preflight,
+//! the default stop (the service's running containers) and start (the image the release folder
+//! records, so that a revert or a rollback starts the previous image). Staging is the pull, in
+//! `stage.rs`, under the same fleet-wide limit as a tarball.
+
+use super::host::StepFailure;
+use super::STEP_TIMEOUT;
+use crate::inventory::Host;
+use crate::playbook::{Image, Playbook};
+use crate::release::Release;
+use crate::remote::image as remote;
+use crate::remote::RemoteHost;
+
+/// The host has the runtime the image needs.
+pub(super) async fn preflight(conn: &dyn RemoteHost, img: &Image, p: &Playbook) -> Result<(), String> {
+    let cmd = remote::detect(&p.layout.root, img, &p.service).to_command();
+    let out = conn.exec(&cmd, STEP_TIMEOUT).await.map_err(|e| e.to_string())?;
+    if out.success() {
+        return Ok(());
+    }
+    Err(match out.status {
+        Some(remote::NO_RUNTIME) => format!(
+            "{}; install podman or docker on the host, or name the one it has in `artifact.runtime`",
+            out.stderr.trim().lines().last().unwrap_or("no container runtime")
+        ),
+        _ => format!("checking the container runtime: {}", out.describe()),
+    })
+}
+
+/// Stop the service's running containers (`stop --time <stop.timeout>`).
+pub(super) async fn stop(conn: &dyn RemoteHost, img: &Image, p: &Playbook) -> Result<String, String> {
+    let secs = p.stop.timeout.as_secs().max(1);
+    let cmd = remote::stop(&p.layout.root, img, &p.service, secs).to_command();
+    let out = conn
+        .exec(&cmd, p.stop.timeout + STEP_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !out.success() {
+        return Err(out.describe());
+    }
+    let n = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("stopped="))
+        .unwrap_or("0")
+        .trim()
+        .to_string();
+    Ok(match n.as_str() {
+        "0" => "no container of the service was running".to_string(),
+        "1" => "stopped its container".to_string(),
+        n => format!("stopped its {n} containers"),
+    })
+}
+
+/// The options of `run` for `host`: the playbook's, the `env` values rendered for the host.
+pub(super) fn options(
+    r: &Release,
+    host: &Host,
+    run_id: &str,
+    img: &Image,
+    previous: Option<&str>,
+) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut env = Vec::new();
+    for (k, t) in &img.env {
+        env.push((k.clone(), r.render(t, host, run_id, previous)?));
+    }
+    let command = img
+        .command
+        .iter()
+        .map(|t| r.render(t, host, run_id, previous))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((remote::run_options(img, &env), command))
+}
+
+/// Start `releases/<version>`'s image as `<service>-<version>`, then `hooks.after_start`.
+pub(super) async fn start(
+    r: &Release,
+    conn: &dyn RemoteHost,
+    host: &Host,
+    run_id: &str,
+    img: &Image,
+    version: &str,
+) -> Result<String, StepFailure> {
+    let p = &r.playbook;
+    let (opts, command) = options(r, host, run_id, img, None)?;
+    let cmd = remote::start(&p.layout.root, version, img, &p.service, &opts, &command)?.to_command();
+    let out = conn.exec(&cmd, STEP_TIMEOUT).await?;
+    if !out.success() {
+        return Err(StepFailure {
+            msg: out.describe(),
+            stderr: Some(out.stderr_tail(20)).filter(|s| !s.is_empty()),
+            hint: None,
+            may_have_acted: true,
+        });
+    }
+    if let Some(after) = &p.hooks.after_start {
+        let a = r.render(after, host, run_id, None)?;
+        let out2 = conn.exec(&a, STEP_TIMEOUT).await?;
+        if !out2.success() {
+            return Err(format!("hooks.after_start failed: {}", out2.describe()).into());
+        }
+    }
+    let image = remote::parse_image(&out.stdout).unwrap_or_default();
+    let pruned = out.stdout.lines().filter(|l| l.starts_with("pruned=")).count();
+    let pruned = match pruned {
+        0 => String::new(),
+        n => format!(
+            "; removed {n} container{} of pruned releases",
+            if n == 1 { "" } else { "s" }
+        ),
+    };
+    Ok(format!(
+        "started {}-{version} from {}{pruned}",
+        p.service,
+        remote::short_ref(&image)
+    ))
+}

@@ -1,0 +1,143 @@
+//! The host-side commands of a container image artifact (`image.sh`): detect the runtime, pull by
+//! digest and verify, start the image a release records, stop the service's containers, read the
+//! live image. Lists (the runtime's global options, the `run` options, the command) travel as one
+//! argument each, one word per line: the controller refuses words holding a line break.
+
+use super::{field, RemoteCommand};
+use crate::playbook::Image;
+
+const IMAGE: &str = include_str!("image.sh");
+
+/// Exit of `image.sh`: the host has no container runtime (or not the one asked for).
+pub const NO_RUNTIME: u32 = 20;
+/// Exit of `image.sh`: `run` failed.
+pub const RUN_FAILED: u32 = 21;
+
+/// A list as `image.sh` takes it; `Err` names the first word with a line break (or empty).
+pub fn lines(words: &[String]) -> Result<String, String> {
+    if let Some(w) = words.iter().find(|w| w.is_empty() || w.contains(['\n', '\r'])) {
+        return Err(format!(
+            "the value \"{}\" is empty or holds a line break, which a container option cannot",
+            w.escape_debug()
+        ));
+    }
+    Ok(words.join("\n"))
+}
+
+fn cmd(action: &str, root: &str, version: &str, image: &Image, service: &str, rest: &[String]) -> RemoteCommand {
+    let mut args = vec![
+        action.to_string(),
+        root.to_string(),
+        version.to_string(),
+        image.runtime.as_str().to_string(),
+        service.to_string(),
+        // Checked when the playbook loaded (no control character).
+        image.runtime_args.join("\n"),
+    ];
+    args.extend(rest.iter().cloned());
+    RemoteCommand::new(IMAGE, args)
+}
+
+/// Which runtime the host has: prints `runtime=NAME`; exit [`NO_RUNTIME`] when none.
+pub fn detect(root: &str, image: &Image, service: &str) -> RemoteCommand {
+    cmd("detect", root, "", image, service, &[])
+}
+
+/// Pull the pinned image, check its digest, record it as `releases/<version>`. Prints
+/// `staged=pulled` and `runtime=NAME`. Named exits: `DownloadFailed` (the pull failed),
+/// `ShaMismatch` (the pulled image does not have the planned digest), `LiveDiffers`.
+pub fn pull(root: &str, version: &str, image: &Image, service: &str) -> RemoteCommand {
+    let rest = [
+        if image.insecure { "1" } else { "0" }.to_string(),
+        image.pinned(),
+        image.digest_hex().to_string(),
+    ];
+    cmd("pull", root, version, image, service, &rest)
+}
+
+/// The `run` options of the default start: `--network`, `-p`, `-v`, `-e KEY=VALUE` (values
+/// rendered per host), then `run_args`.
+pub fn run_options(image: &Image, env: &[(String, String)]) -> Vec<String> {
+    let mut o = Vec::new();
+    if let Some(n) = &image.network {
+        o.push(format!("--network={n}"));
+    }
+    for p in &image.ports {
+        o.push(format!("--publish={p}"));
+    }
+    for v in &image.volumes {
+        o.push(format!("--volume={v}"));
+    }
+    for (k, v) in env {
+        o.push(format!("--env={k}={v}"));
+    }
+    o.extend(image.run_args.iter().cloned());
+    o
+}
+
+/// Start the image `releases/<version>` records as the container `<service>-<version>` (a
+/// stopped one of that name is replaced), then prune the containers and images of releases no
+/// longer on the host. Prints `container=NAME ID` and `image=REF`.
+pub fn start(
+    root: &str,
+    version: &str,
+    image: &Image,
+    service: &str,
+    options: &[String],
+    command: &[String],
+) -> Result<RemoteCommand, String> {
+    let rest = [lines(options)?, lines(command)?];
+    Ok(cmd("start", root, version, image, service, &rest))
+}
+
+/// Stop the running containers of `service`, waiting `secs` for each before it is killed.
+pub fn stop(root: &str, image: &Image, service: &str, secs: u64) -> RemoteCommand {
+    cmd("stop", root, "", image, service, &[secs.to_string()])
+}
+
+/// The image of the release `current` resolves to: prints `image=REF` (none without one).
+pub fn live(root: &str, image: &Image, service: &str) -> RemoteCommand {
+    cmd("live", root, "", image, service, &[])
+}
+
+/// `image=REF` of `start` or `live`.
+pub fn parse_image(stdout: &str) -> Option<String> {
+    field(stdout, "image")
+}
+
+/// `runtime=NAME` of `detect` or `pull`.
+pub fn parse_runtime(stdout: &str) -> Option<String> {
+    field(stdout, "runtime")
+}
+
+/// `NAME@sha256:0123456789ab`: a reference with its digest cut to 12 digits, for people.
+pub fn short_ref(r: &str) -> String {
+    match r.split_once("@sha256:") {
+        // What a host recorded may be anything: cut on a character boundary only.
+        Some((n, d)) if d.len() > 12 && d.is_char_boundary(12) => format!("{n}@sha256:{}", &d[..12]),
+        _ => r.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_list_word_with_a_line_break_is_refused() {
+        assert_eq!(lines(&["-p".into(), "80:80".into()]).unwrap(), "-p\n80:80");
+        assert!(lines(&["A=1\n--privileged".into()]).is_err());
+        assert!(lines(&[String::new()]).is_err());
+    }
+
+    #[test]
+    fn references_are_shortened_for_people() {
+        let d = "a6f64eca8dbff1ae2f7b80f966dd87af38f129ac78d1e915a2c4870879da0bc0";
+        assert_eq!(
+            short_ref(&format!("r:5000/demo@sha256:{d}")),
+            "r:5000/demo@sha256:a6f64eca8dbf"
+        );
+        // A host's hostile record does not panic the controller.
+        assert_eq!(short_ref("r@sha256:0123456789aé0123"), "r@sha256:0123456789aé0123");
+    }
+}
