@@ -6,6 +6,7 @@
 #![allow(clippy::result_large_err, clippy::large_enum_variant)]
 
 pub mod ansible_cfg;
+pub mod bluegreen;
 pub mod cli;
 pub mod commands;
 pub mod error;

@@ -243,6 +243,10 @@ pub fn template_context(p: &Playbook, host: &Host, run_id: &str, previous_versio
     );
     ctx.insert("layout".into(), json!({"root": p.layout.root, "keep": p.layout.keep}));
     ctx.insert("env".into(), ENV.clone());
+    // Blue-green on slots: the slot being rendered for (its name and port).
+    if let Some(port) = p.strategy.blue_green().and_then(|b| b.shape.port(p.side)) {
+        ctx.insert("slot".into(), json!({"name": p.side.as_str(), "port": port}));
+    }
     Value::Object(ctx)
 }
 

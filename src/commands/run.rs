@@ -55,6 +55,9 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         operator: Some(crate::operator::current_user()),
         controller: Some(crate::operator::controller_host()),
     };
+    if r.playbook.strategy.blue_green().is_some() && mode == Mode::Release {
+        return super::switch::release(r, record, run, ssh);
+    }
     execute(r, record, mode, Carried::default(), run, ssh)
 }
 
@@ -168,7 +171,7 @@ pub fn check(r: Release, settings: ssh::SshSettings, events_to: Option<&str>) ->
 }
 
 /// Run the executor with the reporters, the journal and the signal handlers.
-fn execute(
+pub(super) fn execute(
     r: Release,
     record: RunRecord,
     mode: Mode,

@@ -11,8 +11,24 @@ use crate::error::{Diagnostic, Diagnostics};
 use crate::yaml::{self, Node};
 
 const TOP_KEYS: &[&str] = &[
-    "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start", "health", "hooks",
-    "become", "silence", "notify", "annotate", "metrics",
+    "service",
+    "version",
+    "hosts",
+    "artifact",
+    "layout",
+    "rollout",
+    "registry",
+    "stop",
+    "start",
+    "health",
+    "hooks",
+    "become",
+    "silence",
+    "notify",
+    "annotate",
+    "metrics",
+    "strategy",
+    "blue_green",
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
@@ -126,6 +142,7 @@ impl Decoder<'_> {
             },
             None => false,
         };
+        let strategy = self.strategy(top.get("strategy"), top.get("blue_green"));
         let templates = std::mem::take(&mut self.templates).build();
         if top.get("start").is_some() && start.is_none() || top.get("health").is_some() && health.is_none() {
             return None;
@@ -156,6 +173,8 @@ impl Decoder<'_> {
                 None => None,
             },
             metrics,
+            strategy: strategy?,
+            side: Side::Blue,
         })
     }
 

@@ -8,6 +8,7 @@
 //! `PATH`, bash), are `shellcheck -s sh` clean, and are tested against temporary layouts under
 //! all three in `tests/remote_scripts.rs`.
 
+pub mod bluegreen;
 pub mod history;
 mod host;
 pub mod lock;
