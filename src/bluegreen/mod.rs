@@ -59,8 +59,10 @@ pub fn side_view(r: &Release, side: Side) -> Release {
     s
 }
 
-/// What the executor runs for the idle side: its hosts and folder, and no registry (the
-/// idle side gets no traffic until the switch, so nothing is deregistered or registered).
+/// What the executor runs for the idle side: its hosts and folder, no registry (the idle
+/// side gets no traffic until the switch, so nothing is deregistered or registered) and no
+/// per-batch gate: a metric over a side without traffic says little, so blue-green watches the
+/// gate itself, during the canary period (`canary_weight`) and after the switch.
 pub fn idle_release(r: &Release, idle: Side) -> Result<Release, BlueGreenError> {
     let hosts = hosts_of(r, idle)?;
     if hosts.is_empty() {
@@ -68,6 +70,7 @@ pub fn idle_release(r: &Release, idle: Side) -> Result<Release, BlueGreenError> 
     }
     let mut s = side_view(r, idle);
     s.playbook.registry = Registry::none();
+    s.playbook.rollout.gate = None;
     let names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     s.narrow(|h| names.contains(&h.name), true);
     Ok(s)

@@ -18,6 +18,7 @@ fn the_idle_slot_has_its_own_folder_port_and_no_registry() {
     let idle = idle_release(&r, Side::Green).unwrap();
     assert_eq!(idle.playbook.layout.root, "/srv/demo/green");
     assert_eq!(idle.playbook.registry.kind(), "none");
+    assert!(idle.playbook.rollout.gate.is_none());
     assert_eq!(idle.targets.len(), 3);
     let start = idle.playbook.start.as_ref().unwrap();
     let cmd = idle.render(start, &idle.targets[0], "run", None).unwrap();
