@@ -179,5 +179,40 @@ pub async fn switch_haproxy(r: &Release, weights: &[(String, String, u32)]) -> R
         .map_err(|e| BlueGreenError::Switch(e.to_string()))
 }
 
+/// The plan's lines about blue-green: both sides, and what the release switches.
+pub fn plan_lines(r: &Release) -> Vec<String> {
+    let Ok(bg) = settings(r) else {
+        return vec![];
+    };
+    let mut out = vec![];
+    for side in Side::BOTH {
+        let hosts = hosts_of(r, side).map(|h| h.len()).unwrap_or(0);
+        let view = side_view(r, side);
+        let place = match (&bg.shape, bg.shape.port(side)) {
+            (Shape::Slots { .. }, Some(port)) => format!("{} port {port}", view.playbook.layout.root),
+            _ => format!("group {}", bg.shape.group(side).unwrap_or("")),
+        };
+        out.push(format!(
+            "{:<9} {place}, {hosts} host{}",
+            side.as_str(),
+            if hosts == 1 { "" } else { "s" }
+        ));
+    }
+    let servers = weights(r, Side::Blue, None, "plan").map(|w| w.len());
+    let canary = match (bg.canary_weight, &r.playbook.rollout.gate) {
+        (0, _) => String::new(),
+        (w, Some(_)) => format!(", after {w}% of the traffic while the gate watches"),
+        (_, None) => ", with no canary period (`canary_weight` needs `rollout.gate`)".to_string(),
+    };
+    out.push(match servers {
+        Ok(n) => format!(
+            "switch    {} goes to the side not live (read on the hosts), then all {n} HAProxy servers switch at once{canary}",
+            r.playbook.version
+        ),
+        Err(e) => format!("switch    not possible: {e}"),
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests;

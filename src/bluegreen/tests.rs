@@ -84,3 +84,17 @@ fn hosts_must_agree_on_the_live_side() {
     let e = agreed_live(&mixed).unwrap_err().to_string();
     assert!(e.contains("a says blue, b says none"), "{e}");
 }
+
+#[test]
+fn the_plan_shows_both_sides_and_the_switch() {
+    let lines = plan_lines(&load("bluegreen-slots.yml")).join("\n");
+    assert!(lines.contains("blue      /srv/demo/blue port 8081, 3 hosts"), "{lines}");
+    assert!(
+        lines.contains("green     /srv/demo/green port 8082, 3 hosts"),
+        "{lines}"
+    );
+    assert!(lines.contains("all 6 HAProxy servers switch at once"), "{lines}");
+    let lines = plan_lines(&load("bluegreen-groups.yml")).join("\n");
+    assert!(lines.contains("green     group db, 1 host"), "{lines}");
+    assert!(lines.contains("`canary_weight` needs `rollout.gate`"), "{lines}");
+}
