@@ -123,6 +123,12 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
     // The live side is recorded on every host, for `switch` and the next release.
     let rec = std::fs::read_to_string(fleet.srv(3).join("demo/.tranche-live")).unwrap();
     assert!(rec.starts_with("live=blue\nprevious=green\n"), "{rec}");
+    let (_, stderr) = tranche(&fleet, &["status", pb.to_str().unwrap()], &inv);
+    let h12 = stderr
+        .lines()
+        .find(|l| l.starts_with("h12"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(h12.contains("1.0.0") && h12.ends_with("live: blue"), "{stderr}");
 }
 
 #[test]
