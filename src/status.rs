@@ -34,7 +34,7 @@ pub struct HostStatus {
 /// slots the release of each slot.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SidesStatus {
-    pub live: Option<&'static str>,
+    pub live: Option<String>,
     pub blue: Option<String>,
     pub green: Option<String>,
 }
@@ -118,11 +118,11 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
             };
             // On slots, the host runs the release of its live slot.
             let release = match (&record, slots) {
-                (Some(rec), true) => rec.live.and_then(|l| rec.release(l)).map(str::to_string),
+                (Some(rec), true) => rec.live.as_deref().and_then(|l| rec.release(l)).map(str::to_string),
                 _ => release,
             };
             let blue_green = record.map(|rec| SidesStatus {
-                live: rec.live.map(crate::playbook::Side::as_str),
+                live: rec.live.clone(),
                 blue: if slots { rec.blue.clone() } else { None },
                 green: if slots { rec.green.clone() } else { None },
             });
@@ -193,7 +193,7 @@ pub fn to_table(s: &FleetStatus) -> String {
         };
         let sides = match &h.blue_green {
             Some(b) => {
-                let mut t = format!("  live: {}", b.live.unwrap_or("none"));
+                let mut t = format!("  live: {}", b.live.as_deref().unwrap_or("none"));
                 if b.blue.is_some() || b.green.is_some() {
                     let rel = |r: &Option<String>| r.clone().unwrap_or_else(|| "(none)".into());
                     t.push_str(&format!(" (blue {}, green {})", rel(&b.blue), rel(&b.green)));
@@ -264,7 +264,7 @@ mod tests {
     fn the_live_side_is_shown_per_host() {
         let mut a = host("web-01", None, None);
         a.blue_green = Some(SidesStatus {
-            live: Some("green"),
+            live: Some("green".into()),
             blue: Some("1.0.0".into()),
             green: Some("2.0.0".into()),
         });

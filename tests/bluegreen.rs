@@ -57,7 +57,7 @@ fn live(fleet: &Fleet) -> Vec<usize> {
         .collect()
 }
 
-fn tranche(fleet: &Fleet, args: &[&str], inventory: &PathBuf) -> (Option<i32>, String) {
+fn tranche(fleet: &Fleet, args: &[&str], inventory: &std::path::Path) -> (Option<i32>, String) {
     let main = fleet.inventory();
     let mut all = vec![args[0], "-i", main.to_str().unwrap(), "-i", inventory.to_str().unwrap()];
     all.extend(&args[1..]);

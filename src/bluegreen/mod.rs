@@ -81,21 +81,27 @@ pub fn idle_release(r: &Release, idle: Side) -> Result<Release, BlueGreenError> 
 pub fn agreed_live(records: &[(String, LiveRecord)]) -> Result<Option<Side>, BlueGreenError> {
     let mut live: Option<Option<Side>> = None;
     for (host, rec) in records {
+        let side = side_now(rec);
         match live {
-            None => live = Some(rec.live),
-            Some(l) if l != rec.live => {
-                let side = |s: Option<Side>| s.map_or("none", Side::as_str);
+            None => live = Some(side),
+            Some(l) if l != side => {
+                let name = |s: Option<Side>| s.map_or("none", Side::as_str);
                 return Err(BlueGreenError::Plan(format!(
                     "the hosts disagree on the live side: {} says {}, {host} says {}",
                     records[0].0,
-                    side(l),
-                    side(rec.live)
+                    name(l),
+                    name(side)
                 )));
             }
             Some(_) => {}
         }
     }
     Ok(live.flatten())
+}
+
+/// The live side a host records.
+pub fn side_now(rec: &LiveRecord) -> Option<Side> {
+    rec.live.as_deref().and_then(Side::parse)
 }
 
 /// Every HAProxy server of both sides with its weight once `to` is live: `to`'s servers 100

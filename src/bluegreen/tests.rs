@@ -70,8 +70,8 @@ fn groups_switch_between_their_own_hosts() {
 
 #[test]
 fn hosts_must_agree_on_the_live_side() {
-    let rec = |live| LiveRecord {
-        live,
+    let rec = |live: Option<Side>| LiveRecord {
+        live: live.map(|s| s.as_str().to_string()),
         ..Default::default()
     };
     assert_eq!(agreed_live(&[]).unwrap(), None);

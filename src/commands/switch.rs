@@ -31,7 +31,10 @@ pub fn switch(files: &Files, back: bool, ssh: &SshOptions) -> anyhow::Result<i32
             )
         }
         (Some(l), false) => l.other(),
-        (Some(l), true) => match records.first().and_then(|(_, rec)| rec.previous) {
+        (Some(l), true) => match records
+            .first()
+            .and_then(|(_, rec)| rec.previous.as_deref().and_then(Side::parse))
+        {
             Some(p) if p != l => p,
             _ => {
                 return Err(CommandError::new(format!(
@@ -134,7 +137,7 @@ pub fn switch_to(r: &Release, settings: &SshSettings, to: Side, run_id: &str) ->
     let rt = inputs::runtime();
     let took = rt.block_on(bluegreen::switch_haproxy(r, &w)).map_err(plan_error)?;
     let hosts = all_hosts(r)?;
-    let script = crate::remote::bluegreen::set(&r.playbook.layout.root, to, run_id);
+    let script = crate::remote::bluegreen::set(&r.playbook.layout.root, to.as_str(), run_id);
     let mut failed = vec![];
     for (host, res) in rt.block_on(run::on_each_host(&r.playbook, &hosts, settings, &script)) {
         if let Err(e) = res {

@@ -3,7 +3,6 @@
 //! `status` can show it. The script is constant; the side and the run id are its arguments.
 
 use super::{field, RemoteCommand};
-use crate::playbook::Side;
 
 const BLUEGREEN: &str = include_str!("bluegreen.sh");
 
@@ -12,17 +11,18 @@ pub fn get(root: &str) -> RemoteCommand {
     RemoteCommand::new(BLUEGREEN, ["get", root])
 }
 
-/// Record `side` as live, switched by `run`; prints the record as `get` does.
-pub fn set(root: &str, side: Side, run: &str) -> RemoteCommand {
-    RemoteCommand::new(BLUEGREEN, ["set", root, side.as_str(), run])
+/// Record `side` (`blue` or `green`, else the script exits `BadValue`) as live, switched by
+/// `run`; prints the record as `get` does.
+pub fn set(root: &str, side: &str, run: &str) -> RemoteCommand {
+    RemoteCommand::new(BLUEGREEN, ["set", root, side, run])
 }
 
 /// What a host says about its two sides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveRecord {
-    /// The side recorded live; none before the first switch.
-    pub live: Option<Side>,
-    pub previous: Option<Side>,
+    /// The side recorded live (`blue` or `green`); none before the first switch.
+    pub live: Option<String>,
+    pub previous: Option<String>,
     /// The run that switched last.
     pub run: Option<String>,
     /// The release each slot's `current` resolves to (slots only).
@@ -32,7 +32,7 @@ pub struct LiveRecord {
 
 impl LiveRecord {
     pub fn parse(stdout: &str) -> LiveRecord {
-        let side = |k| field(stdout, k).and_then(|s| Side::parse(&s));
+        let side = |k| field(stdout, k).filter(|s| s == "blue" || s == "green");
         let release = |k| field(stdout, k).map(|p| super::base(&p)).filter(|v| !v.is_empty());
         LiveRecord {
             live: side("live"),
@@ -44,10 +44,11 @@ impl LiveRecord {
     }
 
     /// The release in a side's slot.
-    pub fn release(&self, side: Side) -> Option<&str> {
+    pub fn release(&self, side: &str) -> Option<&str> {
         match side {
-            Side::Blue => self.blue.as_deref(),
-            Side::Green => self.green.as_deref(),
+            "blue" => self.blue.as_deref(),
+            "green" => self.green.as_deref(),
+            _ => None,
         }
     }
 }
@@ -61,11 +62,11 @@ mod tests {
         let r = LiveRecord::parse(
             "live=green\nprevious=blue\nrun=r1\nblue=/srv/a/blue/releases/1.0.0\ngreen=/srv/a/green/releases/2.0.0\n",
         );
-        assert_eq!(r.live, Some(Side::Green));
-        assert_eq!(r.previous, Some(Side::Blue));
+        assert_eq!(r.live.as_deref(), Some("green"));
+        assert_eq!(r.previous.as_deref(), Some("blue"));
         assert_eq!(r.run.as_deref(), Some("r1"));
-        assert_eq!(r.release(Side::Blue), Some("1.0.0"));
-        assert_eq!(r.release(Side::Green), Some("2.0.0"));
+        assert_eq!(r.release("blue"), Some("1.0.0"));
+        assert_eq!(r.release("green"), Some("2.0.0"));
         let none = LiveRecord::parse("live=\nprevious=\nrun=\nblue=\ngreen=\n");
         assert_eq!(none, LiveRecord::default());
     }
@@ -89,18 +90,18 @@ mod tests {
         let (code, out) = run(get(root));
         assert_eq!(code, Some(0), "{out}");
         assert_eq!(LiveRecord::parse(&out).live, None);
-        run(set(root, Side::Blue, "r1"));
-        let (_, out) = run(set(root, Side::Green, "r2"));
+        run(set(root, "blue", "r1"));
+        let (_, out) = run(set(root, "green", "r2"));
         let r = LiveRecord::parse(&out);
-        assert_eq!(
-            (r.live, r.previous, r.run.as_deref()),
-            (Some(Side::Green), Some(Side::Blue), Some("r2"))
-        );
+        let got = (r.live.as_deref(), r.previous.as_deref(), r.run.as_deref());
+        assert_eq!(got, (Some("green"), Some("blue"), Some("r2")));
         // Setting the live side again keeps what was before it.
-        let (_, out) = run(set(root, Side::Green, "r3"));
-        assert_eq!(LiveRecord::parse(&out).previous, Some(Side::Blue));
-        // A run id that could break the record is refused.
-        let (code, _) = run(set(root, Side::Blue, "r\nlive=blue"));
+        let (_, out) = run(set(root, "green", "r3"));
+        assert_eq!(LiveRecord::parse(&out).previous.as_deref(), Some("blue"));
+        // A run id that could break the record, or a side that is not one, is refused.
+        let (code, _) = run(set(root, "blue", "r\nlive=blue"));
+        assert_eq!(code, Some(19));
+        let (code, _) = run(set(root, "red", "r4"));
         assert_eq!(code, Some(19));
     }
 }
