@@ -51,7 +51,7 @@ pub fn switch(files: &Files, back: bool, ssh: &SshOptions) -> anyhow::Result<i32
         "switched {} from {} to {to} in {} (first to last server)",
         r.playbook.service,
         live.map_or("none", Side::as_str),
-        crate::units::human_duration(took)
+        switch_time(took)
     );
     Ok(exit_code::SUCCESS)
 }
@@ -109,7 +109,7 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
     eprintln!(
         "switched {} to {idle} in {} (first to last server)",
         r.playbook.service,
-        crate::units::human_duration(took)
+        switch_time(took)
     );
     if let (Some(g), Some(q)) = (&gate, &query) {
         if let Err(breach) = rt.block_on(crate::monitor::watch_gate(&http, g, q)) {
@@ -118,7 +118,7 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
                     let took = switch_to(&r, &settings, back, &run_id)?;
                     eprintln!(
                         "gate breached after the switch ({breach}): switched back to {back} in {}",
-                        crate::units::human_duration(took)
+                        switch_time(took)
                     );
                 }
                 None => eprintln!(
@@ -187,4 +187,9 @@ fn plan_error(e: BlueGreenError) -> CommandError {
         BlueGreenError::Switch(_) => exit_code::BUDGET_EXCEEDED,
     };
     CommandError::new(e.to_string()).code(code)
+}
+
+/// The switch time to a tenth of a millisecond: it is usually under one.
+fn switch_time(took: Duration) -> String {
+    format!("{:.1}ms", took.as_secs_f64() * 1000.0)
 }
