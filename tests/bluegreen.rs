@@ -180,3 +180,37 @@ fn a_gate_breach_after_the_switch_switches_back() {
     let rec = std::fs::read_to_string(fleet.srv(4).join("demo/.tranche-live")).unwrap();
     assert!(rec.starts_with("live=blue\n"), "{rec}");
 }
+
+#[test]
+fn a_gate_breach_during_the_canary_weight_never_switches() {
+    let fleet = Fleet::up(105, 4);
+    fleet.install("1.0.0");
+    let inv = groups(&fleet);
+    let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
+    let prom = Service::up("prometheus", 29405, &["--scrape", &targets.join(","), "--wait-scrape"]);
+    let gate = format!(
+        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s]))'\n    max: 0.01\n    for: 8s\n",
+        prom.url()
+    );
+    let pb = playbook(&fleet, "bg-flaky.yml", "flaky", "  canary_weight: 10\n");
+    let text = std::fs::read_to_string(&pb)
+        .unwrap()
+        .replace("  stage:\n", &format!("{gate}  stage:\n"));
+    std::fs::write(&pb, text).unwrap();
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("canary: the green side takes 10% of the traffic"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gate breached during the canary"), "{stderr}");
+    assert!(!stderr.contains("switched demo to green"), "{stderr}");
+    let w = weights(&fleet);
+    assert_eq!(live(&fleet), vec![1, 2], "{w:?}");
+    assert!(w.iter().all(|(_, w)| *w == 0 || *w == 100), "{w:?}");
+    let rec = std::fs::read_to_string(fleet.srv(4).join("demo/.tranche-live")).unwrap();
+    assert!(rec.starts_with("live=blue\n"), "{rec}");
+}
