@@ -11,24 +11,8 @@ use crate::error::{Diagnostic, Diagnostics};
 use crate::yaml::{self, Node};
 
 const TOP_KEYS: &[&str] = &[
-    "service",
-    "version",
-    "hosts",
-    "artifact",
-    "layout",
-    "rollout",
-    "registry",
-    "stop",
-    "start",
-    "health",
-    "hooks",
-    "become",
-    "silence",
-    "notify",
-    "annotate",
-    "metrics",
-    "strategy",
-    "blue_green",
+    "service", "version", "hosts", "artifact", "layout", "rollout", "registry", "stop", "start", "health", "hooks",
+    "become", "silence", "notify", "annotate", "metrics",
 ];
 
 pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playbook, Diagnostics> {
@@ -59,7 +43,8 @@ pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playb
 
 impl Decoder<'_> {
     fn playbook(&mut self, root: &Node, extra_vars: &[(String, String)]) -> Option<Playbook> {
-        let top = self.map(root, "", TOP_KEYS)?;
+        let keys: Vec<&str> = TOP_KEYS.iter().chain(super::strategy::KEYS).copied().collect();
+        let top = self.map(root, "", &keys)?;
         let service = self
             .required(&top, "service", "")
             .and_then(|n| self.string(n, "service"));

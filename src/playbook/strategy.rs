@@ -127,6 +127,9 @@ impl Shape {
 
 const STRATEGIES: [&str; 2] = ["rolling", "blue-green"];
 
+/// The playbook's top-level keys this file decodes.
+pub(super) const KEYS: &[&str] = &["strategy", "blue_green"];
+
 impl Decoder<'_> {
     /// `strategy` and `blue_green` together: each needs the other.
     pub(super) fn strategy(&mut self, strategy: Option<&Node>, block: Option<&Node>) -> Option<Strategy> {
