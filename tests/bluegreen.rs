@@ -214,3 +214,23 @@ fn a_gate_breach_during_the_canary_weight_never_switches() {
     let rec = std::fs::read_to_string(fleet.srv(4).join("demo/.tranche-live")).unwrap();
     assert!(rec.starts_with("live=blue\n"), "{rec}");
 }
+
+/// Offline: a blue-green service goes back with `switch --back`, never with a host-by-host
+/// rollback (which would deploy outside the slots); nothing is touched.
+#[test]
+fn rollback_of_a_blue_green_service_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "rollback",
+            "-i",
+            "tests/fixtures/inventory.yml",
+            "tests/fixtures/bluegreen-slots.yml",
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tranche switch --back"), "{stderr}");
+}

@@ -55,7 +55,14 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         operator: Some(crate::operator::current_user()),
         controller: Some(crate::operator::controller_host()),
     };
-    if r.playbook.strategy.blue_green().is_some() && mode == Mode::Release {
+    if r.playbook.strategy.blue_green().is_some() {
+        if mode != Mode::Release {
+            return Err(
+                CommandError::new("a blue-green service is not rolled back host by host")
+                    .hint("`tranche switch --back` moves all traffic back to the side that was live before")
+                    .into(),
+            );
+        }
         return super::switch::release(r, record, run, ssh);
     }
     execute(r, record, mode, Carried::default(), run, ssh)
@@ -95,6 +102,11 @@ pub fn resume(run_id: Option<String>, force: bool, run: &RunOptions, ssh: &SshOp
         extra_vars: inputs::resolve_extra_vars(&record.extra_vars)?,
     };
     let mut r = inputs::load(&req)?;
+    if r.playbook.strategy.blue_green().is_some() {
+        return Err(CommandError::new(format!("cannot resume run {run_id}: blue-green runs are not resumed yet"))
+            .hint("`tranche status` shows the live side on each host; `tranche release` again releases the idle side, `tranche switch` moves traffic")
+            .into());
+    }
     if let Some(was) = record.artifact_sha256.as_deref().filter(|was| *was != r.sha256) {
         if !force {
             return Err(CommandError::new(format!(
