@@ -124,6 +124,19 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshOptions,
     },
+    /// Blue-green: move all traffic to the other side at once (every HAProxy server in one
+    /// step) and record the live side on every host.
+    Switch {
+        #[command(flatten)]
+        files: Files,
+        /// Go back to the side that was live before the last switch.
+        #[arg(long)]
+        back: bool,
+        #[command(flatten)]
+        output: QuietOutput,
+        #[command(flatten)]
+        ssh: SshOptions,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {
         #[arg(value_enum)]

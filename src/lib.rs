@@ -7,6 +7,7 @@
 
 pub mod ansible_cfg;
 pub mod artifact_store;
+pub mod bluegreen;
 pub mod cli;
 pub mod commands;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod operator;
 pub mod planner;
 pub mod playbook;
 pub mod policy;
+pub mod quote;
 pub mod redact;
 pub mod registry;
 pub mod release;

@@ -158,6 +158,7 @@ pub fn secrets_of(r: &Release) -> Vec<String> {
         out.extend(userinfo_password(&s.alertmanager));
     }
     out.extend(p.notify.iter().flat_map(|n| n.secrets()));
+    out.extend(p.artifact.store.auth.secrets());
     if let Some(a) = &p.annotate {
         out.extend(a.token.iter().cloned());
         out.extend(userinfo_password(&a.grafana));

@@ -251,6 +251,10 @@ pub fn template_context(p: &Playbook, host: &Host, run_id: &str, previous_versio
     if let ArtifactSource::Image(img) = &p.artifact.source {
         ctx.insert("image".into(), json!(img.pinned()));
     }
+    // Blue-green on slots: the slot being rendered for (its name and port).
+    if let Some(port) = p.strategy.blue_green().and_then(|b| b.shape.port(p.side)) {
+        ctx.insert("slot".into(), json!({"name": p.side.as_str(), "port": port}));
+    }
     Value::Object(ctx)
 }
 

@@ -28,6 +28,18 @@ pub struct HostStatus {
     /// With `--history`: why its history could not be read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub history_error: Option<String>,
+    /// Blue-green: what the host records (the live side) and, on slots, each slot's release.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<SidesStatus>,
+}
+
+/// Blue-green on one host: the live side it records (none before the first switch), and on
+/// slots the release of each slot.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SidesStatus {
+    pub live: Option<String>,
+    pub blue: Option<String>,
+    pub green: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,12 +69,16 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
         }
         _ => None,
     };
+    let bg = r.playbook.strategy.blue_green();
+    let sides = bg.map(|_| crate::remote::bluegreen::get(&r.playbook.layout.root).to_command());
+    let slots = matches!(bg.map(|b| &b.shape), Some(crate::playbook::Shape::Slots { .. }));
     let specs: Vec<_> = r.targets.iter().map(crate::executor::host_spec).collect();
     crate::ssh::config::prefetch(settings, &specs);
     let hosts = crate::executor::fan_out::bounded(&r.targets, concurrency, |h| {
         let cmd = cmd.clone();
         let tail = tail.clone();
         let live = live.clone();
+        let sides = sides.clone();
         async move {
             let ep = crate::executor::endpoint(h, settings);
             let res = async {
@@ -90,18 +106,45 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
                     }
                     _ => None,
                 };
+                let record = match &sides {
+                    Some(cmd) => {
+                        let o = conn.exec(cmd, Duration::from_secs(30)).await.map_err(|e| e.to_string());
+                        match o {
+                            Ok(o) if o.success() => Some(crate::remote::bluegreen::LiveRecord::parse(&o.stdout)),
+                            Ok(o) => {
+                                conn.close().await;
+                                return Err(o.describe());
+                            }
+                            Err(e) => {
+                                conn.close().await;
+                                return Err(e);
+                            }
+                        }
+                    }
+                    None => None,
+                };
                 conn.close().await;
                 let out = out?;
                 if !out.success() {
                     return Err(out.describe());
                 }
-                Ok::<_, String>((crate::remote::parse_current(&out.stdout), lines, image))
+                Ok::<_, String>((crate::remote::parse_current(&out.stdout), lines, image, record))
             }
             .await;
-            let (release, error, lines, image) = match res {
-                Ok((rel, lines, image)) => (rel, None, lines, image),
-                Err(e) => (None, Some(e), None, None),
+            let (release, error, lines, image, record) = match res {
+                Ok((rel, lines, image, record)) => (rel, None, lines, image, record),
+                Err(e) => (None, Some(e), None, None, None),
             };
+            // On slots, the host runs the release of its live slot.
+            let release = match (&record, slots) {
+                (Some(rec), true) => rec.live.as_deref().and_then(|l| rec.release(l)).map(str::to_string),
+                _ => release,
+            };
+            let blue_green = record.map(|rec| SidesStatus {
+                live: rec.live.clone(),
+                blue: if slots { rec.blue.clone() } else { None },
+                green: if slots { rec.green.clone() } else { None },
+            });
             let (history, history_error) = match lines {
                 Some(Ok(l)) => (Some(l), None),
                 Some(Err(e)) => (None, Some(e)),
@@ -116,6 +159,7 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
                 error,
                 history,
                 history_error,
+                blue_green,
             }
         }
     })
@@ -167,11 +211,22 @@ pub fn to_table(s: &FleetStatus) -> String {
             (None, Some(r)) => r.clone(),
             (None, None) => "(none)".into(),
         };
+        let sides = match &h.blue_green {
+            Some(b) => {
+                let mut t = format!("  live: {}", b.live.as_deref().unwrap_or("none"));
+                if b.blue.is_some() || b.green.is_some() {
+                    let rel = |r: &Option<String>| r.clone().unwrap_or_else(|| "(none)".into());
+                    t.push_str(&format!(" (blue {}, green {})", rel(&b.blue), rel(&b.green)));
+                }
+                t
+            }
+            None => String::new(),
+        };
         let rel = match &h.image {
             Some(i) => format!("{rel}  image {}", crate::remote::image::short_ref(i)),
             None => rel,
         };
-        let _ = writeln!(out, "{:<wn$}  {:<wa$}  {rel}", h.name, h.address);
+        let _ = writeln!(out, "{:<wn$}  {:<wa$}  {rel}{sides}", h.name, h.address);
         if let Some(e) = &h.history_error {
             let _ = writeln!(out, "    history unreadable: {e}");
         }
@@ -226,7 +281,37 @@ mod tests {
             error: None,
             history,
             history_error: history_error.map(Into::into),
+            blue_green: None,
         }
+    }
+
+    #[test]
+    fn the_live_side_is_shown_per_host() {
+        let mut a = host("web-01", None, None);
+        a.blue_green = Some(SidesStatus {
+            live: Some("green".into()),
+            blue: Some("1.0.0".into()),
+            green: Some("2.0.0".into()),
+        });
+        let mut b = host("web-02", None, None);
+        b.blue_green = Some(SidesStatus {
+            live: None,
+            blue: None,
+            green: None,
+        });
+        let s = FleetStatus {
+            service: "demo".into(),
+            hosts: vec![a, b],
+            releases: vec![],
+            mixed: false,
+            unreachable: 0,
+        };
+        let t = to_table(&s);
+        assert!(
+            t.contains("web-01  10.0.0.1  2.0.0  live: green (blue 1.0.0, green 2.0.0)"),
+            "{t}"
+        );
+        assert!(t.contains("web-02  10.0.0.1  2.0.0  live: none\n"), "{t}");
     }
 
     #[test]

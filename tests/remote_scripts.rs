@@ -847,6 +847,7 @@ fn scripts_are_shellcheck_clean() {
         remote::haproxy(l, "show info"),
         remote::lock::peek(l),
         remote::history::tail(l, 5),
+        remote::bluegreen::get(l),
     ];
     for cmd in cmds {
         let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@ mod plan;
 mod report;
 mod run;
 mod status;
+mod switch;
 mod unlock;
 mod validate;
 
@@ -84,6 +85,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             ..
         } => status::status(&files, format, history.then_some(lines as usize), &ssh),
         Command::Unlock { files, ssh, .. } => unlock::unlock(&files, &ssh),
+        Command::Switch { files, back, ssh, .. } => switch::switch(&files, back, &ssh),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
     }

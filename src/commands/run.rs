@@ -57,7 +57,17 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         operator: Some(crate::operator::current_user()),
         controller: Some(crate::operator::controller_host()),
     };
-    let result = execute(r, record, mode, Carried::default(), run, ssh);
+    let result = if r.playbook.strategy.blue_green().is_none() {
+        execute(r, record, mode, Carried::default(), run, ssh)
+    } else if mode != Mode::Release {
+        Err(
+            CommandError::new("a blue-green service is not rolled back host by host")
+                .hint("`tranche switch --back` moves all traffic back to the side that was live before")
+                .into(),
+        )
+    } else {
+        super::switch::release(r, record, run, ssh)
+    };
     // A run refused before its record was written leaves no folder behind.
     let _ = std::fs::remove_dir(journal::run_dir(&run.state_dir, &run_id));
     result
@@ -104,6 +114,11 @@ pub fn resume(
         extra_vars: inputs::resolve_extra_vars(&record.extra_vars)?,
     };
     let mut r = inputs::load(&req)?;
+    if r.playbook.strategy.blue_green().is_some() {
+        return Err(CommandError::new(format!("cannot resume run {run_id}: blue-green runs are not resumed yet"))
+            .hint("`tranche status` shows the live side on each host; `tranche release` again releases the idle side, `tranche switch` moves traffic")
+            .into());
+    }
     if let Some(shard) = record.shard {
         inputs::narrow_to_shard(&mut r, shard)?;
     }
@@ -228,7 +243,7 @@ pub fn check(r: Release, settings: ssh::SshSettings, events_to: Option<&str>) ->
 }
 
 /// Run the executor with the reporters, the journal and the signal handlers.
-fn execute(
+pub(super) fn execute(
     r: Release,
     record: RunRecord,
     mode: Mode,

@@ -262,7 +262,6 @@ impl Decoder<'_> {
             self.error(b, "`artifact.basic_auth` holds a line break");
             return None;
         }
-        crate::redact::mark_secret(&password);
         Some(StoreAuth::Basic { username, password })
     }
 
@@ -305,10 +304,6 @@ impl Decoder<'_> {
                 return None;
             }
         };
-        crate::redact::mark_secret(&credentials.secret_key);
-        if let Some(t) = &credentials.session_token {
-            crate::redact::mark_secret(t);
-        }
         Some(StoreAuth::S3(S3Store {
             region,
             expires,

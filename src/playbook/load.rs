@@ -43,7 +43,8 @@ pub(super) fn load(path: &Path, extra_vars: &[(String, String)]) -> Result<Playb
 
 impl Decoder<'_> {
     fn playbook(&mut self, root: &Node, extra_vars: &[(String, String)]) -> Option<Playbook> {
-        let top = self.map(root, "", TOP_KEYS)?;
+        let keys: Vec<&str> = TOP_KEYS.iter().chain(super::strategy::KEYS).copied().collect();
+        let top = self.map(root, "", &keys)?;
         let service = self
             .required(&top, "service", "")
             .and_then(|n| self.string(n, "service"));
@@ -126,6 +127,7 @@ impl Decoder<'_> {
             },
             None => false,
         };
+        let strategy = self.strategy(top.get("strategy"), top.get("blue_green"));
         let templates = std::mem::take(&mut self.templates).build();
         if top.get("start").is_some() && start.is_none() || top.get("health").is_some() && health.is_none() {
             return None;
@@ -156,6 +158,8 @@ impl Decoder<'_> {
                 None => None,
             },
             metrics,
+            strategy: strategy?,
+            side: Side::Blue,
         })
     }
 

@@ -11,6 +11,7 @@ mod notify;
 mod presets;
 mod registry;
 mod rollout;
+mod strategy;
 pub mod template;
 
 pub use artifact_store::{ArtifactFormat, ArtifactStore, S3Credentials, S3Store, StoreAuth};
@@ -21,6 +22,7 @@ pub use notify::{Annotate, Moment, Notifier, NotifyKind};
 pub use presets::{Preset, Unset, PRESETS};
 pub use registry::{kinds as registry_kinds, HttpCall, Registry, RegistrySpec, DEFAULT_REGISTRY_RETRY};
 pub use rollout::{BatchSize, Gate, OnFailure, Pause, Rollout};
+pub use strategy::{BlueGreen, Shape, Side, Strategy};
 pub use template::{shell_quote, Template, Templates};
 
 impl Playbook {

@@ -39,6 +39,11 @@ pub struct Playbook {
     pub annotate: Option<Annotate>,
     /// `metrics`: the run's progress pushed to a Prometheus Pushgateway.
     pub metrics: Option<super::Metrics>,
+    /// `strategy`: rolling batches (the default) or blue-green.
+    pub strategy: super::Strategy,
+    /// Blue-green: the side templates are rendered for (`slot.name`, `slot.port`, and the
+    /// slot's release folder); the blue one when loaded, the idle one while it is released.
+    pub side: super::Side,
     pub templates: Templates,
     /// `-e KEY=VALUE` variables, reachable at the top level of templates.
     pub extra_vars: Vec<(String, String)>,

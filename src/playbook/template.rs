@@ -148,8 +148,9 @@ impl Templates {
     }
 }
 
-/// Quote `s` for a POSIX shell: the one quoting function, `crate::remote::quote`.
-pub use crate::remote::quote as shell_quote;
+/// Quote `s` for a POSIX shell: the one quoting function, `crate::quote::quote` (also
+/// `crate::remote::quote`).
+pub use crate::quote::quote as shell_quote;
 
 #[cfg(test)]
 mod tests {

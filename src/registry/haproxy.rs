@@ -259,6 +259,25 @@ impl HaproxyApi {
         }
     }
 
+    /// Blue-green's switch: every server's weight (`backend`, `server`, weight), sent as
+    /// `;`-separated commands on one line of one connection, so HAProxy applies them one after
+    /// the other as it reads the line: no reload, and every server changes within the time
+    /// HAProxy takes to run one line. A server given weight is also set `ready` (a rolling run
+    /// may have left it in maintenance). A very long switch is cut into lines of at most
+    /// [`SWITCH_LINE_MAX`] bytes (HAProxy reads a command line into one buffer), sent at once.
+    /// Returns the time from sending the first line to the last answer: an upper bound on the
+    /// time between the first and the last server switched.
+    pub async fn set_weights(&self, servers: &[(String, String, u32)]) -> Result<Duration, CallError> {
+        let lines = weight_lines(servers);
+        let started = tokio::time::Instant::now();
+        let answers = futures::future::join_all(lines.iter().map(|l| self.command(l))).await;
+        let took = started.elapsed();
+        for a in answers {
+            expect_empty(a?)?;
+        }
+        Ok(took)
+    }
+
     /// Current sessions of one server (`show stat`, column `scur`).
     pub async fn sessions(&self, backend: &str, server: &str) -> Result<u64, CallError> {
         let stat = self.command("show stat").await?;
@@ -324,6 +343,34 @@ impl HaproxyApi {
     }
 }
 
+/// The longest command line a switch sends (HAProxy's default buffer is 16 KiB).
+pub const SWITCH_LINE_MAX: usize = 8 * 1024;
+
+/// The command lines of a switch: `set server B/S state ready; set weight B/S W` per server
+/// with weight, `set weight B/S 0` per server without, joined by `;` up to the line limit.
+pub fn weight_lines(servers: &[(String, String, u32)]) -> Vec<String> {
+    let mut lines: Vec<String> = vec![];
+    let mut line = String::new();
+    for (b, s, w) in servers {
+        let cmd = if *w > 0 {
+            format!("set server {b}/{s} state ready; set weight {b}/{s} {w}")
+        } else {
+            format!("set weight {b}/{s} 0")
+        };
+        if !line.is_empty() && line.len() + 2 + cmd.len() > SWITCH_LINE_MAX {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push_str("; ");
+        }
+        line.push_str(&cmd);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ServerState {
     pub op_state: u32,
@@ -354,6 +401,32 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let n = sent.load(Ordering::SeqCst);
         assert!(n < 64 << 20, "the server sent {n} bytes");
+    }
+
+    #[test]
+    fn a_switch_is_one_line_until_it_is_too_long() {
+        let servers: Vec<(String, String, u32)> = (0..12)
+            .map(|i| {
+                (
+                    "demo".to_string(),
+                    format!("web-{i:02}-blue"),
+                    if i % 2 == 0 { 100 } else { 0 },
+                )
+            })
+            .collect();
+        let lines = super::weight_lines(&servers);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].starts_with("set server demo/web-00-blue state ready; set weight demo/web-00-blue 100; set weight demo/web-01-blue 0;"), "{}", lines[0]);
+        let many: Vec<(String, String, u32)> = (0..1000)
+            .map(|i| ("demo".to_string(), format!("web-{i:04}"), 100))
+            .collect();
+        let lines = super::weight_lines(&many);
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.len() <= super::SWITCH_LINE_MAX));
+        assert_eq!(
+            lines.iter().map(|l| l.matches("set weight").count()).sum::<usize>(),
+            1000
+        );
     }
 
     /// HAProxy's runtime API not listening (stopped, restarting) is a transient failure.

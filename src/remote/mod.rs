@@ -8,16 +8,16 @@
 //! `PATH`, bash), are `shellcheck -s sh` clean, and are tested against temporary layouts under
 //! all three in `tests/remote_scripts.rs`.
 
+pub mod bluegreen;
 pub mod history;
 mod host;
 pub mod image;
 pub mod lock;
 mod output;
-mod quote;
 
+pub use crate::quote::quote;
 pub use host::{RemoteError, RemoteFuture, RemoteHost};
 pub use output::ExecOutput;
-pub use quote::quote;
 
 /// Functions every script starts with (`die`, `resolved`, `holds`, `low`, `sha256`, locks).
 const COMMON: &str = include_str!("common.sh");

@@ -286,6 +286,12 @@ pub fn to_table(r: &Release) -> String {
         p.layout.keep
     );
     let _ = writeln!(out, "  registry  {}", p.registry.kind());
+    if let Some(bg) = p.strategy.blue_green() {
+        let _ = writeln!(out, "  strategy  blue-green ({})", bg.shape.as_str());
+        for line in crate::bluegreen::plan_lines(r) {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     if p.rollout.spread_zones || p.rollout.max_per_zone.is_some() {
         let mut zones: Vec<String> = Vec::new();
         for h in &r.targets {

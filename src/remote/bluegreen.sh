@@ -1,0 +1,55 @@
+# shellcheck shell=sh
+# Blue-green: which side is live on this host, recorded in ROOT/.tranche-live.
+#
+# Arguments: OP ROOT then, by OP:
+#   get             print the record and where each slot's `current` resolves
+#   set SIDE RUN    record SIDE (blue or green) as live, switched by run RUN; the side live
+#                   before becomes `previous`
+# Output: `live=SIDE`, `previous=SIDE`, `run=RUN` (empty when none), then `blue=PATH` and
+# `green=PATH`: what ROOT/blue/current and ROOT/green/current resolve to (empty: no release).
+# The record is written in a fresh directory and renamed into place: a link planted at
+# `.tranche-live` is replaced, never followed.
+set -eu
+op=$1 root=$2
+rec=$root/.tranche-live
+
+value() {
+  [ -f "$rec" ] || return 0
+  sed -n "s/^$1=//p" "$rec" | head -n 1
+}
+
+show() {
+  echo "live=$(value live)"
+  echo "previous=$(value previous)"
+  echo "run=$(value run)"
+  echo "blue=$(resolved "$root/blue/current")"
+  echo "green=$(resolved "$root/green/current")"
+}
+
+case $op in
+  get)
+    show
+    ;;
+  set)
+    side=$3 run=$4
+    case $side in
+      blue | green) ;;
+      *) die 19 "the side must be blue or green" ;;
+    esac
+    case $run in
+      *[!A-Za-z0-9._+-]*) die 19 "the run id has characters a record cannot hold" ;;
+    esac
+    mkdir -p -- "$root" || die 10 "cannot create $root"
+    was=$(value live)
+    [ "$was" = "$side" ] && was=$(value previous)
+    t=$(mktemp -d "$root/.tranche-tmp.XXXXXX") || die 10 "cannot write in $root"
+    printf 'live=%s\nprevious=%s\nrun=%s\n' "$side" "$was" "$run" > "$t/live"
+    chmod 644 "$t/live"
+    mv -T -- "$t/live" "$rec"
+    rmdir -- "$t"
+    show
+    ;;
+  *)
+    die 19 "unknown operation $op"
+    ;;
+esac

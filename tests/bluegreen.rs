@@ -1,0 +1,236 @@
+//! Blue-green on the real local fleet (slots 102 to 105): two host groups behind one HAProxy
+//! backend, traffic moved by weights over the runtime API, under a request loop.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Fleet, Requests, Service};
+
+/// The fleet's inventory, plus groups `blue` (hosts 1 to n/2) and `green` (the rest).
+fn groups(fleet: &Fleet) -> PathBuf {
+    let half = fleet.hosts / 2;
+    let names =
+        |r: std::ops::RangeInclusive<usize>| -> String { r.map(|i| format!("        h{i:02}: {{}}\n")).collect() };
+    let text = format!(
+        "all:\n  children:\n    blue:\n      hosts:\n{}    green:\n      hosts:\n{}",
+        names(1..=half),
+        names(half + 1..=fleet.hosts)
+    );
+    let path = fleet.dir.join("groups.yml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn playbook(fleet: &Fleet, name: &str, version: &str, extra: &str) -> PathBuf {
+    let registry = format!(
+        "registry:\n  kind: haproxy\n  address: 127.0.0.1:{}\n  backend: demo\n  server: \"{{{{ host.name }}}}\"\n",
+        fleet.api_port
+    );
+    let body = format!(
+        "artifact:\n  path: artifacts/demo-{version}.tar.gz\nrollout:\n  canary: 1\n  batch: 3\n  stage:\n    concurrency: 3\n\
+         strategy: blue-green\nblue_green:\n  blue: blue\n  green: green\n{extra}"
+    );
+    fleet.playbook_with(name, version, "all", &body, &registry)
+}
+
+/// HAProxy's weight of each server of backend `demo` (`show servers state`, column 8).
+fn weights(fleet: &Fleet) -> Vec<(String, u32)> {
+    fleet
+        .api("show servers state demo")
+        .lines()
+        .skip(2)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.split_whitespace().collect();
+            (c[3].to_string(), c[7].parse().unwrap())
+        })
+        .collect()
+}
+
+/// The hosts (1-based) whose server has weight.
+fn live(fleet: &Fleet) -> Vec<usize> {
+    weights(fleet)
+        .iter()
+        .filter(|(_, w)| *w > 0)
+        .map(|(s, _)| s.trim_start_matches('h').parse().unwrap())
+        .collect()
+}
+
+fn tranche(fleet: &Fleet, args: &[&str], inventory: &std::path::Path) -> (Option<i32>, String) {
+    let main = fleet.inventory();
+    let mut all = vec![args[0], "-i", main.to_str().unwrap(), "-i", inventory.to_str().unwrap()];
+    all.extend(&args[1..]);
+    let out = fleet.tranche(&all);
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// The switch time tranche printed, in milliseconds.
+fn switch_ms(stderr: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("(first to last server)"))
+        .unwrap_or_else(|| panic!("no switch line:\n{stderr}"));
+    let t = line.split(" in ").nth(1).unwrap().split_whitespace().next().unwrap();
+    t.strip_suffix("ms").unwrap().parse::<f64>().unwrap() as u64
+}
+
+#[test]
+fn groups_release_switch_and_switch_back_without_dropping_a_request() {
+    let fleet = Fleet::up(102, 12);
+    fleet.install("1.0.0");
+    let inv = groups(&fleet);
+    // The first blue-green release: no side is live yet, so blue gets 2.0.0 and all traffic.
+    // No request loop here: before it, every host is in traffic as rolling left it.
+    let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("releasing 2.0.0 on the blue side"), "{stderr}");
+    assert_eq!(live(&fleet), (1..=6).collect::<Vec<_>>(), "{:?}", weights(&fleet));
+
+    // Under load: 1.0.0 onto the idle green side, then every server switched at once.
+    let requests = Requests::start(fleet.lb_port);
+    let pb = playbook(&fleet, "bg-1.yml", "1.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("releasing 1.0.0 on the green side"), "{stderr}");
+    assert_eq!(live(&fleet), (7..=12).collect::<Vec<_>>(), "{:?}", weights(&fleet));
+    let ms = switch_ms(&stderr);
+    println!(
+        "{}",
+        stderr.lines().find(|l| l.contains("(first to last server)")).unwrap()
+    );
+    assert!(ms < 1000, "12 hosts switched in {ms} ms:\n{stderr}");
+    // The old side stays warm: still running its release, in HAProxy with no weight.
+    for i in 1..=6 {
+        assert_eq!(fleet.current(i).as_deref(), Some("2.0.0"), "host {i}");
+    }
+    for i in 7..=12 {
+        assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"), "host {i}");
+    }
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+
+    // By hand, back to blue.
+    let (code, stderr) = tranche(&fleet, &["switch", pb.to_str().unwrap(), "--back"], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("from green to blue"), "{stderr}");
+    assert_eq!(live(&fleet), (1..=6).collect::<Vec<_>>(), "{:?}", weights(&fleet));
+    assert!(switch_ms(&stderr) < 1000, "{stderr}");
+    let (ok, failed, errors) = requests.finish();
+    assert_eq!(failed, 0, "failed requests: {errors:?}");
+    assert!(ok > 50, "the request loop barely ran: {ok}");
+
+    // The live side is recorded on every host, for `switch` and the next release.
+    let rec = std::fs::read_to_string(fleet.srv(3).join("demo/.tranche-live")).unwrap();
+    assert!(rec.starts_with("live=blue\nprevious=green\n"), "{rec}");
+    let (_, stderr) = tranche(&fleet, &["status", pb.to_str().unwrap()], &inv);
+    let h12 = stderr
+        .lines()
+        .find(|l| l.starts_with("h12"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(h12.contains("1.0.0") && h12.ends_with("live: blue"), "{stderr}");
+}
+
+#[test]
+fn a_new_side_that_fails_its_health_check_is_never_switched_to() {
+    let fleet = Fleet::up(103, 4);
+    fleet.install("1.0.0");
+    let inv = groups(&fleet);
+    let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    let requests = Requests::start(fleet.lb_port);
+    let pb = playbook(&fleet, "bg-bad.yml", "bad", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    let (ok, failed, errors) = requests.finish();
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("traffic was not switched"), "{stderr}");
+    assert!(!stderr.contains("(first to last server)"), "{stderr}");
+    assert_eq!(live(&fleet), vec![1, 2], "{:?}", weights(&fleet));
+    assert_eq!(failed, 0, "failed requests: {errors:?}");
+    assert!(ok > 10, "{ok}");
+}
+
+#[test]
+fn a_gate_breach_after_the_switch_switches_back() {
+    let fleet = Fleet::up(104, 4);
+    fleet.install("1.0.0");
+    let inv = groups(&fleet);
+    let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
+    let prom = Service::up("prometheus", 29402, &["--scrape", &targets.join(","), "--wait-scrape"]);
+    // The flaky release is healthy but counts errors: the gate's watch after the switch sees
+    // them, and traffic goes back to blue.
+    let gate = format!(
+        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s]))'\n    max: 0.01\n    for: 8s\n",
+        prom.url()
+    );
+    let pb = playbook(&fleet, "bg-flaky.yml", "flaky", "");
+    let text = std::fs::read_to_string(&pb)
+        .unwrap()
+        .replace("  stage:\n", &format!("{gate}  stage:\n"));
+    std::fs::write(&pb, text).unwrap();
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(stderr.contains("switched demo to green"), "{stderr}");
+    assert!(stderr.contains("switched back to blue"), "{stderr}");
+    assert_eq!(live(&fleet), vec![1, 2], "{:?}", weights(&fleet));
+    let rec = std::fs::read_to_string(fleet.srv(4).join("demo/.tranche-live")).unwrap();
+    assert!(rec.starts_with("live=blue\n"), "{rec}");
+}
+
+#[test]
+fn a_gate_breach_during_the_canary_weight_never_switches() {
+    let fleet = Fleet::up(105, 4);
+    fleet.install("1.0.0");
+    let inv = groups(&fleet);
+    let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
+    let prom = Service::up("prometheus", 29405, &["--scrape", &targets.join(","), "--wait-scrape"]);
+    let gate = format!(
+        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s]))'\n    max: 0.01\n    for: 8s\n",
+        prom.url()
+    );
+    let pb = playbook(&fleet, "bg-flaky.yml", "flaky", "  canary_weight: 10\n");
+    let text = std::fs::read_to_string(&pb)
+        .unwrap()
+        .replace("  stage:\n", &format!("{gate}  stage:\n"));
+    std::fs::write(&pb, text).unwrap();
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(4), "{stderr}");
+    assert!(
+        stderr.contains("canary: the green side takes 10% of the traffic"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gate breached during the canary"), "{stderr}");
+    assert!(!stderr.contains("switched demo to green"), "{stderr}");
+    let w = weights(&fleet);
+    assert_eq!(live(&fleet), vec![1, 2], "{w:?}");
+    assert!(w.iter().all(|(_, w)| *w == 0 || *w == 100), "{w:?}");
+    let rec = std::fs::read_to_string(fleet.srv(4).join("demo/.tranche-live")).unwrap();
+    assert!(rec.starts_with("live=blue\n"), "{rec}");
+}
+
+/// Offline: a blue-green service goes back with `switch --back`, never with a host-by-host
+/// rollback (which would deploy outside the slots); nothing is touched.
+#[test]
+fn rollback_of_a_blue_green_service_is_refused() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "rollback",
+            "-i",
+            "tests/fixtures/inventory.yml",
+            "tests/fixtures/bluegreen-slots.yml",
+            "--yes",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("tranche switch --back"), "{stderr}");
+}
