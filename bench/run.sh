@@ -930,7 +930,9 @@ main() {
     kept+=("$w")
     grep "^$w	" "$BENCH/results-raw.tsv" >>"$RAW"
     [ -f "$BENCH/results-meta.tsv" ] && grep -E "^(cmd|note|unavailable|file)\.$w(\.|	)|^$w\." "$BENCH/results-meta.tsv" >>"$META"
-    meta "kept.$w" "$(awk -F'\t' '$1 == "date" { print $2 }' "$BENCH/results-meta.tsv" 2>/dev/null)"
+    # The date of the run that measured it: kept already by the last run, or measured by it.
+    meta "kept.$w" "$(awk -F'\t' -v k="kept.$w" '$1 == k { kept = $2 } $1 == "date" { date = $2 }
+      END { print (kept != "" ? kept : date) }' "$BENCH/results-meta.tsv" 2>/dev/null)"
   done
   if [ ${#kept[@]} -gt 0 ]; then
     log "kept from the earlier run (bench/results-raw.tsv): ${kept[*]}"
