@@ -156,6 +156,24 @@ pub enum EventKind {
         host: Option<String>,
         msg: String,
     },
+    /// Blue-green: every HAProxy server of both sides got its new weight in one step.
+    Switched {
+        /// The side live before (none before the first switch).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        to: String,
+        /// `release` (the switch of a release), `canary` (the new side takes `weight` percent
+        /// while the gate watches), `back` (the gate failed: traffic back on `to`).
+        why: String,
+        /// The weight of `to`'s servers: 100, or the canary's percent.
+        weight: u32,
+        /// HAProxy servers set, both sides.
+        servers: usize,
+        /// From the first command sent to HAProxy to its last answer, to a tenth of a millisecond.
+        ms: f64,
+        status: Status,
+        msg: String,
+    },
     RunFinished {
         ok: usize,
         failed: usize,
@@ -192,6 +210,7 @@ impl EventKind {
             EventKind::HostFinished { msg, .. }
             | EventKind::Warning { msg, .. }
             | EventKind::GateChecked { msg, .. }
+            | EventKind::Switched { msg, .. }
             | EventKind::RunFinished { msg, .. } => r.scrub(msg),
             EventKind::Paused { reason, .. } => r.scrub(reason),
             EventKind::BatchStarted { .. }

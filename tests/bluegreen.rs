@@ -65,6 +65,14 @@ fn tranche(fleet: &Fleet, args: &[&str], inventory: &std::path::Path) -> (Option
     (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
+/// The `switched` events of a JSON Lines text.
+fn switched_events(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "switched")
+        .collect()
+}
+
 /// The switch time tranche printed, in milliseconds.
 fn switch_ms(stderr: &str) -> u64 {
     let line = stderr
@@ -91,9 +99,66 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
     // Under load: 1.0.0 onto the idle green side, then every server switched at once.
     let requests = Requests::start(fleet.lb_port);
     let pb = playbook(&fleet, "bg-1.yml", "1.0.0", "");
-    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    let (ev, junit, md) = (
+        fleet.dir.join("bg-1.jsonl"),
+        fleet.dir.join("bg-1.xml"),
+        fleet.dir.join("bg-1.md"),
+    );
+    let (code, stderr) = tranche(
+        &fleet,
+        &[
+            "release",
+            pb.to_str().unwrap(),
+            "--events",
+            ev.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+            "--summary",
+            md.to_str().unwrap(),
+        ],
+        &inv,
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("releasing 1.0.0 on the green side"), "{stderr}");
+    // The switch is an event of the run (in the stream and the journal, before `run_finished`),
+    // a JUnit test case (beside the 6 green hosts of the run), a row of the summary, and the
+    // run's last line.
+    let events = std::fs::read_to_string(&ev).unwrap();
+    let switched = switched_events(&events);
+    assert_eq!(switched.len(), 1, "{events}");
+    let sw = &switched[0];
+    assert_eq!(
+        (&sw["from"], &sw["to"], &sw["why"], &sw["servers"], &sw["status"]),
+        (
+            &"blue".into(),
+            &"green".into(),
+            &"release".into(),
+            &12.into(),
+            &"ok".into()
+        ),
+        "{sw}"
+    );
+    assert!(sw["ms"].as_f64().unwrap() < 1000.0, "{sw}");
+    let last: serde_json::Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "run_finished", "{events}");
+    let msg = last["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("demo 1.0.0 is live on the green side (12 HAProxy servers switched in "),
+        "{msg}"
+    );
+    let run = sw["run"].as_str().unwrap();
+    let journal = std::fs::read_to_string(fleet.dir.join(format!(".tranche/runs/{run}/journal.jsonl"))).unwrap();
+    assert_eq!(switched_events(&journal), switched, "{journal}");
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(junit.contains("tests=\"7\" failures=\"0\""), "{junit}");
+    assert!(
+        junit.contains("<testcase name=\"switch to green (from blue)\" classname=\"blue-green\""),
+        "{junit}"
+    );
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.contains("### Blue-green switches"), "{md}");
+    assert!(md.contains("| switch to green (from blue) | 12 | "), "{md}");
+    assert!(md.contains(msg), "{md}");
     assert_eq!(live(&fleet), (7..=12).collect::<Vec<_>>(), "{:?}", weights(&fleet));
     let ms = switch_ms(&stderr);
     println!(
@@ -172,10 +237,35 @@ fn a_gate_breach_after_the_switch_switches_back() {
         .unwrap()
         .replace("  stage:\n", &format!("{gate}  stage:\n"));
     std::fs::write(&pb, text).unwrap();
-    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    let ev = fleet.dir.join("bg-flaky.jsonl");
+    let (code, stderr) = tranche(
+        &fleet,
+        &["release", pb.to_str().unwrap(), "--events", ev.to_str().unwrap()],
+        &inv,
+    );
     assert_eq!(code, Some(4), "{stderr}");
     assert!(stderr.contains("switched demo to green"), "{stderr}");
     assert!(stderr.contains("switched back to blue"), "{stderr}");
+    let events = std::fs::read_to_string(&ev).unwrap();
+    let moves: Vec<(String, String)> = switched_events(&events)
+        .iter()
+        .map(|e| (e["why"].as_str().unwrap().into(), e["to"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        moves,
+        [("release".into(), "green".into()), ("back".into(), "blue".into())],
+        "{events}"
+    );
+    let last: serde_json::Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["type"], &last["exit_code"], &last["msg"]),
+        (
+            &"run_finished".into(),
+            &4.into(),
+            &"the metric gate failed after the switch; all traffic is back on the blue side".into()
+        ),
+        "{events}"
+    );
     assert_eq!(live(&fleet), vec![1, 2], "{:?}", weights(&fleet));
     let rec = std::fs::read_to_string(fleet.srv(4).join("demo/.tranche-live")).unwrap();
     assert!(rec.starts_with("live=blue\n"), "{rec}");

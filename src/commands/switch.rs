@@ -2,16 +2,21 @@
 //! step, and record the live side on every host. Also the blue-green `release`: the idle side
 //! through the ordinary executor, then the switch, the watch, and the switch back on a breach.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{inputs, run, CommandError};
 use crate::bluegreen::{self, BlueGreenError};
 use crate::cli::{Files, RunOptions, SshOptions};
+use crate::events::{EventKind, Status};
+use crate::executor::EmitKind;
 use crate::exit_code;
 use crate::journal::{Carried, RunRecord};
 use crate::playbook::Side;
 use crate::release::Release;
 use crate::remote::bluegreen::LiveRecord;
+use crate::report::summary::{self, Switch};
 use crate::ssh::SshSettings;
 
 /// `tranche switch`: to the other side; `--back`: to the side live before the last switch.
@@ -57,8 +62,9 @@ pub fn switch(files: &Files, back: bool, ssh: &SshOptions) -> anyhow::Result<i32
 }
 
 /// The blue-green release: the idle side through the executor (stage, stop, deploy, start,
-/// health, under the usual limits; no traffic moves), then every server switched at once, then
-/// the gate's watch; on a breach, traffic goes back to the side that was live.
+/// health, under the usual limits; no traffic moves), then, still inside the run (its events,
+/// journal, JUnit and summary line), every server switched at once and the gate's watch; on a
+/// breach, traffic goes back to the side that was live.
 pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
     let bg = bluegreen::settings(&r).map_err(plan_error)?.clone();
     let settings = inputs::ssh_settings(ssh)?;
@@ -73,73 +79,235 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
         r.playbook.version
     );
     let idle_r = bluegreen::idle_release(&r, idle).map_err(plan_error)?;
-    let code = run::execute(
+    // Checked before any host changes: a switch that cannot be planned stops the run here.
+    bluegreen::weights(&r, idle, None, &run_id).map_err(plan_error)?;
+    let query = match (&r.playbook.rollout.gate, r.targets.first()) {
+        (Some(g), Some(h)) => Some(r.render(&g.query, h, &run_id, None).map_err(CommandError::new)?),
+        _ => None,
+    };
+    let reached = Arc::new(AtomicBool::new(false));
+    let plan = Arc::new(SwitchPlan {
+        r,
+        settings,
+        canary: bg.canary_weight,
+        live,
+        idle,
+        run_id,
+        query,
+    });
+    let seen = reached.clone();
+    let after: crate::executor::AfterHosts = Arc::new(move |emit| {
+        seen.store(true, Ordering::SeqCst);
+        let plan = plan.clone();
+        Box::pin(async move { plan.go(&emit).await })
+    });
+    let code = run::execute_then(
         idle_r,
         record,
         crate::executor::Mode::Release,
         Carried::default(),
         run,
         ssh,
+        Some(after),
     )?;
-    if code != exit_code::SUCCESS {
+    if !reached.load(Ordering::SeqCst) {
         eprintln!("the {idle} side did not come up whole: traffic was not switched");
-        return Ok(code);
     }
-    let rt = inputs::runtime();
-    let http = reqwest::Client::new();
-    let gate = r.playbook.rollout.gate.clone();
-    let query = match (&gate, r.targets.first()) {
-        (Some(g), Some(h)) => Some(r.render(&g.query, h, &run_id, None).map_err(CommandError::new)?),
-        _ => None,
-    };
-    // The canary period: the new side takes `canary_weight` percent while the gate watches.
-    if let (Some(g), Some(q), true) = (&gate, &query, bg.canary_weight > 0) {
-        let w = bluegreen::weights(&r, idle, Some(bg.canary_weight), &run_id).map_err(plan_error)?;
-        rt.block_on(bluegreen::switch_haproxy(&r, &w)).map_err(plan_error)?;
-        eprintln!("canary: the {idle} side takes {}% of the traffic", bg.canary_weight);
-        if let Err(breach) = rt.block_on(crate::monitor::watch_gate(&http, g, q)) {
-            let back = live.unwrap_or(idle.other());
-            let w = bluegreen::weights(&r, back, None, &run_id).map_err(plan_error)?;
-            rt.block_on(bluegreen::switch_haproxy(&r, &w)).map_err(plan_error)?;
-            eprintln!("gate breached during the canary ({breach}): all traffic back on {back}");
-            return Ok(exit_code::BUDGET_EXCEEDED);
-        }
-    }
-    let took = switch_to(&r, &settings, idle, &run_id)?;
-    eprintln!(
-        "switched {} to {idle} in {} (first to last server)",
-        r.playbook.service,
-        switch_time(took)
-    );
-    if let (Some(g), Some(q)) = (&gate, &query) {
-        if let Err(breach) = rt.block_on(crate::monitor::watch_gate(&http, g, q)) {
-            match live {
-                Some(back) => {
-                    let took = switch_to(&r, &settings, back, &run_id)?;
-                    eprintln!(
-                        "gate breached after the switch ({breach}): switched back to {back} in {}",
-                        switch_time(took)
-                    );
-                }
-                None => eprintln!(
-                    "gate breached after the switch ({breach}); no side was live before: nothing to switch back to"
+    Ok(code)
+}
+
+/// What the switch of a release needs, once the idle side is up.
+struct SwitchPlan {
+    r: Release,
+    settings: SshSettings,
+    canary: u8,
+    live: Option<Side>,
+    idle: Side,
+    run_id: String,
+    /// The gate's query, rendered; none without a gate.
+    query: Option<String>,
+}
+
+impl SwitchPlan {
+    /// The canary period (if any), the switch, the watch, and the switch back on a breach:
+    /// each move a `switched` event. The exit code and the run's last line.
+    async fn go(&self, emit: &EmitKind) -> (i32, String) {
+        let (r, idle) = (&self.r, self.idle);
+        let (service, version) = (r.playbook.service.as_str(), r.playbook.version.as_str());
+        let http = reqwest::Client::new();
+        let gate = r.playbook.rollout.gate.clone();
+        let from = self.live.map(|s| s.as_str().to_string());
+        let failed = |to: Side, e: BlueGreenError, emit: &EmitKind| {
+            let error = e.to_string();
+            emit(switched_event(from.clone(), to, "release", 100, None, Err(&error)));
+            let code = code_of(&e);
+            (
+                code,
+                summary::switched(
+                    service,
+                    version,
+                    &Switch::Failed {
+                        to: to.as_str(),
+                        error: &error,
+                    },
                 ),
+            )
+        };
+        // The canary period: the new side takes `canary_weight` percent while the gate watches.
+        if let (Some(g), Some(q), true) = (&gate, &self.query, self.canary > 0) {
+            let moved = async {
+                let w = bluegreen::weights(r, idle, Some(self.canary), &self.run_id)?;
+                let took = bluegreen::switch_haproxy(r, &w).await?;
+                Ok::<_, BlueGreenError>((took, w.len()))
+            };
+            match moved.await {
+                Ok(moved) => emit(switched_event(
+                    from.clone(),
+                    idle,
+                    "canary",
+                    self.canary.into(),
+                    Some(moved),
+                    Ok(format!("canary: the {idle} side takes {}% of the traffic", self.canary)),
+                )),
+                Err(e) => return failed(idle, e, emit),
             }
-            return Ok(exit_code::BUDGET_EXCEEDED);
+            if let Err(breach) = crate::monitor::watch_gate(&http, g, q).await {
+                let back = self.live.unwrap_or(idle.other());
+                let moved = async {
+                    let w = bluegreen::weights(r, back, None, &self.run_id)?;
+                    let took = bluegreen::switch_haproxy(r, &w).await?;
+                    Ok::<_, BlueGreenError>((took, w.len()))
+                };
+                return match moved.await {
+                    Ok(moved) => {
+                        emit(switched_event(
+                            Some(idle.to_string()),
+                            back,
+                            "back",
+                            100,
+                            Some(moved),
+                            Ok(format!(
+                                "gate breached during the canary ({breach}): all traffic back on {back}"
+                            )),
+                        ));
+                        let s = Switch::GateFailed {
+                            during_canary: true,
+                            back: Some(back.as_str()),
+                        };
+                        (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s))
+                    }
+                    Err(e) => failed(back, e, emit),
+                };
+            }
         }
+        let (took, servers) = match switch_to_async(r, &self.settings, idle, &self.run_id).await {
+            Ok(done) => done,
+            Err(e) => return failed(idle, e, emit),
+        };
+        let t = switch_time(took);
+        emit(switched_event(
+            from.clone(),
+            idle,
+            "release",
+            100,
+            Some((took, servers)),
+            Ok(format!("switched {service} to {idle} in {t} (first to last server)")),
+        ));
+        if let (Some(g), Some(q)) = (&gate, &self.query) {
+            if let Err(breach) = crate::monitor::watch_gate(&http, g, q).await {
+                let Some(back) = self.live else {
+                    emit(EventKind::Warning {
+                        host: None,
+                        msg: format!(
+                            "gate breached after the switch ({breach}); no side was live before: nothing to switch back to"
+                        ),
+                    });
+                    let s = Switch::GateFailed {
+                        during_canary: false,
+                        back: None,
+                    };
+                    return (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s));
+                };
+                return match switch_to_async(r, &self.settings, back, &self.run_id).await {
+                    Ok(moved) => {
+                        emit(switched_event(
+                            Some(idle.to_string()),
+                            back,
+                            "back",
+                            100,
+                            Some(moved),
+                            Ok(format!(
+                                "gate breached after the switch ({breach}): switched back to {back} in {}",
+                                switch_time(moved.0)
+                            )),
+                        ));
+                        let s = Switch::GateFailed {
+                            during_canary: false,
+                            back: Some(back.as_str()),
+                        };
+                        (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s))
+                    }
+                    Err(e) => failed(back, e, emit),
+                };
+            }
+        }
+        let s = Switch::Done {
+            to: idle.as_str(),
+            servers,
+            took: &t,
+        };
+        (exit_code::SUCCESS, summary::switched(service, version, &s))
     }
-    Ok(exit_code::SUCCESS)
+}
+
+/// The `switched` event of a move: `Ok(line)` with its time and servers, or `Err(why)`.
+fn switched_event(
+    from: Option<String>,
+    to: Side,
+    why: &str,
+    weight: u32,
+    moved: Option<(Duration, usize)>,
+    res: Result<String, &str>,
+) -> EventKind {
+    let (took, servers) = moved.unwrap_or_default();
+    let (status, msg) = match res {
+        Ok(m) => (Status::Ok, m),
+        Err(e) => (Status::Failed, format!("switch to {to} failed: {e}")),
+    };
+    EventKind::Switched {
+        from,
+        to: to.to_string(),
+        why: why.to_string(),
+        weight,
+        servers,
+        ms: (took.as_secs_f64() * 10_000.0).round() / 10.0,
+        status,
+        msg,
+    }
 }
 
 /// Every server to `to` in one step, then `to` recorded live on every host of both sides.
 pub fn switch_to(r: &Release, settings: &SshSettings, to: Side, run_id: &str) -> anyhow::Result<Duration> {
-    let w = bluegreen::weights(r, to, None, run_id).map_err(plan_error)?;
     let rt = inputs::runtime();
-    let took = rt.block_on(bluegreen::switch_haproxy(r, &w)).map_err(plan_error)?;
-    let hosts = all_hosts(r)?;
+    let (took, _) = rt
+        .block_on(switch_to_async(r, settings, to, run_id))
+        .map_err(plan_error)?;
+    Ok(took)
+}
+
+/// `switch_to` inside a runtime: the time and the number of servers set.
+async fn switch_to_async(
+    r: &Release,
+    settings: &SshSettings,
+    to: Side,
+    run_id: &str,
+) -> Result<(Duration, usize), BlueGreenError> {
+    let w = bluegreen::weights(r, to, None, run_id)?;
+    let took = bluegreen::switch_haproxy(r, &w).await?;
+    let hosts = all_hosts(r).map_err(|e| BlueGreenError::Plan(e.to_string()))?;
     let script = crate::remote::bluegreen::set(&r.playbook.layout.root, to.as_str(), run_id);
     let mut failed = vec![];
-    for (host, res) in rt.block_on(run::on_each_host(&r.playbook, &hosts, settings, &script)) {
+    for (host, res) in run::on_each_host(&r.playbook, &hosts, settings, &script).await {
         if let Err(e) = res {
             failed.push(format!("{host}: {e}"));
         }
@@ -150,7 +318,7 @@ pub fn switch_to(r: &Release, settings: &SshSettings, to: Side, run_id: &str) ->
             failed.join("; ")
         );
     }
-    Ok(took)
+    Ok((took, w.len()))
 }
 
 /// What every host of both sides records.
@@ -182,11 +350,15 @@ fn all_hosts(r: &Release) -> anyhow::Result<Vec<crate::inventory::Host>> {
 }
 
 fn plan_error(e: BlueGreenError) -> CommandError {
-    let code = match e {
+    let code = code_of(&e);
+    CommandError::new(e.to_string()).code(code)
+}
+
+fn code_of(e: &BlueGreenError) -> i32 {
+    match e {
         BlueGreenError::Plan(_) => exit_code::CONFIG,
         BlueGreenError::Switch(_) => exit_code::BUDGET_EXCEEDED,
-    };
-    CommandError::new(e.to_string()).code(code)
+    }
 }
 
 /// The switch time to a tenth of a millisecond: it is usually under one.
