@@ -399,6 +399,26 @@ mod tests {
                 reason: "canary_pause".into(),
             },
             EventKind::Resumed { batch: 2 },
+            EventKind::Switched {
+                from: Some("blue".into()),
+                to: "green".into(),
+                why: "release".into(),
+                weight: 100,
+                servers: 12,
+                ms: 0.4,
+                status: Status::Ok,
+                msg: "switched demo to green in 0.4ms (first to last server)".into(),
+            },
+            EventKind::Switched {
+                from: None,
+                to: "blue".into(),
+                why: "canary".into(),
+                weight: 10,
+                servers: 4,
+                ms: 0.0,
+                status: Status::Failed,
+                msg: "switch to blue failed".into(),
+            },
             EventKind::Warning {
                 host: Some("a".into()),
                 msg: "slow".into(),
@@ -437,10 +457,11 @@ mod tests {
                 EventKind::Paused { .. } => "paused",
                 EventKind::Resumed { .. } => "resumed",
                 EventKind::Warning { .. } => "warning",
+                EventKind::Switched { .. } => "switched",
                 EventKind::RunFinished { .. } => "run_finished",
             });
         }
-        assert_eq!(seen.len(), 12);
+        assert_eq!(seen.len(), 13);
         for kind in kinds {
             let e = Event::new("20261121-100000-ab12", kind);
             let line = e.to_json_line();

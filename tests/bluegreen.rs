@@ -139,6 +139,7 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
         "{sw}"
     );
     assert!(sw["ms"].as_f64().unwrap() < 1000.0, "{sw}");
+    println!("{}", events.lines().find(|l| l.contains("\"switched\"")).unwrap());
     let last: serde_json::Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
     assert_eq!(last["type"], "run_finished", "{events}");
     let msg = last["msg"].as_str().unwrap();
@@ -146,6 +147,7 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
         msg.starts_with("demo 1.0.0 is live on the green side (12 HAProxy servers switched in "),
         "{msg}"
     );
+    println!("{msg}");
     let run = sw["run"].as_str().unwrap();
     let journal = std::fs::read_to_string(fleet.dir.join(format!(".tranche/runs/{run}/journal.jsonl"))).unwrap();
     assert_eq!(switched_events(&journal), switched, "{journal}");

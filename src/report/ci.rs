@@ -403,3 +403,61 @@ fn summary(st: &State) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn switched(why: &str, to: &str, status: Status) -> EventKind {
+        EventKind::Switched {
+            from: Some(if to == "green" { "blue" } else { "green" }.into()),
+            to: to.into(),
+            why: why.into(),
+            weight: 100,
+            servers: 4,
+            ms: 0.3,
+            status,
+            msg: format!("{why} to {to}"),
+        }
+    }
+
+    #[test]
+    fn each_switch_is_a_test_case_and_a_row_and_a_switch_back_fails() {
+        let ci = CiReports::default();
+        for k in [
+            switched("release", "green", Status::Ok),
+            switched("back", "blue", Status::Ok),
+            EventKind::RunFinished {
+                ok: 2,
+                failed: 0,
+                reverted: 0,
+                skipped: 0,
+                exit_code: 4,
+                ms: 10,
+                msg: "the metric gate failed after the switch; all traffic is back on the blue side".into(),
+            },
+        ] {
+            ci.record(&Event::new("r1", k));
+        }
+        let st = ci.state.lock().unwrap();
+        let x = junit(&st);
+        assert!(x.contains("tests=\"2\" failures=\"1\""), "{x}");
+        assert!(
+            x.contains("<testcase name=\"switch to green (from blue)\" classname=\"blue-green\" time=\"0.0003\">\n      <system-out>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<testcase name=\"switch back to blue (from green)\" classname=\"blue-green\" time=\"0.0003\">\n      <failure type=\"gate\" message=\"back to blue\">"),
+            "{x}"
+        );
+        let md = summary(&st);
+        assert!(
+            md.contains("| switch to green (from blue) | 4 | 0.3ms | ok | release to green |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| switch back to blue (from green) | 4 | 0.3ms | ok | back to blue |"),
+            "{md}"
+        );
+    }
+}
