@@ -196,6 +196,43 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
         .find(|l| l.starts_with("h12"))
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(h12.contains("1.0.0") && h12.ends_with("live: blue"), "{stderr}");
+
+    // Retire: the side not live (green, hosts 7 to 12) is stopped and recorded retired; blue
+    // serves on without a failed request.
+    let requests = Requests::start(fleet.lb_port);
+    let (code, stderr) = tranche(&fleet, &["retire", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("retired the green side of demo: stopped on 6 hosts; blue stays live"),
+        "{stderr}"
+    );
+    // HAProxy's health checks see the green instances gone (operational state 0: down).
+    let down = |fleet: &Fleet| -> Vec<usize> {
+        fleet
+            .servers()
+            .iter()
+            .filter(|(_, op, _)| *op == 0)
+            .map(|(s, _, _)| s.trim_start_matches('h').parse().unwrap())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while down(&fleet) != (7..=12).collect::<Vec<_>>() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(down(&fleet), (7..=12).collect::<Vec<_>>(), "{:?}", fleet.servers());
+    let (ok, failed, errors) = requests.finish();
+    assert_eq!(failed, 0, "failed requests while retiring: {errors:?}");
+    assert!(ok > 10, "{ok}");
+    let (_, stderr) = tranche(&fleet, &["status", pb.to_str().unwrap()], &inv);
+    let h03 = stderr
+        .lines()
+        .find(|l| l.starts_with("h03"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(h03.ends_with("live: blue, green retired"), "{stderr}");
+    // Switching to the retired side is refused: its servers are not up in HAProxy.
+    let (code, stderr) = tranche(&fleet, &["switch", pb.to_str().unwrap()], &inv);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(live(&fleet), (1..=6).collect::<Vec<_>>(), "{:?}", weights(&fleet));
 }
 
 #[test]

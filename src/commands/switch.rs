@@ -322,7 +322,7 @@ async fn switch_to_async(
 }
 
 /// What every host of both sides records.
-fn live_records(r: &Release, settings: &SshSettings) -> anyhow::Result<Vec<(String, LiveRecord)>> {
+pub(super) fn live_records(r: &Release, settings: &SshSettings) -> anyhow::Result<Vec<(String, LiveRecord)>> {
     let hosts = all_hosts(r)?;
     let script = crate::remote::bluegreen::get(&r.playbook.layout.root);
     let mut out = vec![];
@@ -339,7 +339,7 @@ fn live_records(r: &Release, settings: &SshSettings) -> anyhow::Result<Vec<(Stri
     Ok(out)
 }
 
-fn all_hosts(r: &Release) -> anyhow::Result<Vec<crate::inventory::Host>> {
+pub(super) fn all_hosts(r: &Release) -> anyhow::Result<Vec<crate::inventory::Host>> {
     let mut hosts = bluegreen::hosts_of(r, Side::Blue).map_err(plan_error)?;
     for h in bluegreen::hosts_of(r, Side::Green).map_err(plan_error)? {
         if !hosts.iter().any(|x| x.name == h.name) {
