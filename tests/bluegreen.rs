@@ -363,3 +363,72 @@ fn rollback_of_a_blue_green_service_is_refused() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("tranche switch --back"), "{stderr}");
 }
+
+/// `retire_after`: the old side stops once the new one held that long; an interrupt during the
+/// wait leaves both sides up and says so. Slot 103, as the health-check test (one at a time).
+#[test]
+fn retire_after_stops_the_old_side_and_an_interrupt_leaves_both_up() {
+    let fleet = Fleet::up(103, 4);
+    fleet.install("1.0.0");
+    let inv = groups(&fleet);
+    let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pb = playbook(&fleet, "bg-1.yml", "1.0.0", "  retire_after: 2s\n");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("demo 1.0.0 is live on the green side (4 HAProxy servers switched in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("; the blue side retired after 2.0s (2 hosts stopped)"),
+        "{stderr}"
+    );
+    let down = |fleet: &Fleet| -> Vec<String> {
+        fleet
+            .servers()
+            .into_iter()
+            .filter(|(_, op, _)| *op == 0)
+            .map(|(s, _, _)| s)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while down(&fleet) != ["h01", "h02"] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(down(&fleet), ["h01", "h02"], "{:?}", fleet.servers());
+    let rec = std::fs::read_to_string(fleet.srv(1).join("demo/.tranche-live")).unwrap();
+    assert!(rec.contains("live=green\n") && rec.contains("retired=blue\n"), "{rec}");
+
+    // 2.0.0 onto the retired blue side (started again), then an interrupt during the wait.
+    let pb = playbook(&fleet, "bg-2b.yml", "2.0.0", "  retire_after: 60s\n");
+    let (main, ev) = (fleet.inventory(), fleet.dir.join("bg-2b.jsonl"));
+    let mut child = fleet.spawn_tranche(
+        "bg-2b",
+        &[
+            "release",
+            "-i",
+            main.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--events",
+            ev.to_str().unwrap(),
+        ],
+    );
+    common::wait_event(&ev, 90, |e| e["type"] == "switched");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    common::signal(&child, "-INT");
+    let code = common::wait_exit(&mut child, 30);
+    let stderr = fleet.stderr_of("bg-2b");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted before retire_after: both sides are up (`tranche retire` stops green)"),
+        "{stderr}"
+    );
+    assert_eq!(live(&fleet), vec![1, 2], "{:?}", weights(&fleet));
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+    let rec = std::fs::read_to_string(fleet.srv(3).join("demo/.tranche-live")).unwrap();
+    assert!(rec.contains("live=blue\n") && rec.contains("retired=\n"), "{rec}");
+}

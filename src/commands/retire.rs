@@ -6,6 +6,9 @@ use super::{inputs, run, CommandError};
 use crate::bluegreen::{self, BlueGreenError};
 use crate::cli::{Files, SshOptions};
 use crate::exit_code;
+use crate::playbook::Side;
+use crate::release::Release;
+use crate::ssh::SshSettings;
 
 pub fn retire(files: &Files, ssh: &SshOptions) -> anyhow::Result<i32> {
     let (_, r) = inputs::release(files)?;
@@ -20,25 +23,33 @@ pub fn retire(files: &Files, ssh: &SshOptions) -> anyhow::Result<i32> {
         );
     };
     let old = live.other();
-    let old_hosts = bluegreen::hosts_of(&r, old).map_err(plan_error)?;
-    let view = bluegreen::side_view(&r, old);
+    let stopped = inputs::runtime()
+        .block_on(retire_side(&r, &settings, old))
+        .map_err(|e| CommandError::new(e).code(exit_code::HOSTS_FAILED))?;
+    eprintln!(
+        "retired the {old} side of {}: stopped on {stopped} host{}; {live} stays live",
+        r.playbook.service,
+        if stopped == 1 { "" } else { "s" }
+    );
+    Ok(exit_code::SUCCESS)
+}
+
+/// Stop `old` (the side not live) and record it retired on every host: the old side's hosts
+/// run its stop command; with groups, the live side's hosts only record it. The hosts where
+/// `old` was stopped, or why not everywhere.
+pub(super) async fn retire_side(r: &Release, settings: &SshSettings, old: Side) -> Result<usize, String> {
+    let old_hosts = bluegreen::hosts_of(r, old).map_err(|e| e.to_string())?;
+    let view = bluegreen::side_view(r, old);
     let run_id = crate::events::new_run_id();
-    let rt = inputs::runtime();
     let mut failed = vec![];
     let mut stopped = 0;
-    // The old side's hosts stop its instance; with groups, the live side's hosts only record it.
-    for h in super::switch::all_hosts(&r)? {
+    for h in super::switch::all_hosts(r).map_err(|e| e.to_string())? {
         let stop = match (&r.playbook.stop.command, old_hosts.iter().any(|o| o.name == h.name)) {
-            (Some(cmd), true) => view.render(cmd, &h, &run_id, None).map_err(CommandError::new)?,
+            (Some(cmd), true) => view.render(cmd, &h, &run_id, None)?,
             _ => String::new(),
         };
         let script = crate::remote::bluegreen::retire(&r.playbook.layout.root, old.as_str(), &stop);
-        for (host, res) in rt.block_on(run::on_each_host(
-            &r.playbook,
-            std::slice::from_ref(&h),
-            &settings,
-            &script,
-        )) {
+        for (host, res) in run::on_each_host(&r.playbook, std::slice::from_ref(&h), settings, &script).await {
             match res {
                 Ok(_) if !stop.is_empty() => stopped += 1,
                 Ok(_) => {}
@@ -47,20 +58,13 @@ pub fn retire(files: &Files, ssh: &SshOptions) -> anyhow::Result<i32> {
         }
     }
     if !failed.is_empty() {
-        return Err(CommandError::new(format!(
+        return Err(format!(
             "the {old} side of {} could not be retired on: {}",
             r.playbook.service,
             failed.join("; ")
-        ))
-        .code(exit_code::HOSTS_FAILED)
-        .into());
+        ));
     }
-    eprintln!(
-        "retired the {old} side of {}: stopped on {stopped} host{}; {live} stays live",
-        r.playbook.service,
-        if stopped == 1 { "" } else { "s" }
-    );
-    Ok(exit_code::SUCCESS)
+    Ok(stopped)
 }
 
 fn plan_error(e: BlueGreenError) -> CommandError {

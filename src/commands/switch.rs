@@ -85,11 +85,21 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
         (Some(g), Some(h)) => Some(r.render(&g.query, h, &run_id, None).map_err(CommandError::new)?),
         _ => None,
     };
+    // A retired idle side was stopped: its hosts go through the whole pipeline (stop, deploy,
+    // start, health) even where its slot already holds this version, as a resumed run's do.
+    let mut carried = Carried::default();
+    let idle_name = idle.as_str();
+    for (host, rec) in &records {
+        if rec.retired.as_deref() == Some(idle_name) && idle_r.targets.iter().any(|h| &h.name == host) {
+            carried.started.insert(host.clone());
+        }
+    }
     let reached = Arc::new(AtomicBool::new(false));
     let plan = Arc::new(SwitchPlan {
         r,
         settings,
         canary: bg.canary_weight,
+        retire_after: bg.retire_after,
         live,
         idle,
         run_id,
@@ -105,7 +115,7 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
         idle_r,
         record,
         crate::executor::Mode::Release,
-        Carried::default(),
+        carried,
         run,
         ssh,
         Some(after),
@@ -121,6 +131,7 @@ struct SwitchPlan {
     r: Release,
     settings: SshSettings,
     canary: u8,
+    retire_after: Option<Duration>,
     live: Option<Side>,
     idle: Side,
     run_id: String,
@@ -256,7 +267,102 @@ impl SwitchPlan {
             servers,
             took: &t,
         };
-        (exit_code::SUCCESS, summary::switched(service, version, &s))
+        let done = summary::switched(service, version, &s);
+        match (self.retire_after, self.live) {
+            (Some(wait), Some(old)) => self.retire_after(wait, old, &http, done, emit).await,
+            _ => (exit_code::SUCCESS, done),
+        }
+    }
+
+    /// `retire_after`: wait `wait` (the gate watching, if there is one), then stop `old`. A
+    /// breach switches back instead; an interrupt (SIGINT, SIGTERM) leaves both sides up.
+    async fn retire_after(
+        &self,
+        wait: Duration,
+        old: Side,
+        http: &reqwest::Client,
+        done: String,
+        emit: &EmitKind,
+    ) -> (i32, String) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (r, idle) = (&self.r, self.idle);
+        let (service, version) = (r.playbook.service.as_str(), r.playbook.version.as_str());
+        eprintln!(
+            "retire_after: the {old} side stops in {} unless the gate fails",
+            crate::units::human_duration(wait)
+        );
+        let watch = async {
+            match (&r.playbook.rollout.gate, &self.query) {
+                (Some(g), Some(q)) => {
+                    let mut g = g.clone();
+                    g.hold = wait;
+                    crate::monitor::watch_gate(http, &g, q).await.map(|_| ())
+                }
+                _ => {
+                    tokio::time::sleep(wait).await;
+                    Ok(())
+                }
+            }
+        };
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return (exit_code::SUCCESS, done);
+        };
+        let watched = tokio::select! {
+            w = watch => Some(w),
+            _ = int.recv() => None,
+            _ = term.recv() => None,
+        };
+        match watched {
+            None => (
+                exit_code::INTERRUPTED,
+                format!("{done}; interrupted before retire_after: both sides are up (`tranche retire` stops {old})"),
+            ),
+            Some(Err(breach)) => match switch_to_async(r, &self.settings, old, &self.run_id).await {
+                Ok(moved) => {
+                    let line = format!(
+                        "gate breached before retire_after ({breach}): switched back to {old} in {}",
+                        switch_time(moved.0)
+                    );
+                    emit(switched_event(
+                        Some(idle.to_string()),
+                        old,
+                        "back",
+                        100,
+                        Some(moved),
+                        Ok(line),
+                    ));
+                    let s = Switch::GateFailed {
+                        during_canary: false,
+                        back: Some(old.as_str()),
+                    };
+                    (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s))
+                }
+                Err(e) => (
+                    code_of(&e),
+                    summary::switched(
+                        service,
+                        version,
+                        &Switch::Failed {
+                            to: old.as_str(),
+                            error: &e.to_string(),
+                        },
+                    ),
+                ),
+            },
+            Some(Ok(())) => match super::retire::retire_side(r, &self.settings, old).await {
+                Ok(n) => (
+                    exit_code::SUCCESS,
+                    format!(
+                        "{done}; the {old} side retired after {} ({n} hosts stopped)",
+                        crate::units::human_duration(wait)
+                    ),
+                ),
+                Err(e) => (
+                    exit_code::HOSTS_FAILED,
+                    format!("{done}; retire_after failed: {e}; {idle} stays live"),
+                ),
+            },
+        }
     }
 }
 
