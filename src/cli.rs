@@ -137,6 +137,16 @@ pub enum Command {
         #[command(flatten)]
         ssh: SshOptions,
     },
+    /// Blue-green: stop the side that is not live (its instances on the idle slot, or the idle
+    /// group's) and record it retired on every host; refused on a host where that side is live.
+    Retire {
+        #[command(flatten)]
+        files: Files,
+        #[command(flatten)]
+        output: QuietOutput,
+        #[command(flatten)]
+        ssh: SshOptions,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     Completions {
         #[arg(value_enum)]

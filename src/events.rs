@@ -156,6 +156,24 @@ pub enum EventKind {
         host: Option<String>,
         msg: String,
     },
+    /// Blue-green: every HAProxy server of both sides got its new weight in one step.
+    Switched {
+        /// The side live before (none before the first switch).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        to: String,
+        /// `release` (the switch of a release), `canary` (the new side takes `weight` percent
+        /// while the gate watches), `back` (the gate failed: traffic back on `to`).
+        why: String,
+        /// The weight of `to`'s servers: 100, or the canary's percent.
+        weight: u32,
+        /// HAProxy servers set, both sides.
+        servers: usize,
+        /// From the first command sent to HAProxy to its last answer, to a tenth of a millisecond.
+        ms: f64,
+        status: Status,
+        msg: String,
+    },
     RunFinished {
         ok: usize,
         failed: usize,
@@ -192,6 +210,7 @@ impl EventKind {
             EventKind::HostFinished { msg, .. }
             | EventKind::Warning { msg, .. }
             | EventKind::GateChecked { msg, .. }
+            | EventKind::Switched { msg, .. }
             | EventKind::RunFinished { msg, .. } => r.scrub(msg),
             EventKind::Paused { reason, .. } => r.scrub(reason),
             EventKind::BatchStarted { .. }
@@ -380,6 +399,26 @@ mod tests {
                 reason: "canary_pause".into(),
             },
             EventKind::Resumed { batch: 2 },
+            EventKind::Switched {
+                from: Some("blue".into()),
+                to: "green".into(),
+                why: "release".into(),
+                weight: 100,
+                servers: 12,
+                ms: 0.4,
+                status: Status::Ok,
+                msg: "switched demo to green in 0.4ms (first to last server)".into(),
+            },
+            EventKind::Switched {
+                from: None,
+                to: "blue".into(),
+                why: "canary".into(),
+                weight: 10,
+                servers: 4,
+                ms: 0.0,
+                status: Status::Failed,
+                msg: "switch to blue failed".into(),
+            },
             EventKind::Warning {
                 host: Some("a".into()),
                 msg: "slow".into(),
@@ -418,10 +457,11 @@ mod tests {
                 EventKind::Paused { .. } => "paused",
                 EventKind::Resumed { .. } => "resumed",
                 EventKind::Warning { .. } => "warning",
+                EventKind::Switched { .. } => "switched",
                 EventKind::RunFinished { .. } => "run_finished",
             });
         }
-        assert_eq!(seen.len(), 12);
+        assert_eq!(seen.len(), 13);
         for kind in kinds {
             let e = Event::new("20261121-100000-ab12", kind);
             let line = e.to_json_line();

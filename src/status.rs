@@ -38,6 +38,9 @@ pub struct HostStatus {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SidesStatus {
     pub live: Option<String>,
+    /// The side `tranche retire` stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retired: Option<String>,
     pub blue: Option<String>,
     pub green: Option<String>,
 }
@@ -142,6 +145,7 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
             };
             let blue_green = record.map(|rec| SidesStatus {
                 live: rec.live.clone(),
+                retired: rec.retired.clone(),
                 blue: if slots { rec.blue.clone() } else { None },
                 green: if slots { rec.green.clone() } else { None },
             });
@@ -218,6 +222,9 @@ pub fn to_table(s: &FleetStatus) -> String {
                     let rel = |r: &Option<String>| r.clone().unwrap_or_else(|| "(none)".into());
                     t.push_str(&format!(" (blue {}, green {})", rel(&b.blue), rel(&b.green)));
                 }
+                if let Some(r) = &b.retired {
+                    t.push_str(&format!(", {r} retired"));
+                }
                 t
             }
             None => String::new(),
@@ -290,12 +297,14 @@ mod tests {
         let mut a = host("web-01", None, None);
         a.blue_green = Some(SidesStatus {
             live: Some("green".into()),
+            retired: Some("blue".into()),
             blue: Some("1.0.0".into()),
             green: Some("2.0.0".into()),
         });
         let mut b = host("web-02", None, None);
         b.blue_green = Some(SidesStatus {
             live: None,
+            retired: None,
             blue: None,
             green: None,
         });
@@ -308,7 +317,7 @@ mod tests {
         };
         let t = to_table(&s);
         assert!(
-            t.contains("web-01  10.0.0.1  2.0.0  live: green (blue 1.0.0, green 2.0.0)"),
+            t.contains("web-01  10.0.0.1  2.0.0  live: green (blue 1.0.0, green 2.0.0), blue retired"),
             "{t}"
         );
         assert!(t.contains("web-02  10.0.0.1  2.0.0  live: none\n"), "{t}");

@@ -65,6 +65,14 @@ fn tranche(fleet: &Fleet, args: &[&str], inventory: &std::path::Path) -> (Option
     (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
+/// The `switched` events of a JSON Lines text.
+fn switched_events(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "switched")
+        .collect()
+}
+
 /// The switch time tranche printed, in milliseconds.
 fn switch_ms(stderr: &str) -> u64 {
     let line = stderr
@@ -91,9 +99,68 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
     // Under load: 1.0.0 onto the idle green side, then every server switched at once.
     let requests = Requests::start(fleet.lb_port);
     let pb = playbook(&fleet, "bg-1.yml", "1.0.0", "");
-    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    let (ev, junit, md) = (
+        fleet.dir.join("bg-1.jsonl"),
+        fleet.dir.join("bg-1.xml"),
+        fleet.dir.join("bg-1.md"),
+    );
+    let (code, stderr) = tranche(
+        &fleet,
+        &[
+            "release",
+            pb.to_str().unwrap(),
+            "--events",
+            ev.to_str().unwrap(),
+            "--junit",
+            junit.to_str().unwrap(),
+            "--summary",
+            md.to_str().unwrap(),
+        ],
+        &inv,
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("releasing 1.0.0 on the green side"), "{stderr}");
+    // The switch is an event of the run (in the stream and the journal, before `run_finished`),
+    // a JUnit test case (beside the 6 green hosts of the run), a row of the summary, and the
+    // run's last line.
+    let events = std::fs::read_to_string(&ev).unwrap();
+    let switched = switched_events(&events);
+    assert_eq!(switched.len(), 1, "{events}");
+    let sw = &switched[0];
+    assert_eq!(
+        (&sw["from"], &sw["to"], &sw["why"], &sw["servers"], &sw["status"]),
+        (
+            &"blue".into(),
+            &"green".into(),
+            &"release".into(),
+            &12.into(),
+            &"ok".into()
+        ),
+        "{sw}"
+    );
+    assert!(sw["ms"].as_f64().unwrap() < 1000.0, "{sw}");
+    println!("{}", events.lines().find(|l| l.contains("\"switched\"")).unwrap());
+    let last: serde_json::Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "run_finished", "{events}");
+    let msg = last["msg"].as_str().unwrap();
+    assert!(
+        msg.starts_with("demo 1.0.0 is live on the green side (12 HAProxy servers switched in "),
+        "{msg}"
+    );
+    println!("{msg}");
+    let run = sw["run"].as_str().unwrap();
+    let journal = std::fs::read_to_string(fleet.dir.join(format!(".tranche/runs/{run}/journal.jsonl"))).unwrap();
+    assert_eq!(switched_events(&journal), switched, "{journal}");
+    let junit = std::fs::read_to_string(&junit).unwrap();
+    assert!(junit.contains("tests=\"7\" failures=\"0\""), "{junit}");
+    assert!(
+        junit.contains("<testcase name=\"switch to green (from blue)\" classname=\"blue-green\""),
+        "{junit}"
+    );
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.contains("### Blue-green switches"), "{md}");
+    assert!(md.contains("| switch to green (from blue) | 12 | "), "{md}");
+    assert!(md.contains(msg), "{md}");
     assert_eq!(live(&fleet), (7..=12).collect::<Vec<_>>(), "{:?}", weights(&fleet));
     let ms = switch_ms(&stderr);
     println!(
@@ -129,6 +196,43 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
         .find(|l| l.starts_with("h12"))
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(h12.contains("1.0.0") && h12.ends_with("live: blue"), "{stderr}");
+
+    // Retire: the side not live (green, hosts 7 to 12) is stopped and recorded retired; blue
+    // serves on without a failed request.
+    let requests = Requests::start(fleet.lb_port);
+    let (code, stderr) = tranche(&fleet, &["retire", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("retired the green side of demo: stopped on 6 hosts; blue stays live"),
+        "{stderr}"
+    );
+    // HAProxy's health checks see the green instances gone (operational state 0: down).
+    let down = |fleet: &Fleet| -> Vec<usize> {
+        fleet
+            .servers()
+            .iter()
+            .filter(|(_, op, _)| *op == 0)
+            .map(|(s, _, _)| s.trim_start_matches('h').parse().unwrap())
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while down(&fleet) != (7..=12).collect::<Vec<_>>() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(down(&fleet), (7..=12).collect::<Vec<_>>(), "{:?}", fleet.servers());
+    let (ok, failed, errors) = requests.finish();
+    assert_eq!(failed, 0, "failed requests while retiring: {errors:?}");
+    assert!(ok > 10, "{ok}");
+    let (_, stderr) = tranche(&fleet, &["status", pb.to_str().unwrap()], &inv);
+    let h03 = stderr
+        .lines()
+        .find(|l| l.starts_with("h03"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(h03.ends_with("live: blue, green retired"), "{stderr}");
+    // Switching to the retired side is refused: its servers are not up in HAProxy.
+    let (code, stderr) = tranche(&fleet, &["switch", pb.to_str().unwrap()], &inv);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert_eq!(live(&fleet), (1..=6).collect::<Vec<_>>(), "{:?}", weights(&fleet));
 }
 
 #[test]
@@ -172,10 +276,35 @@ fn a_gate_breach_after_the_switch_switches_back() {
         .unwrap()
         .replace("  stage:\n", &format!("{gate}  stage:\n"));
     std::fs::write(&pb, text).unwrap();
-    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    let ev = fleet.dir.join("bg-flaky.jsonl");
+    let (code, stderr) = tranche(
+        &fleet,
+        &["release", pb.to_str().unwrap(), "--events", ev.to_str().unwrap()],
+        &inv,
+    );
     assert_eq!(code, Some(4), "{stderr}");
     assert!(stderr.contains("switched demo to green"), "{stderr}");
     assert!(stderr.contains("switched back to blue"), "{stderr}");
+    let events = std::fs::read_to_string(&ev).unwrap();
+    let moves: Vec<(String, String)> = switched_events(&events)
+        .iter()
+        .map(|e| (e["why"].as_str().unwrap().into(), e["to"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        moves,
+        [("release".into(), "green".into()), ("back".into(), "blue".into())],
+        "{events}"
+    );
+    let last: serde_json::Value = serde_json::from_str(events.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&last["type"], &last["exit_code"], &last["msg"]),
+        (
+            &"run_finished".into(),
+            &4.into(),
+            &"the metric gate failed after the switch; all traffic is back on the blue side".into()
+        ),
+        "{events}"
+    );
     assert_eq!(live(&fleet), vec![1, 2], "{:?}", weights(&fleet));
     let rec = std::fs::read_to_string(fleet.srv(4).join("demo/.tranche-live")).unwrap();
     assert!(rec.starts_with("live=blue\n"), "{rec}");
@@ -233,4 +362,73 @@ fn rollback_of_a_blue_green_service_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("tranche switch --back"), "{stderr}");
+}
+
+/// `retire_after`: the old side stops once the new one held that long; an interrupt during the
+/// wait leaves both sides up and says so. Slot 103, as the health-check test (one at a time).
+#[test]
+fn retire_after_stops_the_old_side_and_an_interrupt_leaves_both_up() {
+    let fleet = Fleet::up(103, 4);
+    fleet.install("1.0.0");
+    let inv = groups(&fleet);
+    let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pb = playbook(&fleet, "bg-1.yml", "1.0.0", "  retire_after: 2s\n");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("demo 1.0.0 is live on the green side (4 HAProxy servers switched in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("; the blue side retired after 2.0s (2 hosts stopped)"),
+        "{stderr}"
+    );
+    let down = |fleet: &Fleet| -> Vec<String> {
+        fleet
+            .servers()
+            .into_iter()
+            .filter(|(_, op, _)| *op == 0)
+            .map(|(s, _, _)| s)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while down(&fleet) != ["h01", "h02"] && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(down(&fleet), ["h01", "h02"], "{:?}", fleet.servers());
+    let rec = std::fs::read_to_string(fleet.srv(1).join("demo/.tranche-live")).unwrap();
+    assert!(rec.contains("live=green\n") && rec.contains("retired=blue\n"), "{rec}");
+
+    // 2.0.0 onto the retired blue side (started again), then an interrupt during the wait.
+    let pb = playbook(&fleet, "bg-2b.yml", "2.0.0", "  retire_after: 60s\n");
+    let (main, ev) = (fleet.inventory(), fleet.dir.join("bg-2b.jsonl"));
+    let mut child = fleet.spawn_tranche(
+        "bg-2b",
+        &[
+            "release",
+            "-i",
+            main.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--events",
+            ev.to_str().unwrap(),
+        ],
+    );
+    common::wait_event(&ev, 90, |e| e["type"] == "switched");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    common::signal(&child, "-INT");
+    let code = common::wait_exit(&mut child, 30);
+    let stderr = fleet.stderr_of("bg-2b");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("interrupted before retire_after: both sides are up (`tranche retire` stops green)"),
+        "{stderr}"
+    );
+    assert_eq!(live(&fleet), vec![1, 2], "{:?}", weights(&fleet));
+    assert!(fleet.all_up(), "{:?}", fleet.servers());
+    let rec = std::fs::read_to_string(fleet.srv(3).join("demo/.tranche-live")).unwrap();
+    assert!(rec.contains("live=blue\n") && rec.contains("retired=\n"), "{rec}");
 }

@@ -10,6 +10,7 @@ mod inputs;
 mod inventory;
 mod plan;
 mod report;
+mod retire;
 mod run;
 mod status;
 mod switch;
@@ -86,6 +87,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         } => status::status(&files, format, history.then_some(lines as usize), &ssh),
         Command::Unlock { files, ssh, .. } => unlock::unlock(&files, &ssh),
         Command::Switch { files, back, ssh, .. } => switch::switch(&files, back, &ssh),
+        Command::Retire { files, ssh, .. } => retire::retire(&files, &ssh),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
     }

@@ -251,6 +251,19 @@ pub(super) fn execute(
     run: &RunOptions,
     ssh: &SshOptions,
 ) -> anyhow::Result<i32> {
+    execute_then(r, record, mode, carried, run, ssh, None)
+}
+
+/// `execute`, with what the release does once every host finished well (blue-green's switch).
+pub(super) fn execute_then(
+    r: Release,
+    record: RunRecord,
+    mode: Mode,
+    carried: Carried,
+    run: &RunOptions,
+    ssh: &SshOptions,
+    after: Option<crate::executor::AfterHosts>,
+) -> anyhow::Result<i32> {
     let confirms =
         [r.playbook.rollout.canary_pause, r.playbook.rollout.pause].contains(&crate::playbook::Pause::Confirm);
     if confirms && !run.yes && !Settings::get().can_ask() {
@@ -295,6 +308,7 @@ pub(super) fn execute(
     }));
     exec.mode = mode;
     exec.carried = carried;
+    exec.after_hosts = after;
     let exec = Arc::new(exec);
     // The first Ctrl-C, SIGTERM or SIGHUP: no new host starts; hosts in flight finish. A second
     // Ctrl-C: stop now, with the record written. A later SIGTERM or SIGHUP does not abandon the

@@ -2,16 +2,21 @@
 //! step, and record the live side on every host. Also the blue-green `release`: the idle side
 //! through the ordinary executor, then the switch, the watch, and the switch back on a breach.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{inputs, run, CommandError};
 use crate::bluegreen::{self, BlueGreenError};
 use crate::cli::{Files, RunOptions, SshOptions};
+use crate::events::{EventKind, Status};
+use crate::executor::EmitKind;
 use crate::exit_code;
 use crate::journal::{Carried, RunRecord};
 use crate::playbook::Side;
 use crate::release::Release;
 use crate::remote::bluegreen::LiveRecord;
+use crate::report::summary::{self, Switch};
 use crate::ssh::SshSettings;
 
 /// `tranche switch`: to the other side; `--back`: to the side live before the last switch.
@@ -57,8 +62,9 @@ pub fn switch(files: &Files, back: bool, ssh: &SshOptions) -> anyhow::Result<i32
 }
 
 /// The blue-green release: the idle side through the executor (stage, stop, deploy, start,
-/// health, under the usual limits; no traffic moves), then every server switched at once, then
-/// the gate's watch; on a breach, traffic goes back to the side that was live.
+/// health, under the usual limits; no traffic moves), then, still inside the run (its events,
+/// journal, JUnit and summary line), every server switched at once and the gate's watch; on a
+/// breach, traffic goes back to the side that was live.
 pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
     let bg = bluegreen::settings(&r).map_err(plan_error)?.clone();
     let settings = inputs::ssh_settings(ssh)?;
@@ -73,73 +79,341 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
         r.playbook.version
     );
     let idle_r = bluegreen::idle_release(&r, idle).map_err(plan_error)?;
-    let code = run::execute(
-        idle_r,
-        record,
-        crate::executor::Mode::Release,
-        Carried::default(),
-        run,
-        ssh,
-    )?;
-    if code != exit_code::SUCCESS {
-        eprintln!("the {idle} side did not come up whole: traffic was not switched");
-        return Ok(code);
-    }
-    let rt = inputs::runtime();
-    let http = reqwest::Client::new();
-    let gate = r.playbook.rollout.gate.clone();
-    let query = match (&gate, r.targets.first()) {
+    // Checked before any host changes: a switch that cannot be planned stops the run here.
+    bluegreen::weights(&r, idle, None, &run_id).map_err(plan_error)?;
+    let query = match (&r.playbook.rollout.gate, r.targets.first()) {
         (Some(g), Some(h)) => Some(r.render(&g.query, h, &run_id, None).map_err(CommandError::new)?),
         _ => None,
     };
-    // The canary period: the new side takes `canary_weight` percent while the gate watches.
-    if let (Some(g), Some(q), true) = (&gate, &query, bg.canary_weight > 0) {
-        let w = bluegreen::weights(&r, idle, Some(bg.canary_weight), &run_id).map_err(plan_error)?;
-        rt.block_on(bluegreen::switch_haproxy(&r, &w)).map_err(plan_error)?;
-        eprintln!("canary: the {idle} side takes {}% of the traffic", bg.canary_weight);
-        if let Err(breach) = rt.block_on(crate::monitor::watch_gate(&http, g, q)) {
-            let back = live.unwrap_or(idle.other());
-            let w = bluegreen::weights(&r, back, None, &run_id).map_err(plan_error)?;
-            rt.block_on(bluegreen::switch_haproxy(&r, &w)).map_err(plan_error)?;
-            eprintln!("gate breached during the canary ({breach}): all traffic back on {back}");
-            return Ok(exit_code::BUDGET_EXCEEDED);
+    // A retired idle side was stopped: its hosts go through the whole pipeline (stop, deploy,
+    // start, health) even where its slot already holds this version, as a resumed run's do.
+    let mut carried = Carried::default();
+    let idle_name = idle.as_str();
+    for (host, rec) in &records {
+        if rec.retired.as_deref() == Some(idle_name) && idle_r.targets.iter().any(|h| &h.name == host) {
+            carried.started.insert(host.clone());
         }
     }
-    let took = switch_to(&r, &settings, idle, &run_id)?;
-    eprintln!(
-        "switched {} to {idle} in {} (first to last server)",
-        r.playbook.service,
-        switch_time(took)
-    );
-    if let (Some(g), Some(q)) = (&gate, &query) {
-        if let Err(breach) = rt.block_on(crate::monitor::watch_gate(&http, g, q)) {
-            match live {
-                Some(back) => {
-                    let took = switch_to(&r, &settings, back, &run_id)?;
-                    eprintln!(
-                        "gate breached after the switch ({breach}): switched back to {back} in {}",
-                        switch_time(took)
-                    );
-                }
-                None => eprintln!(
-                    "gate breached after the switch ({breach}); no side was live before: nothing to switch back to"
+    let reached = Arc::new(AtomicBool::new(false));
+    let plan = Arc::new(SwitchPlan {
+        r,
+        settings,
+        canary: bg.canary_weight,
+        retire_after: bg.retire_after,
+        live,
+        idle,
+        run_id,
+        query,
+    });
+    let seen = reached.clone();
+    let after: crate::executor::AfterHosts = Arc::new(move |emit| {
+        seen.store(true, Ordering::SeqCst);
+        let plan = plan.clone();
+        Box::pin(async move { plan.go(&emit).await })
+    });
+    let code = run::execute_then(
+        idle_r,
+        record,
+        crate::executor::Mode::Release,
+        carried,
+        run,
+        ssh,
+        Some(after),
+    )?;
+    if !reached.load(Ordering::SeqCst) {
+        eprintln!("the {idle} side did not come up whole: traffic was not switched");
+    }
+    Ok(code)
+}
+
+/// What the switch of a release needs, once the idle side is up.
+struct SwitchPlan {
+    r: Release,
+    settings: SshSettings,
+    canary: u8,
+    retire_after: Option<Duration>,
+    live: Option<Side>,
+    idle: Side,
+    run_id: String,
+    /// The gate's query, rendered; none without a gate.
+    query: Option<String>,
+}
+
+impl SwitchPlan {
+    /// The canary period (if any), the switch, the watch, and the switch back on a breach:
+    /// each move a `switched` event. The exit code and the run's last line.
+    async fn go(&self, emit: &EmitKind) -> (i32, String) {
+        let (r, idle) = (&self.r, self.idle);
+        let (service, version) = (r.playbook.service.as_str(), r.playbook.version.as_str());
+        let http = reqwest::Client::new();
+        let gate = r.playbook.rollout.gate.clone();
+        let from = self.live.map(|s| s.as_str().to_string());
+        let failed = |to: Side, e: BlueGreenError, emit: &EmitKind| {
+            let error = e.to_string();
+            emit(switched_event(from.clone(), to, "release", 100, None, Err(&error)));
+            let code = code_of(&e);
+            (
+                code,
+                summary::switched(
+                    service,
+                    version,
+                    &Switch::Failed {
+                        to: to.as_str(),
+                        error: &error,
+                    },
                 ),
+            )
+        };
+        // The canary period: the new side takes `canary_weight` percent while the gate watches.
+        if let (Some(g), Some(q), true) = (&gate, &self.query, self.canary > 0) {
+            let moved = async {
+                let w = bluegreen::weights(r, idle, Some(self.canary), &self.run_id)?;
+                let took = bluegreen::switch_haproxy(r, &w).await?;
+                Ok::<_, BlueGreenError>((took, w.len()))
+            };
+            match moved.await {
+                Ok(moved) => emit(switched_event(
+                    from.clone(),
+                    idle,
+                    "canary",
+                    self.canary.into(),
+                    Some(moved),
+                    Ok(format!("canary: the {idle} side takes {}% of the traffic", self.canary)),
+                )),
+                Err(e) => return failed(idle, e, emit),
             }
-            return Ok(exit_code::BUDGET_EXCEEDED);
+            if let Err(breach) = crate::monitor::watch_gate(&http, g, q).await {
+                let back = self.live.unwrap_or(idle.other());
+                let moved = async {
+                    let w = bluegreen::weights(r, back, None, &self.run_id)?;
+                    let took = bluegreen::switch_haproxy(r, &w).await?;
+                    Ok::<_, BlueGreenError>((took, w.len()))
+                };
+                return match moved.await {
+                    Ok(moved) => {
+                        emit(switched_event(
+                            Some(idle.to_string()),
+                            back,
+                            "back",
+                            100,
+                            Some(moved),
+                            Ok(format!(
+                                "gate breached during the canary ({breach}): all traffic back on {back}"
+                            )),
+                        ));
+                        let s = Switch::GateFailed {
+                            during_canary: true,
+                            back: Some(back.as_str()),
+                        };
+                        (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s))
+                    }
+                    Err(e) => failed(back, e, emit),
+                };
+            }
+        }
+        let (took, servers) = match switch_to_async(r, &self.settings, idle, &self.run_id).await {
+            Ok(done) => done,
+            Err(e) => return failed(idle, e, emit),
+        };
+        let t = switch_time(took);
+        emit(switched_event(
+            from.clone(),
+            idle,
+            "release",
+            100,
+            Some((took, servers)),
+            Ok(format!("switched {service} to {idle} in {t} (first to last server)")),
+        ));
+        if let (Some(g), Some(q)) = (&gate, &self.query) {
+            if let Err(breach) = crate::monitor::watch_gate(&http, g, q).await {
+                let Some(back) = self.live else {
+                    emit(EventKind::Warning {
+                        host: None,
+                        msg: format!(
+                            "gate breached after the switch ({breach}); no side was live before: nothing to switch back to"
+                        ),
+                    });
+                    let s = Switch::GateFailed {
+                        during_canary: false,
+                        back: None,
+                    };
+                    return (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s));
+                };
+                return match switch_to_async(r, &self.settings, back, &self.run_id).await {
+                    Ok(moved) => {
+                        emit(switched_event(
+                            Some(idle.to_string()),
+                            back,
+                            "back",
+                            100,
+                            Some(moved),
+                            Ok(format!(
+                                "gate breached after the switch ({breach}): switched back to {back} in {}",
+                                switch_time(moved.0)
+                            )),
+                        ));
+                        let s = Switch::GateFailed {
+                            during_canary: false,
+                            back: Some(back.as_str()),
+                        };
+                        (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s))
+                    }
+                    Err(e) => failed(back, e, emit),
+                };
+            }
+        }
+        let s = Switch::Done {
+            to: idle.as_str(),
+            servers,
+            took: &t,
+        };
+        let done = summary::switched(service, version, &s);
+        match (self.retire_after, self.live) {
+            (Some(wait), Some(old)) => self.retire_after(wait, old, &http, done, emit).await,
+            _ => (exit_code::SUCCESS, done),
         }
     }
-    Ok(exit_code::SUCCESS)
+
+    /// `retire_after`: wait `wait` (the gate watching, if there is one), then stop `old`. A
+    /// breach switches back instead; an interrupt (SIGINT, SIGTERM) leaves both sides up.
+    async fn retire_after(
+        &self,
+        wait: Duration,
+        old: Side,
+        http: &reqwest::Client,
+        done: String,
+        emit: &EmitKind,
+    ) -> (i32, String) {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (r, idle) = (&self.r, self.idle);
+        let (service, version) = (r.playbook.service.as_str(), r.playbook.version.as_str());
+        eprintln!(
+            "retire_after: the {old} side stops in {} unless the gate fails",
+            crate::units::human_duration(wait)
+        );
+        let watch = async {
+            match (&r.playbook.rollout.gate, &self.query) {
+                (Some(g), Some(q)) => {
+                    let mut g = g.clone();
+                    g.hold = wait;
+                    crate::monitor::watch_gate(http, &g, q).await.map(|_| ())
+                }
+                _ => {
+                    tokio::time::sleep(wait).await;
+                    Ok(())
+                }
+            }
+        };
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return (exit_code::SUCCESS, done);
+        };
+        let watched = tokio::select! {
+            w = watch => Some(w),
+            _ = int.recv() => None,
+            _ = term.recv() => None,
+        };
+        match watched {
+            None => (
+                exit_code::INTERRUPTED,
+                format!("{done}; interrupted before retire_after: both sides are up (`tranche retire` stops {old})"),
+            ),
+            Some(Err(breach)) => match switch_to_async(r, &self.settings, old, &self.run_id).await {
+                Ok(moved) => {
+                    let line = format!(
+                        "gate breached before retire_after ({breach}): switched back to {old} in {}",
+                        switch_time(moved.0)
+                    );
+                    emit(switched_event(
+                        Some(idle.to_string()),
+                        old,
+                        "back",
+                        100,
+                        Some(moved),
+                        Ok(line),
+                    ));
+                    let s = Switch::GateFailed {
+                        during_canary: false,
+                        back: Some(old.as_str()),
+                    };
+                    (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s))
+                }
+                Err(e) => (
+                    code_of(&e),
+                    summary::switched(
+                        service,
+                        version,
+                        &Switch::Failed {
+                            to: old.as_str(),
+                            error: &e.to_string(),
+                        },
+                    ),
+                ),
+            },
+            Some(Ok(())) => match super::retire::retire_side(r, &self.settings, old).await {
+                Ok(n) => (
+                    exit_code::SUCCESS,
+                    format!(
+                        "{done}; the {old} side retired after {} ({n} hosts stopped)",
+                        crate::units::human_duration(wait)
+                    ),
+                ),
+                Err(e) => (
+                    exit_code::HOSTS_FAILED,
+                    format!("{done}; retire_after failed: {e}; {idle} stays live"),
+                ),
+            },
+        }
+    }
+}
+
+/// The `switched` event of a move: `Ok(line)` with its time and servers, or `Err(why)`.
+fn switched_event(
+    from: Option<String>,
+    to: Side,
+    why: &str,
+    weight: u32,
+    moved: Option<(Duration, usize)>,
+    res: Result<String, &str>,
+) -> EventKind {
+    let (took, servers) = moved.unwrap_or_default();
+    let (status, msg) = match res {
+        Ok(m) => (Status::Ok, m),
+        Err(e) => (Status::Failed, format!("switch to {to} failed: {e}")),
+    };
+    EventKind::Switched {
+        from,
+        to: to.to_string(),
+        why: why.to_string(),
+        weight,
+        servers,
+        ms: (took.as_secs_f64() * 10_000.0).round() / 10.0,
+        status,
+        msg,
+    }
 }
 
 /// Every server to `to` in one step, then `to` recorded live on every host of both sides.
 pub fn switch_to(r: &Release, settings: &SshSettings, to: Side, run_id: &str) -> anyhow::Result<Duration> {
-    let w = bluegreen::weights(r, to, None, run_id).map_err(plan_error)?;
     let rt = inputs::runtime();
-    let took = rt.block_on(bluegreen::switch_haproxy(r, &w)).map_err(plan_error)?;
-    let hosts = all_hosts(r)?;
+    let (took, _) = rt
+        .block_on(switch_to_async(r, settings, to, run_id))
+        .map_err(plan_error)?;
+    Ok(took)
+}
+
+/// `switch_to` inside a runtime: the time and the number of servers set.
+async fn switch_to_async(
+    r: &Release,
+    settings: &SshSettings,
+    to: Side,
+    run_id: &str,
+) -> Result<(Duration, usize), BlueGreenError> {
+    let w = bluegreen::weights(r, to, None, run_id)?;
+    let took = bluegreen::switch_haproxy(r, &w).await?;
+    let hosts = all_hosts(r).map_err(|e| BlueGreenError::Plan(e.to_string()))?;
     let script = crate::remote::bluegreen::set(&r.playbook.layout.root, to.as_str(), run_id);
     let mut failed = vec![];
-    for (host, res) in rt.block_on(run::on_each_host(&r.playbook, &hosts, settings, &script)) {
+    for (host, res) in run::on_each_host(&r.playbook, &hosts, settings, &script).await {
         if let Err(e) = res {
             failed.push(format!("{host}: {e}"));
         }
@@ -150,11 +424,11 @@ pub fn switch_to(r: &Release, settings: &SshSettings, to: Side, run_id: &str) ->
             failed.join("; ")
         );
     }
-    Ok(took)
+    Ok((took, w.len()))
 }
 
 /// What every host of both sides records.
-fn live_records(r: &Release, settings: &SshSettings) -> anyhow::Result<Vec<(String, LiveRecord)>> {
+pub(super) fn live_records(r: &Release, settings: &SshSettings) -> anyhow::Result<Vec<(String, LiveRecord)>> {
     let hosts = all_hosts(r)?;
     let script = crate::remote::bluegreen::get(&r.playbook.layout.root);
     let mut out = vec![];
@@ -171,7 +445,7 @@ fn live_records(r: &Release, settings: &SshSettings) -> anyhow::Result<Vec<(Stri
     Ok(out)
 }
 
-fn all_hosts(r: &Release) -> anyhow::Result<Vec<crate::inventory::Host>> {
+pub(super) fn all_hosts(r: &Release) -> anyhow::Result<Vec<crate::inventory::Host>> {
     let mut hosts = bluegreen::hosts_of(r, Side::Blue).map_err(plan_error)?;
     for h in bluegreen::hosts_of(r, Side::Green).map_err(plan_error)? {
         if !hosts.iter().any(|x| x.name == h.name) {
@@ -182,11 +456,15 @@ fn all_hosts(r: &Release) -> anyhow::Result<Vec<crate::inventory::Host>> {
 }
 
 fn plan_error(e: BlueGreenError) -> CommandError {
-    let code = match e {
+    let code = code_of(&e);
+    CommandError::new(e.to_string()).code(code)
+}
+
+fn code_of(e: &BlueGreenError) -> i32 {
+    match e {
         BlueGreenError::Plan(_) => exit_code::CONFIG,
         BlueGreenError::Switch(_) => exit_code::BUDGET_EXCEEDED,
-    };
-    CommandError::new(e.to_string()).code(code)
+    }
 }
 
 /// The switch time to a tenth of a millisecond: it is usually under one.

@@ -20,6 +20,7 @@ use futures::future::join_all;
 use tokio::sync::{watch, Semaphore};
 
 use crate::events::{Event, EventKind, Status, Step};
+use crate::exit_code;
 use crate::inventory::Host;
 use crate::journal::Carried;
 use crate::policy::{self, CancelReason, FailureBudget};
@@ -57,6 +58,14 @@ pub type Emit = Arc<dyn Fn(Event) -> Result<(), crate::journal::JournalError> + 
 
 /// The question of a `confirm` pause, answered by whoever runs the executor (the terminal).
 pub type Confirm = Arc<dyn Fn(usize) -> bool + Send + Sync>;
+
+/// Sends one event of the run (redacted, into the run's journal and reports).
+pub type EmitKind = Arc<dyn Fn(EventKind) + Send + Sync>;
+
+/// Runs after every host of a release finished well, before the locks are released and the run
+/// ends (blue-green: the switch and the watch). It may emit events; its answer (an exit code and
+/// the last line) replaces the run's.
+pub type AfterHosts = Arc<dyn Fn(EmitKind) -> futures::future::LocalBoxFuture<'static, (i32, String)> + Send + Sync>;
 
 /// The SSH endpoint of an inventory host: its own variables, then the SSH config, then defaults.
 pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
@@ -155,6 +164,8 @@ pub struct Executor {
     journal_failed: AtomicBool,
     /// No more host is staged: the run stopped (budget, gate, a declined confirmation).
     stage_halted: AtomicBool,
+    /// What a release does once every host finished well (blue-green: the switch).
+    pub after_hosts: Option<AfterHosts>,
 }
 
 impl Executor {
@@ -208,6 +219,7 @@ impl Executor {
             run_started: std::sync::OnceLock::new(),
             journal_failed: AtomicBool::new(false),
             stage_halted: AtomicBool::new(false),
+            after_hosts: None,
         }
     }
 
@@ -462,6 +474,22 @@ impl Executor {
         }
         let all_done = results.len() == r.targets.len();
         let interrupted = self.is_interrupted() && !all_done;
+        let after = match &self.after_hosts {
+            Some(hook)
+                if self.mode == Mode::Release
+                    && !self.is_interrupted()
+                    && policy::exit_code(cancel, self.failed.load(Ordering::SeqCst), all_done)
+                        == exit_code::SUCCESS =>
+            {
+                let (emit, secrets, run_id) = (self.emit.clone(), self.secrets.clone(), self.run_id.clone());
+                let send: EmitKind = Arc::new(move |mut kind: EventKind| {
+                    kind.redact(&secrets);
+                    let _ = emit(Event::new(&run_id, kind));
+                });
+                Some(hook(send).await)
+            }
+            _ => None,
+        };
         // Every host at once (as the lease renewals): one after the other, a 1,000-host run
         // spent a round trip a host here, most of a minute after its last batch.
         join_all(states.iter().flatten().map(|st| async move {
@@ -480,8 +508,12 @@ impl Executor {
         if !lost_locks.is_empty() {
             cancel.escalate(CancelReason::LockLost);
         }
+        // The hook's answer stands only if nothing went wrong after it (a lost lock).
+        let after = after.filter(|_| policy::exit_code(cancel, failed, all_done) == exit_code::SUCCESS);
         let stats = RunStats {
-            exit_code: policy::exit_code(cancel, failed, all_done),
+            exit_code: after
+                .as_ref()
+                .map_or(policy::exit_code(cancel, failed, all_done), |a| a.0),
             ok: count(Status::Ok),
             failed,
             reverted: count(Status::Reverted),
@@ -507,6 +539,7 @@ impl Executor {
             lost_locks: &lost_locks,
             left_out: &left_out,
         });
+        let msg = after.map_or(msg, |a| a.1);
         self.finish(&stats, started, msg);
         stats
     }

@@ -123,6 +123,7 @@ impl RunState {
             EventKind::StepStarted { .. }
             | EventKind::BatchFinished { .. }
             | EventKind::GateChecked { .. }
+            | EventKind::Switched { .. }
             | EventKind::Paused { .. }
             | EventKind::Resumed { .. }
             | EventKind::Warning { .. } => {}

@@ -17,6 +17,12 @@ pub fn set(root: &str, side: &str, run: &str) -> RemoteCommand {
     RemoteCommand::new(BLUEGREEN, ["set", root, side, run])
 }
 
+/// Unless `side` is live on the host (the script exits 20): run `stop` (empty: nothing) and
+/// record `side` retired; prints the record as `get` does.
+pub fn retire(root: &str, side: &str, stop: &str) -> RemoteCommand {
+    RemoteCommand::new(BLUEGREEN, ["retire", root, side, stop])
+}
+
 /// What a host says about its two sides.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LiveRecord {
@@ -25,6 +31,8 @@ pub struct LiveRecord {
     pub previous: Option<String>,
     /// The run that switched last.
     pub run: Option<String>,
+    /// The side stopped by `tranche retire` (until a switch makes it live again).
+    pub retired: Option<String>,
     /// The release each slot's `current` resolves to (slots only).
     pub blue: Option<String>,
     pub green: Option<String>,
@@ -38,6 +46,7 @@ impl LiveRecord {
             live: side("live"),
             previous: side("previous"),
             run: field(stdout, "run"),
+            retired: side("retired"),
             blue: release("blue"),
             green: release("green"),
         }
@@ -103,5 +112,21 @@ mod tests {
         assert_eq!(code, Some(19));
         let (code, _) = run(set(root, "red", "r4"));
         assert_eq!(code, Some(19));
+        // Retiring the live side is refused, and its stop command never runs.
+        let marker = dir.path().join("stopped");
+        let stop = format!("touch {}", marker.display());
+        let (code, _) = run(retire(root, "green", &stop));
+        assert_eq!(code, Some(20));
+        assert!(!marker.exists());
+        // The other side: stopped, recorded, and no longer retired once it is switched to.
+        let (code, out) = run(retire(root, "blue", &stop));
+        assert_eq!(code, Some(0), "{out}");
+        assert!(marker.exists());
+        let r = LiveRecord::parse(&out);
+        assert_eq!((r.live.as_deref(), r.retired.as_deref()), (Some("green"), Some("blue")));
+        let (code, _) = run(retire(root, "blue", "exit 3"));
+        assert_eq!(code, Some(21));
+        let (_, out) = run(set(root, "blue", "r5"));
+        assert_eq!(LiveRecord::parse(&out).retired, None);
     }
 }

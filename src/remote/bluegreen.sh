@@ -4,8 +4,10 @@
 # Arguments: OP ROOT then, by OP:
 #   get             print the record and where each slot's `current` resolves
 #   set SIDE RUN    record SIDE (blue or green) as live, switched by run RUN; the side live
-#                   before becomes `previous`
-# Output: `live=SIDE`, `previous=SIDE`, `run=RUN` (empty when none), then `blue=PATH` and
+#                   before becomes `previous`; SIDE is no longer retired
+#   retire SIDE STOP  refuse (exit 20) when SIDE is the live side; else run STOP (a shell
+#                   command, empty for none) and record SIDE as retired
+# Output: `live=SIDE`, `previous=SIDE`, `run=RUN`, `retired=SIDE` (empty when none), then `blue=PATH` and
 # `green=PATH`: what ROOT/blue/current and ROOT/green/current resolve to (empty: no release).
 # The record is written in a fresh directory and renamed into place: a link planted at
 # `.tranche-live` is replaced, never followed.
@@ -22,8 +24,18 @@ show() {
   echo "live=$(value live)"
   echo "previous=$(value previous)"
   echo "run=$(value run)"
+  echo "retired=$(value retired)"
   echo "blue=$(resolved "$root/blue/current")"
   echo "green=$(resolved "$root/green/current")"
+}
+
+# write LIVE PREVIOUS RUN RETIRED: the record, in a fresh directory renamed into place.
+write() {
+  t=$(mktemp -d "$root/.tranche-tmp.XXXXXX") || die 10 "cannot write in $root"
+  printf 'live=%s\nprevious=%s\nrun=%s\nretired=%s\n' "$1" "$2" "$3" "$4" > "$t/live"
+  chmod 644 "$t/live"
+  mv -T -- "$t/live" "$rec"
+  rmdir -- "$t"
 }
 
 case $op in
@@ -42,11 +54,23 @@ case $op in
     mkdir -p -- "$root" || die 10 "cannot create $root"
     was=$(value live)
     [ "$was" = "$side" ] && was=$(value previous)
-    t=$(mktemp -d "$root/.tranche-tmp.XXXXXX") || die 10 "cannot write in $root"
-    printf 'live=%s\nprevious=%s\nrun=%s\n' "$side" "$was" "$run" > "$t/live"
-    chmod 644 "$t/live"
-    mv -T -- "$t/live" "$rec"
-    rmdir -- "$t"
+    retired=$(value retired)
+    [ "$retired" = "$side" ] && retired=
+    write "$side" "$was" "$run" "$retired"
+    show
+    ;;
+  retire)
+    side=$3 stop=$4
+    case $side in
+      blue | green) ;;
+      *) die 19 "the side must be blue or green" ;;
+    esac
+    [ "$(value live)" = "$side" ] && die 20 "$side is the live side on this host: it is not retired"
+    if [ -n "$stop" ]; then
+      sh -c "$stop" || die 21 "the stop command of the $side side failed"
+    fi
+    mkdir -p -- "$root" || die 10 "cannot create $root"
+    write "$(value live)" "$(value previous)" "$(value run)" "$side"
     show
     ;;
   *)

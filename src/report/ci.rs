@@ -47,7 +47,36 @@ struct State {
     hosts: BTreeMap<String, HostReport>,
     batches: Vec<(usize, usize, usize, usize, u64)>,
     warnings: Vec<String>,
+    /// Blue-green's moves of traffic, in order.
+    switches: Vec<SwitchReport>,
     finish: Option<(i32, u64, String)>,
+}
+
+/// One `switched` event.
+#[derive(Debug, Clone)]
+struct SwitchReport {
+    from: Option<String>,
+    to: String,
+    why: String,
+    weight: u32,
+    servers: usize,
+    ms: f64,
+    status: Status,
+    msg: String,
+}
+
+impl SwitchReport {
+    fn name(&self) -> String {
+        let what = match self.why.as_str() {
+            "canary" => format!("canary: {}% to {}", self.weight, self.to),
+            "back" => format!("switch back to {}", self.to),
+            _ => format!("switch to {}", self.to),
+        };
+        match &self.from {
+            Some(f) if self.why != "canary" => format!("{what} (from {f})"),
+            _ => what,
+        }
+    }
 }
 
 impl CiReports {
@@ -122,6 +151,25 @@ impl CiReports {
                     None => msg.clone(),
                 });
             }
+            EventKind::Switched {
+                from,
+                to,
+                why,
+                weight,
+                servers,
+                ms,
+                status,
+                msg,
+            } => st.switches.push(SwitchReport {
+                from: from.clone(),
+                to: to.clone(),
+                why: why.clone(),
+                weight: *weight,
+                servers: *servers,
+                ms: *ms,
+                status: *status,
+                msg: msg.clone(),
+            }),
             EventKind::RunFinished { exit_code, ms, msg, .. } => st.finish = Some((*exit_code, *ms, msg.clone())),
             _ => {}
         }
@@ -173,10 +221,15 @@ fn junit(st: &State) -> String {
         .iter()
         .filter_map(|h| st.hosts.get(h).map(|r| (h, r)))
         .collect();
+    // A switch that failed, or a switch back (the gate failed after the new side took traffic),
+    // is a failed test case.
+    let switch_failed = |s: &SwitchReport| s.status == Status::Failed || s.why == "back";
     let failures = hosts
         .iter()
         .filter(|(_, r)| matches!(r.status, Some(Status::Failed | Status::Reverted)))
-        .count();
+        .count()
+        + st.switches.iter().filter(|s| switch_failed(s)).count();
+    let tests = hosts.len() + st.switches.len();
     let skipped = hosts
         .iter()
         .filter(|(_, r)| matches!(r.status, Some(Status::Skipped) | None))
@@ -185,14 +238,12 @@ fn junit(st: &State) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
-        "<testsuites name=\"tranche\" tests=\"{}\" failures=\"{failures}\" time=\"{secs:.3}\">",
-        hosts.len()
+        "<testsuites name=\"tranche\" tests=\"{tests}\" failures=\"{failures}\" time=\"{secs:.3}\">"
     );
     let _ = writeln!(
         out,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{secs:.3}\" timestamp=\"{}\">",
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{secs:.3}\" timestamp=\"{}\">",
         xml(&format!("{} (run {})", st.title, st.run)),
-        hosts.len(),
         xml(&st.started)
     );
     for (name, r) in hosts {
@@ -229,6 +280,29 @@ fn junit(st: &State) -> String {
         if !r.log.is_empty() {
             let _ = write!(out, "\n      <system-out>{}</system-out>", xml(&r.log.join("\n")));
         }
+        let _ = writeln!(out, "\n    </testcase>");
+    }
+    for sw in &st.switches {
+        let _ = write!(
+            out,
+            "    <testcase name=\"{}\" classname=\"blue-green\" time=\"{:.4}\">",
+            xml(&sw.name()),
+            sw.ms / 1000.0
+        );
+        if switch_failed(sw) {
+            let kind = if sw.status == Status::Failed { "switch" } else { "gate" };
+            let _ = write!(
+                out,
+                "\n      <failure type=\"{kind}\" message=\"{}\">{}</failure>",
+                xml(&sw.msg),
+                xml(&sw.msg)
+            );
+        }
+        let _ = write!(
+            out,
+            "\n      <system-out>{}</system-out>",
+            xml(&format!("{} HAProxy servers in {:.1}ms: {}", sw.servers, sw.ms, sw.msg))
+        );
         let _ = writeln!(out, "\n    </testcase>");
     }
     let _ = writeln!(out, "  </testsuite>\n</testsuites>");
@@ -302,6 +376,24 @@ fn summary(st: &State) -> String {
         }
         let _ = writeln!(out);
     }
+    if !st.switches.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Blue-green switches\n\n| switch | servers | first to last | status | |\n|---|---:|---:|---|---|"
+        );
+        for sw in &st.switches {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1}ms | {} | {} |",
+                sw.name(),
+                sw.servers,
+                sw.ms,
+                sw.status.as_str(),
+                sw.msg.replace('|', "\\|")
+            );
+        }
+        let _ = writeln!(out);
+    }
     if !st.warnings.is_empty() {
         let _ = writeln!(out, "### Warnings\n");
         for w in &st.warnings {
@@ -310,4 +402,62 @@ fn summary(st: &State) -> String {
         let _ = writeln!(out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn switched(why: &str, to: &str, status: Status) -> EventKind {
+        EventKind::Switched {
+            from: Some(if to == "green" { "blue" } else { "green" }.into()),
+            to: to.into(),
+            why: why.into(),
+            weight: 100,
+            servers: 4,
+            ms: 0.3,
+            status,
+            msg: format!("{why} to {to}"),
+        }
+    }
+
+    #[test]
+    fn each_switch_is_a_test_case_and_a_row_and_a_switch_back_fails() {
+        let ci = CiReports::default();
+        for k in [
+            switched("release", "green", Status::Ok),
+            switched("back", "blue", Status::Ok),
+            EventKind::RunFinished {
+                ok: 2,
+                failed: 0,
+                reverted: 0,
+                skipped: 0,
+                exit_code: 4,
+                ms: 10,
+                msg: "the metric gate failed after the switch; all traffic is back on the blue side".into(),
+            },
+        ] {
+            ci.record(&Event::new("r1", k));
+        }
+        let st = ci.state.lock().unwrap();
+        let x = junit(&st);
+        assert!(x.contains("tests=\"2\" failures=\"1\""), "{x}");
+        assert!(
+            x.contains("<testcase name=\"switch to green (from blue)\" classname=\"blue-green\" time=\"0.0003\">\n      <system-out>"),
+            "{x}"
+        );
+        assert!(
+            x.contains("<testcase name=\"switch back to blue (from green)\" classname=\"blue-green\" time=\"0.0003\">\n      <failure type=\"gate\" message=\"back to blue\">"),
+            "{x}"
+        );
+        let md = summary(&st);
+        assert!(
+            md.contains("| switch to green (from blue) | 4 | 0.3ms | ok | release to green |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| switch back to blue (from green) | 4 | 0.3ms | ok | back to blue |"),
+            "{md}"
+        );
+    }
 }

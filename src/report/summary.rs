@@ -15,6 +15,41 @@ pub enum Destination {
     RollbackPrevious,
 }
 
+/// How a blue-green release ended after its hosts: the last line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Switch<'a> {
+    /// All traffic on `to`: `servers` switched in `took` (already formatted).
+    Done { to: &'a str, servers: usize, took: &'a str },
+    /// The gate failed (`during_canary`, or after the switch); traffic is on `back` (none: no
+    /// side was live before, nothing to go back to).
+    GateFailed { during_canary: bool, back: Option<&'a str> },
+    /// The switch itself failed.
+    Failed { to: &'a str, error: &'a str },
+}
+
+/// The last line of a blue-green release whose idle side came up whole.
+pub fn switched(service: &str, version: &str, s: &Switch) -> String {
+    match s {
+        Switch::Done { to, servers, took } => {
+            format!("{service} {version} is live on the {to} side ({servers} HAProxy servers switched in {took})")
+        }
+        Switch::GateFailed { during_canary, back } => {
+            let when = if *during_canary {
+                "during the canary"
+            } else {
+                "after the switch"
+            };
+            match back {
+                Some(b) => format!("the metric gate failed {when}; all traffic is back on the {b} side"),
+                None => format!("the metric gate failed {when}; no side was live before: traffic stays on {version}"),
+            }
+        }
+        Switch::Failed { to, error } => {
+            format!("{service} {version} is up on the {to} side, but the switch failed: {error}")
+        }
+    }
+}
+
 /// A run that got past preflight.
 #[derive(Debug, Clone)]
 pub struct Finished<'a> {

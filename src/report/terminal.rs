@@ -222,6 +222,7 @@ impl Terminal {
                 self.always(format!("{} {who}{msg}", self.paint("warning:", "1;33")));
             }
             EventKind::HostStarted { .. } => {}
+            EventKind::Switched { msg, .. } => self.always(msg.clone()),
             EventKind::GateChecked { batch, status, msg, .. } => {
                 let print = if *status == Status::Failed {
                     Self::always

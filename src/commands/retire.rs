@@ -1,0 +1,72 @@
+//! `tranche retire`: stop the blue-green side that is not live (its instances on the idle slot,
+//! or the hosts of the idle group) and record it retired on every host, so `status` shows it.
+//! Each host refuses on its own when the side asked is the one it records live.
+
+use super::{inputs, run, CommandError};
+use crate::bluegreen::{self, BlueGreenError};
+use crate::cli::{Files, SshOptions};
+use crate::exit_code;
+use crate::playbook::Side;
+use crate::release::Release;
+use crate::ssh::SshSettings;
+
+pub fn retire(files: &Files, ssh: &SshOptions) -> anyhow::Result<i32> {
+    let (_, r) = inputs::release(files)?;
+    bluegreen::settings(&r).map_err(plan_error)?;
+    let settings = inputs::ssh_settings(ssh)?;
+    let records = super::switch::live_records(&r, &settings)?;
+    let Some(live) = bluegreen::agreed_live(&records).map_err(plan_error)? else {
+        return Err(
+            CommandError::new("no side of this service is live yet: there is nothing to retire")
+                .code(exit_code::PREFLIGHT)
+                .into(),
+        );
+    };
+    let old = live.other();
+    let stopped = inputs::runtime()
+        .block_on(retire_side(&r, &settings, old))
+        .map_err(|e| CommandError::new(e).code(exit_code::HOSTS_FAILED))?;
+    eprintln!(
+        "retired the {old} side of {}: stopped on {stopped} host{}; {live} stays live",
+        r.playbook.service,
+        if stopped == 1 { "" } else { "s" }
+    );
+    Ok(exit_code::SUCCESS)
+}
+
+/// Stop `old` (the side not live) and record it retired on every host: the old side's hosts
+/// run its stop command; with groups, the live side's hosts only record it. The hosts where
+/// `old` was stopped, or why not everywhere.
+pub(super) async fn retire_side(r: &Release, settings: &SshSettings, old: Side) -> Result<usize, String> {
+    let old_hosts = bluegreen::hosts_of(r, old).map_err(|e| e.to_string())?;
+    let view = bluegreen::side_view(r, old);
+    let run_id = crate::events::new_run_id();
+    let mut failed = vec![];
+    let mut stopped = 0;
+    for h in super::switch::all_hosts(r).map_err(|e| e.to_string())? {
+        let stop = match (&r.playbook.stop.command, old_hosts.iter().any(|o| o.name == h.name)) {
+            (Some(cmd), true) => view.render(cmd, &h, &run_id, None)?,
+            _ => String::new(),
+        };
+        let script = crate::remote::bluegreen::retire(&r.playbook.layout.root, old.as_str(), &stop);
+        for (host, res) in run::on_each_host(&r.playbook, std::slice::from_ref(&h), settings, &script).await {
+            match res {
+                Ok(_) if !stop.is_empty() => stopped += 1,
+                Ok(_) => {}
+                Err(e) => failed.push(format!("{host}: {e}")),
+            }
+        }
+    }
+    if !failed.is_empty() {
+        return Err(format!(
+            "the {old} side of {} could not be retired on: {}",
+            r.playbook.service,
+            failed.join("; ")
+        ));
+    }
+    Ok(stopped)
+}
+
+fn plan_error(e: BlueGreenError) -> CommandError {
+    CommandError::new(e.to_string()).code(exit_code::CONFIG)
+}
