@@ -30,6 +30,12 @@ pub fn rollback(files: &Files, to: Option<String>, run: &RunOptions, ssh: &SshOp
 /// A new run: its record, then the executor.
 fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
     let (req, r) = inputs::release(files)?;
+    // The folders this run creates, removed again (when empty) if it is refused before it starts.
+    let runs = run.state_dir.join("runs");
+    let created: Vec<PathBuf> = [runs.clone(), run.state_dir.clone()]
+        .into_iter()
+        .filter(|d| !d.exists())
+        .collect();
     let run_id = journal::claim_run_id(&run.state_dir, events::new_run_id)
         .with_context(|| format!("cannot create a run under {}", run.state_dir.display()))?;
     let (command, to) = match &mode {
@@ -68,8 +74,13 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
     } else {
         super::switch::release(r, record, run, ssh)
     };
-    // A run refused before its record was written leaves no folder behind.
-    let _ = std::fs::remove_dir(journal::run_dir(&run.state_dir, &run_id));
+    // A run refused before its record was written leaves no folder behind (remove_dir removes
+    // only empty ones: a run that started keeps its record).
+    if std::fs::remove_dir(journal::run_dir(&run.state_dir, &run_id)).is_ok() {
+        for d in &created {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
     result
 }
 
