@@ -155,6 +155,19 @@ impl BlueGreenError {
     }
 }
 
+/// Move traffic to `to` (all of it, or `canary` percent): the weights of both sides, set in
+/// HAProxy in one step. The time from the first server set to the last, and how many servers.
+pub async fn move_traffic(
+    r: &Release,
+    to: Side,
+    canary: Option<u8>,
+    run_id: &str,
+) -> Result<(Duration, usize), BlueGreenError> {
+    let w = weights(r, to, canary, run_id)?;
+    let took = switch_haproxy(r, &w).await?;
+    Ok((took, w.len()))
+}
+
 /// Move traffic: every server's weight in one go over HAProxy's runtime API. The time from the
 /// first command sent to HAProxy's last answer.
 pub async fn switch_haproxy(r: &Release, weights: &[(String, String, u32)]) -> Result<Duration, BlueGreenError> {

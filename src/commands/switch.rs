@@ -166,12 +166,7 @@ impl SwitchPlan {
         };
         // The canary period: the new side takes `canary_weight` percent while the gate watches.
         if let (Some(g), Some(q), true) = (&gate, &self.query, self.canary > 0) {
-            let moved = async {
-                let w = bluegreen::weights(r, idle, Some(self.canary), &self.run_id)?;
-                let took = bluegreen::switch_haproxy(r, &w).await?;
-                Ok::<_, BlueGreenError>((took, w.len()))
-            };
-            match moved.await {
+            match bluegreen::move_traffic(r, idle, Some(self.canary), &self.run_id).await {
                 Ok(moved) => emit(switched_event(
                     from.clone(),
                     idle,
@@ -184,12 +179,7 @@ impl SwitchPlan {
             }
             if let Err(breach) = crate::monitor::watch_gate(&http, g, q).await {
                 let back = self.live.unwrap_or(idle.other());
-                let moved = async {
-                    let w = bluegreen::weights(r, back, None, &self.run_id)?;
-                    let took = bluegreen::switch_haproxy(r, &w).await?;
-                    Ok::<_, BlueGreenError>((took, w.len()))
-                };
-                return match moved.await {
+                return match bluegreen::move_traffic(r, back, None, &self.run_id).await {
                     Ok(moved) => {
                         emit(switched_event(
                             Some(idle.to_string()),
@@ -408,8 +398,7 @@ async fn switch_to_async(
     to: Side,
     run_id: &str,
 ) -> Result<(Duration, usize), BlueGreenError> {
-    let w = bluegreen::weights(r, to, None, run_id)?;
-    let took = bluegreen::switch_haproxy(r, &w).await?;
+    let (took, servers) = bluegreen::move_traffic(r, to, None, run_id).await?;
     let hosts = all_hosts(r).map_err(|e| BlueGreenError::Plan(e.to_string()))?;
     let script = crate::remote::bluegreen::set(&r.playbook.layout.root, to.as_str(), run_id);
     let mut failed = vec![];
@@ -424,7 +413,7 @@ async fn switch_to_async(
             failed.join("; ")
         );
     }
-    Ok((took, w.len()))
+    Ok((took, servers))
 }
 
 /// What every host of both sides records.
