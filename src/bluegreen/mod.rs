@@ -218,10 +218,10 @@ pub fn plan_lines(r: &Release) -> Vec<String> {
         ));
     }
     let servers = weights(r, Side::Blue, None, "plan").map(|w| w.len());
-    let canary = match (bg.canary_weight, &r.playbook.rollout.gate) {
-        (0, _) => String::new(),
-        (w, Some(_)) => format!(", after {w}% of the traffic while the gate watches"),
-        (_, None) => ", with no canary period (`canary_weight` needs `rollout.gate`)".to_string(),
+    // A canary weight without a gate is refused when the playbook is read.
+    let canary = match bg.canary_weight {
+        0 => String::new(),
+        w => format!(", after {w}% of the traffic while the gate watches"),
     };
     out.push(match servers {
         Ok(n) => format!(

@@ -96,5 +96,8 @@ fn the_plan_shows_both_sides_and_the_switch() {
     assert!(lines.contains("all 6 HAProxy servers switch at once"), "{lines}");
     let lines = plan_lines(&load("bluegreen-groups.yml")).join("\n");
     assert!(lines.contains("green     group db, 1 host"), "{lines}");
-    assert!(lines.contains("`canary_weight` needs `rollout.gate`"), "{lines}");
+    assert!(
+        lines.contains("after 10% of the traffic while the gate watches"),
+        "{lines}"
+    );
 }

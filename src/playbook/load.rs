@@ -128,6 +128,9 @@ impl Decoder<'_> {
             None => false,
         };
         let strategy = self.strategy(top.get("strategy"), top.get("blue_green"));
+        if let (Some(s), Some(r)) = (&strategy, &rollout) {
+            self.blue_green_needs(s, r.gate.is_some());
+        }
         let templates = std::mem::take(&mut self.templates).build();
         if top.get("start").is_some() && start.is_none() || top.get("health").is_some() && health.is_none() {
             return None;

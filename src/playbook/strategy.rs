@@ -179,6 +179,29 @@ impl Decoder<'_> {
         }
     }
 
+    /// What `blue_green` asks of the rest of the playbook: a canary period is the gate
+    /// watching the new side while it takes a little traffic, so `canary_weight` needs
+    /// `rollout.gate` (without one the weight would be set and nothing would watch it).
+    pub(super) fn blue_green_needs(&mut self, strategy: &Strategy, has_gate: bool) {
+        let Some(bg) = strategy.blue_green() else {
+            return;
+        };
+        if bg.canary_weight > 0 && !has_gate {
+            let pos = self.positions.get("blue_green.canary_weight").copied();
+            self.diags.push(
+                crate::error::Diagnostic::new(
+                    self.file,
+                    pos,
+                    format!(
+                        "`blue_green.canary_weight` is {} but `rollout.gate` is not set: nothing would watch the new side during its canary period",
+                        bg.canary_weight
+                    ),
+                )
+                .hint("add `rollout.gate` (the metric watched before and after the switch), or remove `canary_weight`"),
+            );
+        }
+    }
+
     fn blue_green(&mut self, node: &Node) -> Option<BlueGreen> {
         let m = self.map(
             node,

@@ -1,6 +1,8 @@
 //! A release as planned: the inventory, the playbook, the targeted hosts and their batches,
 //! resolved and checked together so that every problem in either file is reported at once.
 
+mod groups;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -105,6 +107,9 @@ impl Release {
                 )
                 .hint("lower `rollout.canary`, or widen `hosts`/`--limit`"),
             );
+        }
+        if let Some(crate::playbook::Shape::Groups { blue, green }) = playbook.strategy.blue_green().map(|b| &b.shape) {
+            groups::check_groups(&playbook, &inventory, &targets, [blue, green], &mut diags);
         }
         // Render every template once per targeted host, so an unknown variable is an error now.
         if diags.is_empty() {
