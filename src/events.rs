@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 
 mod plan;
 pub use plan::{
-    PauseWord, PlanBatch, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause, PlanPauses, PlanShard,
-    PlanSilence, PlanStage, PlanSummary,
+    PauseWord, PlanBatch, PlanBlueGreen, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause,
+    PlanPauses, PlanShard, PlanSide, PlanSilence, PlanStage, PlanSummary,
 };
 
 /// The pipeline steps of SPEC §1.

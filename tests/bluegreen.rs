@@ -364,6 +364,43 @@ fn rollback_of_a_blue_green_service_is_refused() {
     assert!(stderr.contains("tranche switch --back"), "{stderr}");
 }
 
+/// Offline: `plan --format json` (and so `run_started`'s plan) names the strategy and both
+/// sides: each side's folder, port or group, and its hosts.
+#[test]
+fn the_json_plan_shows_both_sides() {
+    let plan = |pb: &str| -> serde_json::Value {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["plan", "-i", "tests/fixtures/inventory.yml", pb, "--format", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let slots = plan("tests/fixtures/bluegreen-slots.yml");
+    assert_eq!(slots["strategy"], "blue-green");
+    let bg = &slots["blue_green"];
+    assert_eq!(bg["shape"], "slots");
+    assert_eq!(bg["sides"][0]["side"], "blue");
+    assert_eq!(bg["sides"][0]["root"], "/srv/demo/blue");
+    assert_eq!(bg["sides"][1]["root"], "/srv/demo/green");
+    assert_eq!(bg["sides"][1]["port"], 8082);
+    assert_eq!(
+        bg["sides"][1]["hosts"],
+        serde_json::json!(["web-01", "web-02", "web-03"])
+    );
+    let groups = plan("tests/fixtures/bluegreen-groups.yml");
+    let bg = &groups["blue_green"];
+    assert_eq!(bg["shape"], "groups");
+    assert_eq!(bg["canary_weight"], 10);
+    assert_eq!(bg["sides"][0]["group"], "web");
+    assert_eq!(bg["sides"][0]["port"], serde_json::Value::Null);
+    assert_eq!(bg["sides"][1]["hosts"], serde_json::json!(["db-01"]));
+    let rolling = plan("tests/fixtures/playbook.yml");
+    assert_eq!(rolling["strategy"], "rolling");
+    assert_eq!(rolling["blue_green"], serde_json::Value::Null);
+}
+
 /// `retire_after`: the old side stops once the new one held that long; an interrupt during the
 /// wait leaves both sides up and says so. Slot 103, as the health-check test (one at a time).
 #[test]

@@ -32,6 +32,41 @@ pub struct PlanSummary {
     pub become_root: bool,
     /// `--shard K/N`: the part of the targeted hosts this plan covers; `null` without it.
     pub shard: Option<PlanShard>,
+    /// `rolling` or `blue-green` (empty in a journal written before strategies: rolling).
+    pub strategy: String,
+    /// Blue-green's two sides and its settings; `null` for a rolling release.
+    pub blue_green: Option<PlanBlueGreen>,
+}
+
+/// Blue-green (`strategy: blue-green`): which side is where. Which side is live is read on the
+/// hosts when the release starts, so the plan does not say it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlanBlueGreen {
+    /// `slots` (two instances on every host) or `groups` (two host groups).
+    pub shape: String,
+    /// Blue, then green.
+    pub sides: Vec<PlanSide>,
+    /// Percent of the traffic the new side takes while the gate watches, before the switch.
+    pub canary_weight: u8,
+    /// Milliseconds after a switch that held before the old side is stopped; `null`: by hand.
+    pub retire_after: Option<u64>,
+}
+
+/// One side of blue-green.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PlanSide {
+    /// `blue` or `green`.
+    pub side: String,
+    /// The side's release folder on its hosts (`layout.root/<side>` for slots).
+    pub root: String,
+    /// The slot's port (slots); `null` for groups.
+    pub port: Option<u16>,
+    /// The side's host pattern (groups); `null` for slots.
+    pub group: Option<String>,
+    /// The targeted hosts on this side, by name.
+    pub hosts: Vec<String>,
 }
 
 /// A shard of the targeted hosts (`--shard K/N`).
@@ -180,8 +215,10 @@ impl PlanSummary {
             silence,
             become_root: _,
             shard,
+            strategy,
+            blue_green,
         } = self;
-        for s in [service, version, hosts, registry, spread] {
+        for s in [service, version, hosts, registry, spread, strategy] {
             r.scrub(s);
         }
         for b in batches {
@@ -214,6 +251,15 @@ impl PlanSummary {
         }
         if let Some(s) = shard {
             s.shared_zones.iter_mut().for_each(|z| r.scrub(z));
+        }
+        if let Some(bg) = blue_green {
+            r.scrub(&mut bg.shape);
+            for s in &mut bg.sides {
+                r.scrub(&mut s.side);
+                r.scrub(&mut s.root);
+                s.group.iter_mut().for_each(|g| r.scrub(g));
+                s.hosts.iter_mut().for_each(|h| r.scrub(h));
+            }
         }
     }
 }
@@ -291,6 +337,19 @@ pub(crate) mod tests {
                 of: 4,
                 shared_zones: vec!["dc1".into()],
             }),
+            strategy: "blue-green".into(),
+            blue_green: Some(PlanBlueGreen {
+                shape: "groups".into(),
+                sides: vec![PlanSide {
+                    side: "blue".into(),
+                    root: "/srv/demo".into(),
+                    port: Some(8081),
+                    group: Some("web_blue".into()),
+                    hosts: vec!["web-01".into()],
+                }],
+                canary_weight: 5,
+                retire_after: Some(60_000),
+            }),
         }
     }
 
@@ -346,9 +405,13 @@ pub(crate) mod tests {
                 "gate",
                 "silence",
                 "become",
-                "shard"
+                "shard",
+                "strategy",
+                "blue_green"
             ]
         );
+        assert_eq!(v["blue_green"]["sides"][0]["port"], 8081);
+        assert_eq!(v["blue_green"]["retire_after"], 60_000);
         assert_eq!(
             v["pauses"],
             serde_json::json!({"canary": "confirm", "between_batches": 5000})

@@ -5,10 +5,10 @@ use std::fmt::Write;
 use serde_json::Value;
 
 use crate::events::{
-    PauseWord, PlanBatch, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause, PlanPauses, PlanShard,
-    PlanSilence, PlanStage, PlanSummary,
+    PauseWord, PlanBatch, PlanBlueGreen, PlanFailure, PlanGate, PlanHost, PlanLayout, PlanMatcher, PlanPause,
+    PlanPauses, PlanShard, PlanSide, PlanSilence, PlanStage, PlanSummary,
 };
-use crate::playbook::{ArtifactSource, Pause};
+use crate::playbook::{ArtifactSource, Pause, Side};
 use crate::release::Release;
 use crate::units::{human_duration, human_size};
 
@@ -108,7 +108,34 @@ pub fn summary(r: &Release) -> PlanSummary {
             of: s.of,
             shared_zones: s.shared_zones.clone(),
         }),
+        strategy: p.strategy.as_str().into(),
+        blue_green: blue_green(r),
     }
+}
+
+/// Blue-green's sides for the JSON plan.
+fn blue_green(r: &Release) -> Option<PlanBlueGreen> {
+    let bg = r.playbook.strategy.blue_green()?;
+    let sides = Side::BOTH
+        .into_iter()
+        .map(|side| PlanSide {
+            side: side.as_str().into(),
+            root: crate::bluegreen::side_view(r, side).playbook.layout.root,
+            port: bg.shape.port(side),
+            group: bg.shape.group(side).map(Into::into),
+            hosts: crate::bluegreen::hosts_of(r, side)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.name)
+                .collect(),
+        })
+        .collect();
+    Some(PlanBlueGreen {
+        shape: bg.shape.as_str().into(),
+        sides,
+        canary_weight: bg.canary_weight,
+        retire_after: bg.retire_after.map(|d| d.as_millis() as u64),
+    })
 }
 
 /// A monitoring endpoint for people: its URL without credentials, and how it authenticates.
