@@ -673,3 +673,60 @@ mod playbook {
         }
     }
 }
+
+/// The operator's own start and stop commands: `{{ image }}` is the image of the release the
+/// step acts on (the one stopped, the one started), so a rollback starts the previous image and
+/// not the playbook's. Before, `{{ image }}` was always the playbook's: the rollback started
+/// 2.0.0 again and its health check (expecting 1.0.0) failed.
+#[test]
+fn own_commands_see_the_image_of_the_release_they_act_on() {
+    let slot = 108;
+    let fleet = Fleet::up(slot, 2);
+    let _containers = Containers(&fleet);
+    let reg = Registry::up(&fleet, slot);
+    let d1 = reg.push("1.0.0");
+    let d2 = reg.push("2.0.0");
+    let own = format!(
+        "stop:\n  timeout: 5s\n  command: \"{PODMAN} stop -t 5 --ignore demo\"\nstart:\n  command: \"{PODMAN} run -d --replace --name demo --network host --ulimit=nofile=4096:4096 --ulimit=nproc=4096:4096 {{{{ image }}}} /bin/sh /serve {{{{ host.address }}}}\"\n"
+    );
+    let pb = |v: &str, d: &str| {
+        let path = playbook(
+            &fleet,
+            &format!("own{v}.yml"),
+            v,
+            &format!("{}/demo:{v}@{d}", reg.addr),
+            "",
+            "",
+        );
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("stop:\n  timeout: 5s\n", &own);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let ev = fleet.dir.join("ev.jsonl");
+    let (pb1, pb2) = (pb("1.0.0", &d1), pb("2.0.0", &d2));
+    for (pb, d, v) in [(&pb1, &d1, "1.0.0"), (&pb2, &d2, "2.0.0")] {
+        let out = release(&fleet, pb, &ev, &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        for i in 1..=2 {
+            assert_eq!(running(&fleet, i), format!("demo {}/demo@{d}", reg.addr), "host {i}");
+            assert_eq!(health(&fleet, i), v, "host {i}");
+        }
+    }
+    let inv = fleet.inventory();
+    let out = tranche(
+        &fleet,
+        &["rollback", "-i", inv.to_str().unwrap(), pb2.to_str().unwrap()],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for i in 1..=2 {
+        assert_eq!(
+            running(&fleet, i),
+            format!("demo {}/demo@{d1}", reg.addr),
+            "host {i}: {stderr}"
+        );
+        assert_eq!(health(&fleet, i), "1.0.0", "host {i}");
+    }
+}

@@ -473,13 +473,13 @@ impl Executor {
                 }
                 return Ok("no stop command".to_string());
             };
-            let cmd = r.render(cmd, host, &self.run_id, prev)?;
+            let cmd = super::image::render_command(r, conn, host, &self.run_id, prev, cmd).await?;
             match conn.exec(&cmd, p.stop.timeout).await {
                 Ok(out) if out.success() => Ok("stopped".to_string()),
                 Ok(out) => Err(StepFailure::of("", &out)),
                 Err(RemoteError::Timeout(_)) => match &p.stop.kill_command {
                     Some(k) => {
-                        let k = r.render(k, host, &self.run_id, prev)?;
+                        let k = super::image::render_command(r, conn, host, &self.run_id, prev, k).await?;
                         let out = conn.exec(&k, STEP_TIMEOUT).await?;
                         if out.success() {
                             Ok(format!("killed after {}", crate::units::human_duration(p.stop.timeout)))
@@ -522,14 +522,14 @@ impl Executor {
                 }
                 return Ok("no start command".to_string());
             };
-            let cmd = r.render(cmd, host, &self.run_id, prev)?;
+            let cmd = super::image::render_command(r, conn, host, &self.run_id, prev, cmd).await?;
             let out = conn.exec(&cmd, STEP_TIMEOUT).await?;
             self.warn_leaked(host, "start.command", &out);
             if !out.success() {
                 return Err(StepFailure::of("", &out));
             }
             if let Some(after) = &p.hooks.after_start {
-                let a = r.render(after, host, &self.run_id, prev)?;
+                let a = super::image::render_command(r, conn, host, &self.run_id, prev, after).await?;
                 let out = conn.exec(&a, STEP_TIMEOUT).await?;
                 self.warn_leaked(host, "hooks.after_start", &out);
                 if !out.success() {

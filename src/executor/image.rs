@@ -52,6 +52,52 @@ pub(super) async fn stop(conn: &dyn RemoteHost, img: &Image, p: &Playbook) -> Re
     })
 }
 
+/// Render one of the operator's own commands (`stop.command`, `stop.kill_command`,
+/// `start.command`, `hooks.after_start`) for `host`. With an image as the artifact, `{{ image }}`
+/// is the image of the release `current` resolves to when the step runs, as the host recorded
+/// it: the image being stopped, or the one being started, which on a revert or a rollback is
+/// the previous release's and not the playbook's. A host without a record (a release from
+/// before images) gets the playbook's; a record that is not a pinned reference is refused.
+pub(super) async fn render_command(
+    r: &Release,
+    conn: &dyn RemoteHost,
+    host: &Host,
+    run_id: &str,
+    previous: Option<&str>,
+    t: &crate::playbook::Template,
+) -> Result<String, StepFailure> {
+    let crate::playbook::ArtifactSource::Image(img) = &r.playbook.artifact.source else {
+        return Ok(r.render(t, host, run_id, previous)?);
+    };
+    if !t.source.contains("image") {
+        return Ok(r.render(t, host, run_id, previous)?);
+    }
+    let p = &r.playbook;
+    let out = conn
+        .exec(
+            &remote::live(&p.layout.root, img, &p.service).to_command(),
+            STEP_TIMEOUT,
+        )
+        .await?;
+    if !out.success() {
+        return Err(format!("reading the image of the current release: {}", out.describe()).into());
+    }
+    match remote::parse_image(&out.stdout) {
+        None => Ok(r.render(t, host, run_id, previous)?),
+        Some(recorded) => {
+            let pinned = matches!(crate::playbook::parse_reference(&recorded), Ok((_, _, Some(_))));
+            if !pinned {
+                return Err(format!(
+                    "the current release records the image {:?}, which is not a reference pinned by digest",
+                    recorded.escape_debug().to_string()
+                )
+                .into());
+            }
+            Ok(r.render_with_image(t, host, run_id, previous, &recorded)?)
+        }
+    }
+}
+
 /// The options of `run` for `host`: the playbook's, the `env` values rendered for the host.
 pub(super) fn options(
     r: &Release,

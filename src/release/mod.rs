@@ -210,6 +210,23 @@ impl Release {
     pub fn render(&self, t: &Template, host: &Host, run_id: &str, previous: Option<&str>) -> Result<String, String> {
         self.playbook.templates.render(t, &self.context(host, run_id, previous))
     }
+
+    /// Render `t` for `host` with `{{ image }}` set to `image`: the image of the release a step
+    /// acts on, which on a revert or a rollback is not the playbook's.
+    pub fn render_with_image(
+        &self,
+        t: &Template,
+        host: &Host,
+        run_id: &str,
+        previous: Option<&str>,
+        image: &str,
+    ) -> Result<String, String> {
+        let mut ctx = self.context(host, run_id, previous);
+        if let Value::Object(m) = &mut ctx {
+            m.insert("image".into(), json!(image));
+        }
+        self.playbook.templates.render(t, &ctx)
+    }
 }
 
 fn pattern_error(file: &Path, pos: Option<crate::error::Pos>, msg: String, inv: &Inventory) -> Diagnostic {
