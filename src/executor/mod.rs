@@ -486,7 +486,11 @@ impl Executor {
                     kind.redact(&secrets);
                     let _ = emit(Event::new(&run_id, kind));
                 });
-                Some(hook(send).await)
+                // The hook may wait long (blue-green's `retire_after`): the locks stay renewed.
+                tokio::select! {
+                    answer = hook(send) => Some(answer),
+                    _ = self.keep_renewing(&states) => unreachable!("renewing never ends"),
+                }
             }
             _ => None,
         };

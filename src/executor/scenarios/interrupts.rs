@@ -183,6 +183,33 @@ async fn locks_are_renewed_during_pauses_and_a_lost_lock_stops_the_run() {
     );
 }
 
+/// What runs after the hosts (blue-green's switch, its watch and `retire_after`) may wait long:
+/// the locks stay renewed meanwhile. Before, nothing renewed them after the last batch.
+#[tokio::test(start_paused = true)]
+async fn locks_are_renewed_while_the_after_hosts_hook_waits() {
+    let s = Scenario::new(2, "  canary: 1\n  canary_pause: 0s\n  batch: 1", "");
+    let o = s
+        .run_with(|e| {
+            e.renew_every = Duration::from_secs(120);
+            e.after_hosts = Some(Arc::new(|_emit| {
+                Box::pin(async {
+                    tokio::time::sleep(Duration::from_secs(30 * 60)).await;
+                    (0, "waited".to_string())
+                })
+            }));
+        })
+        .await;
+    let renewals = s
+        .fleet
+        .seen(Kind::Lock)
+        .into_iter()
+        .filter(|(_, a)| a == "renew")
+        .count();
+    // 30 minutes at one renewal every 2 minutes, for 2 hosts.
+    assert!(renewals >= 2 * 14, "{renewals} renewals");
+    assert_eq!(o.stats.exit_code, 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_journal_that_cannot_be_written_stops_starting_hosts() {
     let s = Scenario::new(3, "  canary: 1\n  canary_pause: 0s\n  batch: 1", "");
