@@ -130,8 +130,12 @@ pub enum Command {
         #[command(flatten)]
         files: Files,
         /// Go back to the side that was live before the last switch.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "to")]
         back: bool,
+        /// Move all traffic to this side (`blue` or `green`), also when no side is live yet (a
+        /// fleet that rolling releases left with both sides in traffic).
+        #[arg(long, value_name = "SIDE", value_parser = ["blue", "green"])]
+        to: Option<String>,
         #[command(flatten)]
         output: QuietOutput,
         #[command(flatten)]

@@ -73,6 +73,15 @@ fn switched_events(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A fleet that rolling releases left with every host in traffic: make green live by hand
+/// (`switch --to green`: blue's servers lose their weight), so that the first blue-green
+/// release may stop blue's hosts.
+fn green_live_first(fleet: &Fleet, pb: &std::path::Path, inv: &std::path::Path) {
+    let (code, stderr) = tranche(fleet, &["switch", pb.to_str().unwrap(), "--to", "green"], inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("from none to green"), "{stderr}");
+}
+
 /// The switch time tranche printed, in milliseconds.
 fn switch_ms(stderr: &str) -> u64 {
     let line = stderr
@@ -88,13 +97,32 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
     let fleet = Fleet::up(102, 12);
     fleet.install("1.0.0");
     let inv = groups(&fleet);
-    // The first blue-green release: no side is live yet, so blue gets 2.0.0 and all traffic.
-    // No request loop here: before it, every host is in traffic as rolling left it.
+    // The first blue-green release onto a fleet that rolling releases left with every host in
+    // traffic: no side is recorded live and blue's hosts run 1.0.0, so releasing blue would stop
+    // hosts that serve. Refused, nothing changed.
+    let requests = Requests::start(fleet.lb_port);
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(
+        stderr.contains("no side of demo is recorded live yet, and the blue side's hosts already run a release (h01 runs 1.0.0, h02 runs 1.0.0, h03 runs 1.0.0, h04 runs 1.0.0, h05 runs 1.0.0 and 1 more)"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`tranche switch --to green`"), "{stderr}");
+    for i in 1..=12 {
+        assert_eq!(fleet.current(i).as_deref(), Some("1.0.0"), "host {i}");
+    }
+    assert!(!fleet.srv(1).join("demo/.tranche-live").exists());
+    // Green made live by hand, then blue gets 2.0.0 and all traffic, under load.
+    green_live_first(&fleet, &pb, &inv);
+    assert_eq!(live(&fleet), (7..=12).collect::<Vec<_>>(), "{:?}", weights(&fleet));
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("releasing 2.0.0 on the blue side"), "{stderr}");
     assert_eq!(live(&fleet), (1..=6).collect::<Vec<_>>(), "{:?}", weights(&fleet));
+    let (ok, failed, errors) = requests.finish();
+    assert_eq!(failed, 0, "failed requests in the first release: {errors:?}");
+    assert!(ok > 20, "the request loop barely ran: {ok}");
 
     // Under load: 1.0.0 onto the idle green side, then every server switched at once.
     let requests = Requests::start(fleet.lb_port);
@@ -241,6 +269,7 @@ fn a_new_side_that_fails_its_health_check_is_never_switched_to() {
     fleet.install("1.0.0");
     let inv = groups(&fleet);
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    green_live_first(&fleet, &pb, &inv);
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     let requests = Requests::start(fleet.lb_port);
@@ -261,6 +290,7 @@ fn a_gate_breach_after_the_switch_switches_back() {
     fleet.install("1.0.0");
     let inv = groups(&fleet);
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    green_live_first(&fleet, &pb, &inv);
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
@@ -316,6 +346,7 @@ fn a_gate_breach_during_the_canary_weight_never_switches() {
     fleet.install("1.0.0");
     let inv = groups(&fleet);
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    green_live_first(&fleet, &pb, &inv);
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
@@ -409,6 +440,7 @@ fn retire_after_stops_the_old_side_and_an_interrupt_leaves_both_up() {
     fleet.install("1.0.0");
     let inv = groups(&fleet);
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    green_live_first(&fleet, &pb, &inv);
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     let pb = playbook(&fleet, "bg-1.yml", "1.0.0", "  retire_after: 2s\n");

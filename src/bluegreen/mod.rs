@@ -99,6 +99,28 @@ pub fn agreed_live(records: &[(String, LiveRecord)]) -> Result<Option<Side>, Blu
     Ok(live.flatten())
 }
 
+/// Before the first blue-green release of two host groups (no side recorded live), the idle
+/// side's hosts may already serve, as rolling releases left them: releasing it would stop them
+/// while they are in traffic. The hosts of `idle` that run a release, with it; the caller
+/// refuses and asks for `tranche switch --to <the other side>` first.
+pub fn serving_before_first_switch(
+    r: &Release,
+    live: Option<Side>,
+    idle: Side,
+    records: &[(String, LiveRecord)],
+) -> Result<Vec<(String, String)>, BlueGreenError> {
+    let bg = settings(r)?;
+    if live.is_some() || !matches!(bg.shape, Shape::Groups { .. }) {
+        return Ok(vec![]);
+    }
+    let idle_hosts = hosts_of(r, idle)?;
+    Ok(records
+        .iter()
+        .filter(|(h, _)| idle_hosts.iter().any(|x| &x.name == h))
+        .filter_map(|(h, rec)| rec.current.clone().map(|v| (h.clone(), v)))
+        .collect())
+}
+
 /// The live side a host records.
 pub fn side_now(rec: &LiveRecord) -> Option<Side> {
     rec.live.as_deref().and_then(Side::parse)

@@ -86,7 +86,9 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             ..
         } => status::status(&files, format, history.then_some(lines as usize), &ssh),
         Command::Unlock { files, ssh, .. } => unlock::unlock(&files, &ssh),
-        Command::Switch { files, back, ssh, .. } => switch::switch(&files, back, &ssh),
+        Command::Switch {
+            files, back, to, ssh, ..
+        } => switch::switch(&files, back, to.as_deref().and_then(crate::playbook::Side::parse), &ssh),
         Command::Retire { files, ssh, .. } => retire::retire(&files, &ssh),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),

@@ -19,18 +19,20 @@ use crate::remote::bluegreen::LiveRecord;
 use crate::report::summary::{self, Switch};
 use crate::ssh::SshSettings;
 
-/// `tranche switch`: to the other side; `--back`: to the side live before the last switch.
-pub fn switch(files: &Files, back: bool, ssh: &SshOptions) -> anyhow::Result<i32> {
+/// `tranche switch`: to the other side; `--back`: to the side live before the last switch;
+/// `--to SIDE`: to that side, also when no side is live yet.
+pub fn switch(files: &Files, back: bool, to: Option<Side>, ssh: &SshOptions) -> anyhow::Result<i32> {
     let (_, r) = inputs::release(files)?;
     bluegreen::settings(&r).map_err(plan_error)?;
     let settings = inputs::ssh_settings(ssh)?;
     let records = live_records(&r, &settings)?;
     let live = bluegreen::agreed_live(&records).map_err(plan_error)?;
     let to = match (live, back) {
+        _ if to.is_some() => to.expect("checked"),
         (None, _) => {
             return Err(
                 CommandError::new("no side of this service is live yet: there is nothing to switch")
-                    .hint("`tranche release` releases the idle side and switches to it")
+                    .hint("`tranche switch --to blue` (or green) makes a side live; `tranche release` releases the idle side and switches to it")
                     .code(exit_code::PREFLIGHT)
                     .into(),
             )
@@ -71,6 +73,25 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
     let records = live_records(&r, &settings)?;
     let live = bluegreen::agreed_live(&records).map_err(plan_error)?;
     let idle = live.map_or(Side::Blue, Side::other);
+    let serving = bluegreen::serving_before_first_switch(&r, live, idle, &records).map_err(plan_error)?;
+    if !serving.is_empty() {
+        let shown: Vec<String> = serving.iter().take(5).map(|(h, v)| format!("{h} runs {v}")).collect();
+        let more = serving.len().saturating_sub(shown.len());
+        return Err(CommandError::new(format!(
+            "no side of {} is recorded live yet, and the {idle} side's hosts already run a release ({}{}): \
+             releasing it would stop them while they may serve; nothing was changed",
+            r.playbook.service,
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ))
+        .hint(format!(
+            "`tranche switch --to {}` moves all traffic to the {} side and records it live; then `tranche release` releases the {idle} side",
+            idle.other(),
+            idle.other()
+        ))
+        .code(exit_code::PREFLIGHT)
+        .into());
+    }
     let run_id = record.run_id.clone();
     eprintln!(
         "blue-green ({}): {} live; releasing {} on the {idle} side",

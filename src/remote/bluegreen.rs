@@ -36,6 +36,8 @@ pub struct LiveRecord {
     /// The release each slot's `current` resolves to (slots only).
     pub blue: Option<String>,
     pub green: Option<String>,
+    /// The release `layout.root/current` resolves to: what a host of a group runs.
+    pub current: Option<String>,
 }
 
 impl LiveRecord {
@@ -49,6 +51,7 @@ impl LiveRecord {
             retired: side("retired"),
             blue: release("blue"),
             green: release("green"),
+            current: release("current"),
         }
     }
 
@@ -69,14 +72,15 @@ mod tests {
     #[test]
     fn the_record_is_parsed() {
         let r = LiveRecord::parse(
-            "live=green\nprevious=blue\nrun=r1\nblue=/srv/a/blue/releases/1.0.0\ngreen=/srv/a/green/releases/2.0.0\n",
+            "live=green\nprevious=blue\nrun=r1\nblue=/srv/a/blue/releases/1.0.0\ngreen=/srv/a/green/releases/2.0.0\ncurrent=/srv/a/releases/0.9.0\n",
         );
         assert_eq!(r.live.as_deref(), Some("green"));
         assert_eq!(r.previous.as_deref(), Some("blue"));
         assert_eq!(r.run.as_deref(), Some("r1"));
         assert_eq!(r.release("blue"), Some("1.0.0"));
         assert_eq!(r.release("green"), Some("2.0.0"));
-        let none = LiveRecord::parse("live=\nprevious=\nrun=\nblue=\ngreen=\n");
+        assert_eq!(r.current.as_deref(), Some("0.9.0"));
+        let none = LiveRecord::parse("live=\nprevious=\nrun=\nblue=\ngreen=\ncurrent=\n");
         assert_eq!(none, LiveRecord::default());
     }
 

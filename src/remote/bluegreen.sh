@@ -7,8 +7,9 @@
 #                   before becomes `previous`; SIDE is no longer retired
 #   retire SIDE STOP  refuse (exit 20) when SIDE is the live side; else run STOP (a shell
 #                   command, empty for none) and record SIDE as retired
-# Output: `live=SIDE`, `previous=SIDE`, `run=RUN`, `retired=SIDE` (empty when none), then `blue=PATH` and
-# `green=PATH`: what ROOT/blue/current and ROOT/green/current resolve to (empty: no release).
+# Output: `live=SIDE`, `previous=SIDE`, `run=RUN`, `retired=SIDE` (empty when none), then `blue=PATH`,
+# `green=PATH` and `current=PATH`: what ROOT/blue/current, ROOT/green/current and ROOT/current
+# resolve to (empty: no release).
 # The record is written in a fresh directory and renamed into place: a link planted at
 # `.tranche-live` is replaced, never followed.
 set -eu
@@ -27,6 +28,7 @@ show() {
   echo "retired=$(value retired)"
   echo "blue=$(resolved "$root/blue/current")"
   echo "green=$(resolved "$root/green/current")"
+  echo "current=$(resolved "$root/current")"
 }
 
 # write LIVE PREVIOUS RUN RETIRED: the record, in a fresh directory renamed into place.
