@@ -41,20 +41,26 @@ pub(super) async fn retire_side(r: &Release, settings: &SshSettings, old: Side) 
     let old_hosts = bluegreen::hosts_of(r, old).map_err(|e| e.to_string())?;
     let view = bluegreen::side_view(r, old);
     let run_id = crate::events::new_run_id();
-    let mut failed = vec![];
-    let mut stopped = 0;
-    for h in super::switch::all_hosts(r).map_err(|e| e.to_string())? {
-        let stop = match (&r.playbook.stop.command, old_hosts.iter().any(|o| o.name == h.name)) {
-            (Some(cmd), true) => view.render(cmd, &h, &run_id, None)?,
+    let hosts = super::switch::all_hosts(r).map_err(|e| e.to_string())?;
+    // The old side's hosts run its stop command; the others only record it.
+    let stops = |h: &crate::inventory::Host| old_hosts.iter().any(|o| o.name == h.name);
+    // Every host at once (at most `max_connecting` at a time).
+    let timeout = r.playbook.stop.timeout + std::time::Duration::from_secs(30);
+    let results = run::on_hosts_with(&r.playbook, &hosts, settings, timeout, |h| {
+        let stop = match &r.playbook.stop.command {
+            Some(cmd) if stops(h) => view.render(cmd, h, &run_id, None)?,
             _ => String::new(),
         };
-        let script = crate::remote::bluegreen::retire(&r.playbook.layout.root, old.as_str(), &stop);
-        for (host, res) in run::on_each_host(&r.playbook, std::slice::from_ref(&h), settings, &script).await {
-            match res {
-                Ok(_) if !stop.is_empty() => stopped += 1,
-                Ok(_) => {}
-                Err(e) => failed.push(format!("{host}: {e}")),
-            }
+        Ok(crate::remote::bluegreen::retire(&r.playbook.layout.root, old.as_str(), &stop).to_command())
+    })
+    .await;
+    let mut failed = vec![];
+    let mut stopped = 0;
+    for ((host, res), h) in results.into_iter().zip(&hosts) {
+        match res {
+            Ok(_) if stops(h) && r.playbook.stop.command.is_some() => stopped += 1,
+            Ok(_) => {}
+            Err(e) => failed.push(format!("{host}: {e}")),
         }
     }
     if !failed.is_empty() {

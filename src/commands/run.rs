@@ -384,20 +384,37 @@ pub async fn on_each_host(
     settings: &ssh::SshSettings,
     script: &crate::remote::RemoteCommand,
 ) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
-    let script = &script.to_command();
+    let script = script.to_command();
+    on_hosts_with(p, hosts, settings, std::time::Duration::from_secs(30), |_| {
+        Ok(script.clone())
+    })
+    .await
+}
+
+/// Run on every host at once (at most `max_connecting` at a time) the command `script_for`
+/// gives it, each within `timeout`; its output, or why not.
+pub async fn on_hosts_with(
+    p: &crate::playbook::Playbook,
+    hosts: &[crate::inventory::Host],
+    settings: &ssh::SshSettings,
+    timeout: std::time::Duration,
+    script_for: impl Fn(&crate::inventory::Host) -> Result<String, String>,
+) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
     let specs: Vec<_> = hosts.iter().map(crate::executor::host_spec).collect();
     ssh::config::prefetch(settings, &specs);
     let gate = Arc::new(tokio::sync::Semaphore::new(settings.max_connecting.max(1)));
+    let script_for = &script_for;
     futures::future::join_all(hosts.iter().map(|h| {
         let gate = gate.clone();
         async move {
             let _permit = gate.acquire().await.expect("gate");
             let res = async {
+                let script = script_for(h)?;
                 let mut conn = ssh::Connection::open(&crate::executor::endpoint(h, settings), settings)
                     .await
                     .map_err(|e| e.to_string())?;
                 conn.become_root = crate::executor::wants_become(p, h);
-                let out = conn.exec(script, std::time::Duration::from_secs(30)).await;
+                let out = conn.exec(&script, timeout).await;
                 conn.close().await;
                 let out = out.map_err(|e| e.to_string())?;
                 if out.success() {
