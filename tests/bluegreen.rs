@@ -432,6 +432,41 @@ fn the_json_plan_shows_both_sides() {
     assert_eq!(rolling["blue_green"], serde_json::Value::Null);
 }
 
+/// Offline: the plan of two host groups batches each side among its own hosts (a release goes
+/// to the side not live only), and says when the gate watches. Before, the table mixed both
+/// groups' hosts in one set of batches that no run follows, and said "after each batch".
+#[test]
+fn the_plan_of_two_groups_batches_each_side_on_its_own() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "plan",
+            "-i",
+            "tests/fixtures/inventory.yml",
+            "tests/fixtures/bluegreen-groups.yml",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.starts_with("demo 2.0.0 to 4 hosts (hosts: all), one blue-green side at a time\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  when green is live, the blue side: 3 hosts in 3 batches\n  BATCH     HOSTS  ZONES  MEMBERS\n  1 canary      1  dc1    web-01\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  when blue is live, the green side: 1 host in 1 batch\n  BATCH     HOSTS  ZONES  MEMBERS\n  1 canary      1  dc2    db-01\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  gate      during the canary weight and after the switch: "),
+        "{text}"
+    );
+}
+
 /// `retire_after`: the old side stops once the new one held that long; an interrupt during the
 /// wait leaves both sides up and says so. Slot 103, as the health-check test (one at a time).
 #[test]

@@ -184,16 +184,27 @@ pub fn to_table(r: &Release) -> String {
     let p = &r.playbook;
     let mut out = String::new();
     let n = r.targets.len();
+    let groups = matches!(
+        crate::bluegreen::settings(r).map(|b| &b.shape),
+        Ok(crate::playbook::Shape::Groups { .. })
+    );
+    let batches = if groups {
+        "one blue-green side at a time".to_string()
+    } else {
+        format!(
+            "{} batch{}",
+            r.batches.len(),
+            if r.batches.len() == 1 { "" } else { "es" }
+        )
+    };
     let _ = writeln!(
         out,
-        "{} {} to {} host{} (hosts: {}), {} batch{}",
+        "{} {} to {} host{} (hosts: {}), {batches}",
         p.service,
         p.version,
         n,
         if n == 1 { "" } else { "s" },
         p.hosts,
-        r.batches.len(),
-        if r.batches.len() == 1 { "" } else { "es" }
     );
     if let Some(s) = &r.shard {
         let _ = writeln!(
@@ -214,58 +225,32 @@ pub fn to_table(r: &Release) -> String {
         }
     }
     let _ = writeln!(out);
-    let rows: Vec<[String; 4]> = r
-        .batches
-        .iter()
-        .map(|b| {
-            let label = if b.canary {
-                format!("{} canary", b.number)
-            } else {
-                b.number.to_string()
-            };
-            [
-                label,
-                b.hosts.len().to_string(),
-                zones(r, &b.hosts).join(","),
-                host_list(r, &b.hosts),
-            ]
-        })
-        .collect();
-    let head = ["BATCH", "HOSTS", "ZONES", "MEMBERS"];
-    let w: Vec<usize> = (0..3)
-        .map(|c| {
-            rows.iter()
-                .map(|row| row[c].chars().count())
-                .chain([head[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let _ = writeln!(
-        out,
-        "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
-        head[0],
-        head[1],
-        head[2],
-        head[3],
-        w0 = w[0],
-        w1 = w[1],
-        w2 = w[2]
-    );
-    for row in &rows {
-        let _ = writeln!(
-            out,
-            "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            w0 = w[0],
-            w1 = w[1],
-            w2 = w[2]
-        );
+    if groups {
+        // Two host groups: a release goes to the side not live, batched among its own hosts.
+        for side in Side::BOTH {
+            match crate::bluegreen::idle_release(r, side) {
+                Ok(s) => {
+                    let _ = writeln!(
+                        out,
+                        "  when {} is live, the {side} side: {} host{} in {} batch{}",
+                        side.other(),
+                        s.targets.len(),
+                        if s.targets.len() == 1 { "" } else { "s" },
+                        s.batches.len(),
+                        if s.batches.len() == 1 { "" } else { "es" }
+                    );
+                    out.push_str(&batch_table(&s));
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "  the {side} side: {e}");
+                }
+            }
+            let _ = writeln!(out);
+        }
+    } else {
+        out.push_str(&batch_table(r));
+        let _ = writeln!(out);
     }
-    let _ = writeln!(out);
     let stage = match &p.artifact.source {
         ArtifactSource::Path(path) => format!(
             "push {} ({}, sha256 {})",
@@ -350,7 +335,12 @@ pub fn to_table(r: &Release) -> String {
     if let Some(g) = &p.rollout.gate {
         let _ = writeln!(
             out,
-            "  gate      after each batch: {} <= {} for {} ({})",
+            "  gate      {}: {} <= {} for {} ({})",
+            match p.strategy.blue_green().map(|b| b.canary_weight) {
+                None => "after each batch",
+                Some(0) => "after the switch",
+                Some(_) => "during the canary weight and after the switch",
+            },
             g.query.source,
             g.max,
             human_duration(g.hold),
@@ -389,6 +379,63 @@ pub fn to_table(r: &Release) -> String {
             "  health    every {}, deadline {}",
             human_duration(h.interval),
             human_duration(h.timeout)
+        );
+    }
+    out
+}
+
+/// The batches of `r` as a table: number, size, zones, members.
+fn batch_table(r: &Release) -> String {
+    let mut out = String::new();
+    let rows: Vec<[String; 4]> = r
+        .batches
+        .iter()
+        .map(|b| {
+            let label = if b.canary {
+                format!("{} canary", b.number)
+            } else {
+                b.number.to_string()
+            };
+            [
+                label,
+                b.hosts.len().to_string(),
+                zones(r, &b.hosts).join(","),
+                host_list(r, &b.hosts),
+            ]
+        })
+        .collect();
+    let head = ["BATCH", "HOSTS", "ZONES", "MEMBERS"];
+    let w: Vec<usize> = (0..3)
+        .map(|c| {
+            rows.iter()
+                .map(|row| row[c].chars().count())
+                .chain([head[c].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
+        head[0],
+        head[1],
+        head[2],
+        head[3],
+        w0 = w[0],
+        w1 = w[1],
+        w2 = w[2]
+    );
+    for row in &rows {
+        let _ = writeln!(
+            out,
+            "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2]
         );
     }
     out
