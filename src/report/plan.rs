@@ -404,28 +404,12 @@ fn batch_table(r: &Release) -> String {
             ]
         })
         .collect();
-    let head = ["BATCH", "HOSTS", "ZONES", "MEMBERS"];
+    let head = ["BATCH", "HOSTS", "ZONES", "MEMBERS"].map(String::from);
+    let all: Vec<&[String; 4]> = std::iter::once(&head).chain(&rows).collect();
     let w: Vec<usize> = (0..3)
-        .map(|c| {
-            rows.iter()
-                .map(|row| row[c].chars().count())
-                .chain([head[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| all.iter().map(|row| row[c].chars().count()).max().unwrap_or(0))
         .collect();
-    let _ = writeln!(
-        out,
-        "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
-        head[0],
-        head[1],
-        head[2],
-        head[3],
-        w0 = w[0],
-        w1 = w[1],
-        w2 = w[2]
-    );
-    for row in &rows {
+    for row in all {
         let _ = writeln!(
             out,
             "  {:<w0$}  {:>w1$}  {:<w2$}  {}",
