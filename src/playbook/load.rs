@@ -128,6 +128,12 @@ impl Decoder<'_> {
             None => false,
         };
         let strategy = self.strategy(top.get("strategy"), top.get("blue_green"));
+        if let (Some(Strategy::BlueGreen(bg)), Some(reg)) = (&strategy, &registry) {
+            let at = top.get("blue_green").and_then(|b| b.get("canary_weight"));
+            if let (Some(at), Some((msg, hint))) = (at, check::canary_weight_problem(bg.canary_weight, reg.kind())) {
+                self.error_hint(at, msg, hint);
+            }
+        }
         let templates = std::mem::take(&mut self.templates).build();
         if top.get("start").is_some() && start.is_none() || top.get("health").is_some() && health.is_none() {
             return None;
