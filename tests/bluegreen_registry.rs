@@ -255,8 +255,8 @@ fn http_registry_registers_the_new_side_before_deregistering_the_old() {
 }
 
 /// A `command` registry runs on each host of both sides (here it marks the host registered in
-/// its own folder), and HAProxy's weights move over `ssh://` through the load balancer host
-/// (h01 reaches HAProxy's admin socket).
+/// its own folder), or on its delegate; and HAProxy's weights move over `ssh://` through the
+/// load balancer host (h01 reaches HAProxy's admin socket).
 #[test]
 fn command_registry_on_the_hosts_and_haproxy_over_ssh() {
     let fleet = Fleet::up(120, 4);
@@ -282,6 +282,17 @@ fn command_registry_on_the_hosts_and_haproxy_over_ssh() {
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(registered(&fleet), [1, 2], "{stderr}");
 
+    // A `command` registry on a delegate (h01): one connection, the hosts' names in its list.
+    let registry = "registry:\n  kind: command\n  delegate: h01\n  register: \"echo {{ host.name }} >> /srv/registry-hosts\"\n  deregister: \"touch /srv/registry-hosts; sed -i '/^{{ host.name }}$/d' /srv/registry-hosts\"\n";
+    let pb = playbook(&fleet, "bg-delegate.yml", "1.0.0", registry);
+    let (code, stderr) = tranche(&fleet, &["switch", pb.to_str().unwrap()], &inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("from blue to green"), "{stderr}");
+    let list = std::fs::read_to_string(fleet.srv(1).join("registry-hosts")).unwrap();
+    let mut list: Vec<&str> = list.lines().collect();
+    list.sort();
+    assert_eq!(list, ["h03", "h04"]);
+
     // HAProxy through h01's connection: weights of both sides, in one step.
     let sock = fleet.dir.join("haproxy.sock");
     let registry = format!(
@@ -304,12 +315,12 @@ fn command_registry_on_the_hosts_and_haproxy_over_ssh() {
     let (code, stderr) = tranche(&fleet, &["switch", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
-        stderr.contains("from blue to green") && stderr.contains("(first to last server)"),
+        stderr.contains("from green to blue") && stderr.contains("(first to last server)"),
         "{stderr}"
     );
     println!("{}", stderr.lines().last().unwrap_or(""));
-    assert_eq!(live(&fleet), [3, 4]);
+    assert_eq!(live(&fleet), [1, 2]);
     let (code, stderr) = tranche(&fleet, &["switch", pb.to_str().unwrap(), "--back"], &inv);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(live(&fleet), [1, 2]);
+    assert_eq!(live(&fleet), [3, 4]);
 }

@@ -117,7 +117,7 @@ mod registry_switch {
     use crate::ssh::Connection;
 
     /// A registry that records every call (`register web-01 blue`: the host and the side its
-    /// templates rendered for) and fails the registrations it is told to.
+    /// templates rendered for) and fails the calls it is told to (`register web-02`).
     #[derive(Default)]
     struct Recording {
         log: Mutex<Vec<String>>,
@@ -127,9 +127,8 @@ mod registry_switch {
     impl Recording {
         fn call(&self, what: &str, r: &Release, host: &Host) -> BoxFuture<'_, Result<String, RegistryError>> {
             let line = format!("{what} {} {}", host.name, r.playbook.side);
-            let fail = (what == "register")
-                .then(|| self.fail.iter().find(|(h, _)| *h == host.name).map(|(_, e)| e.clone()))
-                .flatten();
+            let call = format!("{what} {}", host.name);
+            let fail = self.fail.iter().find(|(c, _)| *c == call).map(|(_, e)| e.clone());
             async move {
                 // Answers come back out of order: the order checked is that of the calls.
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -225,9 +224,12 @@ mod registry_switch {
         let r = load("bluegreen-registry.yml");
         let reg = Recording {
             fail: vec![
-                ("web-02", RegistryError::Refused("PUT /in answered 403: no".into())),
                 (
-                    "web-03",
+                    "register web-02",
+                    RegistryError::Refused("PUT /in answered 403: no".into()),
+                ),
+                (
+                    "register web-03",
                     RegistryError::MayHaveActed("PUT /in answered 500: oops".into()),
                 ),
             ],
@@ -253,6 +255,30 @@ mod registry_switch {
             e.contains("the 2 blue instances that had registered deregistered again"),
             "{e}"
         );
+    }
+
+    /// The new side registered, then an old instance's deregistration fails: the switch fails
+    /// and says that instance stays registered beside the new side (nothing is taken back:
+    /// the new side is whole and serving).
+    #[tokio::test]
+    async fn a_failed_deregister_of_the_old_side_fails_the_switch() {
+        let r = load("bluegreen-registry.yml");
+        let reg = Recording {
+            fail: vec![("deregister db-01", RegistryError::MayHaveActed("timeout".into()))],
+            ..Default::default()
+        };
+        let (new, old) = sides(&r, Side::Blue);
+        let e = register_then_deregister(&reg, &new, &old, &HashMap::new(), "run")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "switch traffic: the blue side is registered, but deregistering the green side failed on db-01: timeout; those stay registered beside it (`tranche switch` again finishes the switch)"
+        );
+        let log = reg.log();
+        assert_eq!(log.len(), 4, "{log:?}");
+        assert_eq!(log[3], "deregister db-01 green", "{log:?}");
     }
 
     /// Two sides whose instances are one key in the registry are refused before anything
