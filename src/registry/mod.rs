@@ -180,6 +180,10 @@ impl Registry for Unusable {
         async move { Err(e) }.boxed()
     }
 
+    fn deregister_call(&self, _: &Release, _: &Host, _: &str) -> Result<String, RegistryError> {
+        Err(RegistryError::NotSent(self.0.clone()))
+    }
+
     fn deregister<'a>(
         &'a self,
         _: &'a Release,
