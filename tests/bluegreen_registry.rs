@@ -203,7 +203,8 @@ fn etcd_holds_exactly_the_live_sides_keys_through_switches_and_a_failed_registra
 
 /// The `http` registry against a recording server: every new instance's register call is
 /// answered before any old instance's deregister call is sent, each rendered for its own host;
-/// a registry that refuses the registrations gets no deregister call at all.
+/// a registry that refuses the registrations gets no deregister call at all; a gate breach
+/// after the switch switches back through the registry.
 #[test]
 fn http_registry_registers_the_new_side_before_deregistering_the_old() {
     let fleet = Fleet::up(119, 4);
@@ -251,6 +252,80 @@ fn http_registry_registers_the_new_side_before_deregistering_the_old() {
     assert!(got.iter().all(|c| c.starts_with("POST /in ")), "{got:?}");
     assert!(stderr.contains("the blue side stays registered"), "{stderr}");
     assert!(!stderr.contains("deregistered again"), "{stderr}");
+    assert_eq!(live_on(&fleet, 3), "live=blue");
+
+    // A gate breach after the switch switches back through the registry: green registered,
+    // blue deregistered, then blue registered again and green deregistered.
+    rec.status.store(200, std::sync::atomic::Ordering::SeqCst);
+    let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
+    let prom = Service::up("prometheus", 29419, &["--scrape", &targets.join(","), "--wait-scrape"]);
+    let gate = format!(
+        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s]))'\n    max: 0.01\n    for: 8s\n",
+        prom.url()
+    );
+    let pb = playbook(&fleet, "bg-flaky.yml", "flaky", &registry);
+    let text = std::fs::read_to_string(&pb)
+        .unwrap()
+        .replace("rollout:\n", &format!("rollout:\n{gate}"));
+    std::fs::write(&pb, text).unwrap();
+    let before = rec.requests().len();
+    let ev = fleet.dir.join("bg-flaky.jsonl");
+    let (code, stderr) = tranche(
+        &fleet,
+        &["release", pb.to_str().unwrap(), "--events", ev.to_str().unwrap()],
+        &inv,
+    );
+    assert_eq!(code, Some(4), "{stderr}");
+    let got = calls(before);
+    // `POST /in` or `PUT /out`, and the host.
+    let kinds: Vec<&str> = got.iter().map(|c| &c[..8]).collect();
+    let hosts: Vec<String> = got
+        .iter()
+        .map(|c| {
+            let i = c.find("h0").unwrap();
+            c[i..i + 3].to_string()
+        })
+        .collect();
+    // Each step's two calls in any order; the steps in order.
+    let step = |from: usize| -> (Vec<&str>, Vec<String>) {
+        let mut h = hosts[from..from + 2].to_vec();
+        h.sort();
+        (kinds[from..from + 2].to_vec(), h)
+    };
+    assert_eq!(got.len(), 8, "{got:?}");
+    assert_eq!(
+        step(0),
+        (vec!["POST /in", "POST /in"], vec!["h03".into(), "h04".into()]),
+        "{got:?}"
+    );
+    assert_eq!(
+        step(2),
+        (vec!["PUT /out", "PUT /out"], vec!["h01".into(), "h02".into()]),
+        "{got:?}"
+    );
+    assert_eq!(
+        step(4),
+        (vec!["POST /in", "POST /in"], vec!["h01".into(), "h02".into()]),
+        "{got:?}"
+    );
+    assert_eq!(
+        step(6),
+        (vec!["PUT /out", "PUT /out"], vec!["h03".into(), "h04".into()]),
+        "{got:?}"
+    );
+    let moves: Vec<(String, String)> = switched_events(&ev)
+        .iter()
+        .map(|e| (e["why"].as_str().unwrap().into(), e["to"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        moves,
+        [("release".into(), "green".into()), ("back".into(), "blue".into())]
+    );
+    let last = common::events(&ev).pop().unwrap();
+    assert_eq!(
+        last["msg"],
+        "the metric gate failed after the switch; all traffic is back on the blue side"
+    );
     assert_eq!(live_on(&fleet, 3), "live=blue");
 }
 
