@@ -156,7 +156,9 @@ pub enum EventKind {
         host: Option<String>,
         msg: String,
     },
-    /// Blue-green: every HAProxy server of both sides got its new weight in one step.
+    /// Blue-green: traffic moved, every HAProxy server of both sides given its new weight in
+    /// one step, or (a registry without weights) the new side registered, then the old
+    /// deregistered.
     Switched {
         /// The side live before (none before the first switch).
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,9 +169,10 @@ pub enum EventKind {
         why: String,
         /// The weight of `to`'s servers: 100, or the canary's percent.
         weight: u32,
-        /// HAProxy servers set, both sides.
+        /// HAProxy servers set, or registry instances, both sides.
         servers: usize,
-        /// From the first command sent to HAProxy to its last answer, to a tenth of a millisecond.
+        /// From the first command sent to HAProxy (or registry call) to the last answer, to a
+        /// tenth of a millisecond.
         ms: f64,
         status: Status,
         msg: String,

@@ -5,11 +5,12 @@
 //! The live side is recorded on every host (`remote::bluegreen`), so a run that stops between
 //! the release and the switch can be switched (or switched back) by hand with `tranche switch`.
 
-use std::time::Duration;
+mod traffic;
+
+pub use traffic::{has_weights, move_traffic, switch_count, switch_haproxy, unit, SWITCH_CONCURRENCY};
 
 use crate::inventory::Host;
 use crate::playbook::{BlueGreen, Registry, RegistrySpec, Shape, Side};
-use crate::registry::HaproxyApi;
 use crate::release::Release;
 use crate::remote::bluegreen::LiveRecord;
 
@@ -18,7 +19,7 @@ use crate::remote::bluegreen::LiveRecord;
 pub enum BlueGreenError {
     #[error("{0}")]
     Plan(String),
-    #[error("switch traffic in HAProxy: {0}")]
+    #[error("switch traffic: {0}")]
     Switch(String),
 }
 
@@ -177,49 +178,6 @@ impl BlueGreenError {
     }
 }
 
-/// Move traffic to `to` (all of it, or `canary` percent): the weights of both sides, set in
-/// HAProxy in one step. The time from the first server set to the last, and how many servers.
-pub async fn move_traffic(
-    r: &Release,
-    to: Side,
-    canary: Option<u8>,
-    run_id: &str,
-) -> Result<(Duration, usize), BlueGreenError> {
-    let w = weights(r, to, canary, run_id)?;
-    let took = switch_haproxy(r, &w).await?;
-    Ok((took, w.len()))
-}
-
-/// Move traffic: every server's weight in one go over HAProxy's runtime API. The time from the
-/// first command sent to HAProxy's last answer.
-pub async fn switch_haproxy(r: &Release, weights: &[(String, String, u32)]) -> Result<Duration, BlueGreenError> {
-    let RegistrySpec::Haproxy { address, .. } = &r.playbook.registry.spec else {
-        return Err(BlueGreenError::Plan("the switch needs `registry.kind: haproxy`".into()));
-    };
-    if crate::registry::ssh_address(address).is_some() {
-        return Err(BlueGreenError::Plan(
-            "blue-green switches through a TCP or local-socket HAProxy address; `ssh://` is not supported yet".into(),
-        ));
-    }
-    let api = HaproxyApi {
-        address: address.clone(),
-        via: None,
-    };
-    // First, every server that will take traffic is ready and UP in HAProxy (its health check
-    // passed since the instance restarted): weight on a server HAProxy still holds DOWN would
-    // leave the requests nowhere to go.
-    let ready = weights.iter().filter(|(_, _, w)| *w > 0).map(|(b, s, _)| {
-        let api = &api;
-        async move { api.ready(b, s).await.map_err(|e| format!("{b}/{s}: {e}")) }
-    });
-    for r in futures::future::join_all(ready).await {
-        r.map_err(BlueGreenError::Switch)?;
-    }
-    api.set_weights(weights)
-        .await
-        .map_err(|e| BlueGreenError::Switch(e.to_string()))
-}
-
 /// The plan's lines about blue-green: both sides, and what the release switches.
 pub fn plan_lines(r: &Release) -> Vec<String> {
     let Ok(bg) = settings(r) else {
@@ -239,16 +197,21 @@ pub fn plan_lines(r: &Release) -> Vec<String> {
             if hosts == 1 { "" } else { "s" }
         ));
     }
-    let servers = weights(r, Side::Blue, None, "plan").map(|w| w.len());
+    let servers = switch_count(r, Side::Blue, "plan");
     // A canary weight without a gate is refused when the playbook is read.
     let canary = match bg.canary_weight {
         0 => String::new(),
         w => format!(", after {w}% of the traffic while the gate watches"),
     };
     out.push(match servers {
-        Ok(n) => format!(
+        Ok(n) if has_weights(r) => format!(
             "switch    {} goes to the side not live (read on the hosts), then all {n} HAProxy servers switch at once{canary}",
             r.playbook.version
+        ),
+        Ok(n) => format!(
+            "switch    {} goes to the side not live (read on the hosts), then its instances register in the {} registry and, once all are, the other side's deregister ({n} instances){canary}",
+            r.playbook.version,
+            r.playbook.registry.kind()
         ),
         Err(e) => format!("switch    not possible: {e}"),
     });

@@ -55,10 +55,11 @@ pub fn switch(files: &Files, back: bool, to: Option<Side>, ssh: &SshOptions) -> 
     let run_id = crate::events::new_run_id();
     let took = switch_to(&r, &settings, to, &run_id)?;
     eprintln!(
-        "switched {} from {} to {to} in {} (first to last server)",
+        "switched {} from {} to {to} in {} (first to last {})",
         r.playbook.service,
         live.map_or("none", Side::as_str),
-        switch_time(took)
+        switch_time(took),
+        bluegreen::unit(&r).0
     );
     Ok(exit_code::SUCCESS)
 }
@@ -101,7 +102,7 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
     );
     let idle_r = bluegreen::idle_release(&r, idle).map_err(plan_error)?;
     // Checked before any host changes: a switch that cannot be planned stops the run here.
-    bluegreen::weights(&r, idle, None, &run_id).map_err(plan_error)?;
+    bluegreen::switch_count(&r, idle, &run_id).map_err(plan_error)?;
     let query = match (&r.playbook.rollout.gate, r.targets.first()) {
         (Some(g), Some(h)) => Some(r.render(&g.query, h, &run_id, None).map_err(CommandError::new)?),
         _ => None,
@@ -187,7 +188,7 @@ impl SwitchPlan {
         };
         // The canary period: the new side takes `canary_weight` percent while the gate watches.
         if let (Some(g), Some(q), true) = (&gate, &self.query, self.canary > 0) {
-            match bluegreen::move_traffic(r, idle, Some(self.canary), &self.run_id).await {
+            match bluegreen::move_traffic(r, &self.settings, idle, Some(self.canary), &self.run_id).await {
                 Ok(moved) => emit(switched_event(
                     from.clone(),
                     idle,
@@ -200,7 +201,7 @@ impl SwitchPlan {
             }
             if let Err(breach) = crate::monitor::watch_gate(&http, g, q).await {
                 let back = self.live.unwrap_or(idle.other());
-                return match bluegreen::move_traffic(r, back, None, &self.run_id).await {
+                return match bluegreen::move_traffic(r, &self.settings, back, None, &self.run_id).await {
                     Ok(moved) => {
                         emit(switched_event(
                             Some(idle.to_string()),
@@ -233,7 +234,10 @@ impl SwitchPlan {
             "release",
             100,
             Some((took, servers)),
-            Ok(format!("switched {service} to {idle} in {t} (first to last server)")),
+            Ok(format!(
+                "switched {service} to {idle} in {t} (first to last {})",
+                bluegreen::unit(r).0
+            )),
         ));
         if let (Some(g), Some(q)) = (&gate, &self.query) {
             if let Err(breach) = crate::monitor::watch_gate(&http, g, q).await {
@@ -276,6 +280,7 @@ impl SwitchPlan {
         let s = Switch::Done {
             to: idle.as_str(),
             servers,
+            unit: bluegreen::unit(r).1,
             took: &t,
         };
         let done = summary::switched(service, version, &s);
@@ -419,7 +424,7 @@ async fn switch_to_async(
     to: Side,
     run_id: &str,
 ) -> Result<(Duration, usize), BlueGreenError> {
-    let (took, servers) = bluegreen::move_traffic(r, to, None, run_id).await?;
+    let (took, servers) = bluegreen::move_traffic(r, settings, to, None, run_id).await?;
     let hosts = all_hosts(r).map_err(|e| BlueGreenError::Plan(e.to_string()))?;
     let script = crate::remote::bluegreen::set(&r.playbook.layout.root, to.as_str(), run_id);
     let mut failed = vec![];

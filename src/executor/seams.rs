@@ -71,7 +71,9 @@ impl Registrar for ClientRegistrar {
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move {
             let conn = Self::connection(conn)?;
-            self.registry.deregister(&self.release, host, conn, &self.run_id).await
+            self.registry
+                .deregister(&self.release, host, Some(conn), &self.run_id)
+                .await
         }
         .boxed()
     }
@@ -83,7 +85,9 @@ impl Registrar for ClientRegistrar {
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move {
             let conn = Self::connection(conn)?;
-            self.registry.register(&self.release, host, conn, &self.run_id).await
+            self.registry
+                .register(&self.release, host, Some(conn), &self.run_id)
+                .await
         }
         .boxed()
     }

@@ -90,6 +90,21 @@ pub fn haproxy_name_problem(name: &str) -> Option<String> {
     })
 }
 
+/// `blue_green.canary_weight` with a registry that cannot split traffic: every kind but
+/// `haproxy` registers an instance or does not, so no side can get a percent. The message and
+/// the hint.
+pub fn canary_weight_problem(weight: u8, registry_kind: &str) -> Option<(String, String)> {
+    if weight == 0 || registry_kind == "haproxy" {
+        return None;
+    }
+    Some((
+        format!(
+            "`blue_green.canary_weight: {weight}` needs a registry with weights, and the `{registry_kind}` registry has none: it cannot give {weight}% of the traffic to one side"
+        ),
+        "remove `canary_weight` (the gate then watches after the switch, and a breach switches back), or use `registry.kind: haproxy`".into(),
+    ))
+}
+
 /// HAProxy's name characters (its `invalid_char()`): letters, digits, `-`, `_`, `.` and `:`.
 pub fn haproxy_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-_.:".contains(c)

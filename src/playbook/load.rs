@@ -131,6 +131,12 @@ impl Decoder<'_> {
         if let (Some(s), Some(r)) = (&strategy, &rollout) {
             self.blue_green_needs(s, r.gate.is_some());
         }
+        if let (Some(Strategy::BlueGreen(bg)), Some(reg)) = (&strategy, &registry) {
+            let at = top.get("blue_green").and_then(|b| b.get("canary_weight"));
+            if let (Some(at), Some((msg, hint))) = (at, check::canary_weight_problem(bg.canary_weight, reg.kind())) {
+                self.error_hint(at, msg, hint);
+            }
+        }
         let templates = std::mem::take(&mut self.templates).build();
         if top.get("start").is_some() && start.is_none() || top.get("health").is_some() && health.is_none() {
             return None;

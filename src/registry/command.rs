@@ -41,7 +41,7 @@ impl Command {
         &self,
         r: &Release,
         host: &Host,
-        conn: &Connection,
+        conn: Option<&Connection>,
         run_id: &str,
         t: &Template,
     ) -> Result<String, RegistryError> {
@@ -51,7 +51,13 @@ impl Command {
                 let _one_at_a_time = self.serial.lock().await;
                 exec_checked(delegate, &cmd).await
             }
-            None => exec_checked(conn, &cmd).await,
+            None => match conn {
+                Some(conn) => exec_checked(conn, &cmd).await,
+                None => Err(RegistryError::NotSent(format!(
+                    "the registry command runs on {}, and no connection to it is open",
+                    host.name
+                ))),
+            },
         }
     }
 }
@@ -85,6 +91,20 @@ impl Registry for Command {
         let _ = self.link.set(conn);
     }
 
+    fn runs_on_host(&self) -> bool {
+        self.delegate.is_none()
+    }
+
+    fn deregister_call(&self, r: &Release, host: &Host, run_id: &str) -> Result<String, RegistryError> {
+        let cmd = r
+            .render(&self.deregister, host, run_id, None)
+            .map_err(RegistryError::NotSent)?;
+        Ok(match &self.delegate {
+            Some(d) => format!("on {d}: {cmd}"),
+            None => format!("on {}: {cmd}", host.name),
+        })
+    }
+
     fn preflight(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
         async { Ok(()) }.boxed()
     }
@@ -93,7 +113,7 @@ impl Registry for Command {
         &'a self,
         r: &'a Release,
         host: &'a Host,
-        conn: &'a Connection,
+        conn: Option<&'a Connection>,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move {
@@ -108,7 +128,7 @@ impl Registry for Command {
         &'a self,
         r: &'a Release,
         host: &'a Host,
-        conn: &'a Connection,
+        conn: Option<&'a Connection>,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move { self.run(r, host, conn, run_id, &self.register).await }.boxed()

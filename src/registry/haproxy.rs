@@ -89,7 +89,7 @@ impl Registry for Haproxy {
         &'a self,
         r: &'a Release,
         host: &'a Host,
-        _conn: &'a Connection,
+        _conn: Option<&'a Connection>,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move {
@@ -105,7 +105,7 @@ impl Registry for Haproxy {
         &'a self,
         r: &'a Release,
         host: &'a Host,
-        _conn: &'a Connection,
+        _conn: Option<&'a Connection>,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move {

@@ -55,8 +55,8 @@ impl Http {
         Ok(format!("{note}{}", retried.note()))
     }
 
-    /// One try of an HTTP call.
-    async fn call(&self, r: &Release, host: &Host, run_id: &str, call: &HttpCall) -> Result<String, CallError> {
+    /// A call's URL, headers and body, rendered for `host`.
+    fn render(&self, r: &Release, host: &Host, run_id: &str, call: &HttpCall) -> Result<Rendered, String> {
         let ctx = self
             .templates
             .as_ref()
@@ -65,14 +65,27 @@ impl Http {
             (Some(own), Some(ctx)) => own.render(t, ctx),
             _ => r.render(t, host, run_id, None),
         };
-        let url = render(&call.url)?;
+        let mut headers = vec![];
+        for (name, value) in &call.headers {
+            headers.push((name.clone(), render(value)?));
+        }
+        Ok(Rendered {
+            url: render(&call.url)?,
+            headers,
+            body: call.body.as_ref().map(render).transpose()?,
+        })
+    }
+
+    /// One try of an HTTP call.
+    async fn call(&self, r: &Release, host: &Host, run_id: &str, call: &HttpCall) -> Result<String, CallError> {
+        let Rendered { url, headers, body } = self.render(r, host, run_id, call)?;
         let method = reqwest::Method::from_bytes(call.method.as_bytes()).map_err(|e| CallError::from(e.to_string()))?;
         let mut req = self.client.request(method, &url);
-        for (name, value) in &call.headers {
-            req = req.header(name, render(value)?);
+        for (name, value) in headers {
+            req = req.header(name, value);
         }
-        if let Some(body) = &call.body {
-            req = req.body(render(body)?);
+        if let Some(body) = body {
+            req = req.body(body);
         }
         let shown = crate::redact::url(&url);
         let resp = req.send().await.map_err(|e| {
@@ -107,16 +120,35 @@ impl Http {
     }
 }
 
+/// A call rendered for one host.
+struct Rendered {
+    url: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
 impl Registry for Http {
     fn preflight(&self) -> BoxFuture<'_, Result<(), RegistryError>> {
         async { Ok(()) }.boxed()
+    }
+
+    fn deregister_call(&self, r: &Release, host: &Host, run_id: &str) -> Result<String, RegistryError> {
+        let c = self
+            .render(r, host, run_id, &self.deregister)
+            .map_err(RegistryError::NotSent)?;
+        Ok(format!(
+            "{} {} {}",
+            self.deregister.method,
+            c.url,
+            c.body.unwrap_or_default()
+        ))
     }
 
     fn deregister<'a>(
         &'a self,
         r: &'a Release,
         host: &'a Host,
-        _conn: &'a Connection,
+        _conn: Option<&'a Connection>,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move {
@@ -131,7 +163,7 @@ impl Registry for Http {
         &'a self,
         r: &'a Release,
         host: &'a Host,
-        _conn: &'a Connection,
+        _conn: Option<&'a Connection>,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async move { self.call_retrying(r, host, run_id, &self.register).await }.boxed()

@@ -60,12 +60,14 @@ pub trait Registry: Send + Sync {
     /// Before anything changes: the registry answers.
     fn preflight(&self) -> BoxFuture<'_, Result<(), RegistryError>>;
 
-    /// Take `host` out of traffic and drain it; the note is for the event.
+    /// Take `host` out of traffic and drain it; the note is for the event. `conn` is the
+    /// released host's connection: only a `command` registry without a delegate runs on it,
+    /// and blue-green's switch (which has no host pipeline) opens it only for that one.
     fn deregister<'a>(
         &'a self,
         r: &'a Release,
         host: &'a Host,
-        conn: &'a Connection,
+        conn: Option<&'a Connection>,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>>;
 
@@ -74,14 +76,61 @@ pub trait Registry: Send + Sync {
         &'a self,
         r: &'a Release,
         host: &'a Host,
-        conn: &'a Connection,
+        conn: Option<&'a Connection>,
         run_id: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>>;
+
+    /// Whether the calls run on the released host itself (a `command` registry without a
+    /// delegate): the `conn` given to `register` and `deregister` must then be that host's.
+    fn runs_on_host(&self) -> bool {
+        false
+    }
+
+    /// `host`'s deregister call as it would be sent (rendered, nothing sent): blue-green
+    /// refuses two sides whose instances are one in the registry (deregistering the old side
+    /// would take the new one out too). It may hold credentials: compared, never shown.
+    fn deregister_call(&self, _r: &Release, host: &Host, _run_id: &str) -> Result<String, RegistryError> {
+        Ok(host.name.clone())
+    }
 
     /// Close the links; an adapter without one has nothing to close.
     fn close(&self) -> BoxFuture<'_, ()> {
         async {}.boxed()
     }
+}
+
+/// Open the connection to a registry's [`Link`]: an inventory host as the run reaches it, or
+/// (a load balancer only) any host the SSH config resolves. The executor's preflight does the
+/// same with its own events; blue-green's switch, which runs outside a host pipeline (`tranche
+/// switch`), uses this.
+pub async fn open_link(r: &Release, link: &Link, settings: &crate::ssh::SshSettings) -> Result<Connection, String> {
+    let target = &link.target;
+    let host = r.inventory.host(target);
+    let ep = match (host, link.role) {
+        (Some(h), _) => crate::executor::endpoint(h, settings),
+        (None, LinkRole::Delegate) => return Err(format!("the registry delegate {target} is not in the inventory")),
+        (None, LinkRole::LoadBalancer) => {
+            let (user, name, port) = crate::ssh::parse_target(target);
+            let spec = crate::ssh::config::HostSpec {
+                name,
+                address: None,
+                port,
+                user,
+                identity: None,
+                jump: None,
+            };
+            crate::ssh::config::resolve(&spec, settings)
+        }
+    };
+    let mut conn = Connection::open(&ep, settings).await.map_err(|e| match link.role {
+        LinkRole::Delegate => format!("the registry delegate {target} cannot be reached: {e}"),
+        LinkRole::LoadBalancer => format!("the load balancer host {target}: {e}"),
+    })?;
+    // As the executor's preflight: the load balancer host's socket may need root.
+    if let (Some(h), LinkRole::LoadBalancer) = (host, link.role) {
+        conn.become_root = crate::executor::wants_become(&r.playbook, h);
+    }
+    Ok(conn)
 }
 
 /// The adapter for the playbook's `registry`: the one place its kinds are told apart.
@@ -131,11 +180,15 @@ impl Registry for Unusable {
         async move { Err(e) }.boxed()
     }
 
+    fn deregister_call(&self, _: &Release, _: &Host, _: &str) -> Result<String, RegistryError> {
+        Err(RegistryError::NotSent(self.0.clone()))
+    }
+
     fn deregister<'a>(
         &'a self,
         _: &'a Release,
         _: &'a Host,
-        _: &'a Connection,
+        _: Option<&'a Connection>,
         _: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         self.preflight().map(|r| r.map(|()| String::new())).boxed()
@@ -145,7 +198,7 @@ impl Registry for Unusable {
         &'a self,
         _: &'a Release,
         _: &'a Host,
-        _: &'a Connection,
+        _: Option<&'a Connection>,
         _: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         self.preflight().map(|r| r.map(|()| String::new())).boxed()
@@ -164,7 +217,7 @@ impl Registry for NoRegistry {
         &'a self,
         _: &'a Release,
         _: &'a Host,
-        _: &'a Connection,
+        _: Option<&'a Connection>,
         _: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async { Ok("no registry".to_string()) }.boxed()
@@ -174,7 +227,7 @@ impl Registry for NoRegistry {
         &'a self,
         _: &'a Release,
         _: &'a Host,
-        _: &'a Connection,
+        _: Option<&'a Connection>,
         _: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
         async { Ok("no registry".to_string()) }.boxed()

@@ -298,10 +298,16 @@ fn junit(st: &State) -> String {
                 xml(&sw.msg)
             );
         }
+        // The move's own line names what it set: HAProxy servers, or a registry's instances.
+        let unit = if sw.msg.contains("(first to last instance)") {
+            "instances"
+        } else {
+            "HAProxy servers"
+        };
         let _ = write!(
             out,
             "\n      <system-out>{}</system-out>",
-            xml(&format!("{} HAProxy servers in {:.1}ms: {}", sw.servers, sw.ms, sw.msg))
+            xml(&format!("{} {unit} in {:.1}ms: {}", sw.servers, sw.ms, sw.msg))
         );
         let _ = writeln!(out, "\n    </testcase>");
     }

@@ -18,8 +18,14 @@ pub enum Destination {
 /// How a blue-green release ended after its hosts: the last line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Switch<'a> {
-    /// All traffic on `to`: `servers` switched in `took` (already formatted).
-    Done { to: &'a str, servers: usize, took: &'a str },
+    /// All traffic on `to`: `servers` (`unit`: HAProxy servers, or a registry's instances)
+    /// switched in `took` (already formatted).
+    Done {
+        to: &'a str,
+        servers: usize,
+        unit: &'a str,
+        took: &'a str,
+    },
     /// The gate failed (`during_canary`, or after the switch); traffic is on `back` (none: no
     /// side was live before, nothing to go back to).
     GateFailed { during_canary: bool, back: Option<&'a str> },
@@ -30,8 +36,13 @@ pub enum Switch<'a> {
 /// The last line of a blue-green release whose idle side came up whole.
 pub fn switched(service: &str, version: &str, s: &Switch) -> String {
     match s {
-        Switch::Done { to, servers, took } => {
-            format!("{service} {version} is live on the {to} side ({servers} HAProxy servers switched in {took})")
+        Switch::Done {
+            to,
+            servers,
+            unit,
+            took,
+        } => {
+            format!("{service} {version} is live on the {to} side ({servers} {unit} switched in {took})")
         }
         Switch::GateFailed { during_canary, back } => {
             let when = if *during_canary {
