@@ -50,6 +50,19 @@ pub fn switch(files: &Files, back: bool, ssh: &SshOptions) -> anyhow::Result<i32
             }
         },
     };
+    // A retired side's instances are stopped: refuse at once rather than after HAProxy's wait
+    // for servers that will never come UP.
+    if let Some(host) = retired_on(&records, to) {
+        return Err(CommandError::new(format!(
+            "{to} is retired (stopped by `tranche retire`, recorded on {host}): traffic stays on {}",
+            live.map_or("none", Side::as_str)
+        ))
+        .hint(format!(
+            "`tranche release` onto {to} starts it again and switches to it"
+        ))
+        .code(exit_code::PREFLIGHT)
+        .into());
+    }
     let run_id = crate::events::new_run_id();
     let took = switch_to(&r, &settings, to, &run_id)?;
     eprintln!(
@@ -414,6 +427,14 @@ async fn switch_to_async(
         );
     }
     Ok((took, servers))
+}
+
+/// The first host that records `side` retired.
+fn retired_on(records: &[(String, LiveRecord)], side: Side) -> Option<&str> {
+    records
+        .iter()
+        .find(|(_, rec)| rec.retired.as_deref() == Some(side.as_str()))
+        .map(|(host, _)| host.as_str())
 }
 
 /// What every host of both sides records.
