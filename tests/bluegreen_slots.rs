@@ -357,3 +357,96 @@ fn plan_shows_the_slot_folders() {
         "{text}"
     );
 }
+
+/// `retire_after` on slots stops the old slot's instances; the next release onto that retired
+/// slot starts them again (its hosts go through the whole pipeline although the slot already
+/// holds the version), with a canary weight while a passing gate watches, under a request loop.
+#[test]
+fn a_retired_slot_comes_back_through_a_canary_without_a_failed_request() {
+    let fleet = Fleet::up_slots(116, 4, SLOTS);
+    let pb2 = playbook(&fleet, "slots-2.yml", "2.0.0", "");
+    let (code, stderr) = tranche(&fleet, &["release", pb2.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let requests = Requests::start(fleet.lb_port);
+    let pb1 = playbook(&fleet, "slots-1.yml", "1.0.0", "  retire_after: 2s\n");
+    let (code, stderr) = tranche(&fleet, &["release", pb1.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("demo 1.0.0 is live on the green side (8 HAProxy servers switched in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("; the blue side retired after 2.0s (4 hosts stopped)"),
+        "{stderr}"
+    );
+    assert!(wait_state(&fleet, "blue", 0), "{:?}", servers(&fleet));
+    assert!(
+        pids(&fleet, 8081).iter().all(Option::is_none),
+        "{:?}",
+        pids(&fleet, 8081)
+    );
+    let rec = std::fs::read_to_string(fleet.srv(2).join("demo/.tranche-live")).unwrap();
+    assert!(rec.contains("live=green\n") && rec.contains("retired=blue\n"), "{rec}");
+    let green_pids = pids(&fleet, 8082);
+    assert!(alive(&green_pids), "{green_pids:?}");
+
+    // 2.0.0 again onto the retired blue slot, which still holds it: started again, 10% of the
+    // traffic while the gate (no errors on blue) watches, then the switch.
+    let targets: Vec<String> = (1..=fleet.hosts).map(|i| format!("{}.{i}:8081", fleet.net)).collect();
+    let prom = Service::up("prometheus", 29416, &["--scrape", &targets.join(","), "--wait-scrape"]);
+    let gate = format!(
+        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s])) or vector(0)'\n    max: 0.01\n    for: 3s\n",
+        prom.url()
+    );
+    let pb = playbook(&fleet, "slots-2b.yml", "2.0.0", "  canary_weight: 10\n");
+    let text = std::fs::read_to_string(&pb)
+        .unwrap()
+        .replace("  stage:\n", &format!("{gate}  stage:\n"));
+    std::fs::write(&pb, text).unwrap();
+    let ev = fleet.dir.join("slots-2b.jsonl");
+    let (code, stderr) = tranche(
+        &fleet,
+        &["release", pb.to_str().unwrap(), "--events", ev.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("canary: the blue side takes 10% of the traffic"),
+        "{stderr}"
+    );
+    let events = std::fs::read_to_string(&ev).unwrap();
+    let moves: Vec<(String, String, u64, u64)> = switched_events(&events)
+        .iter()
+        .map(|e| {
+            (
+                e["why"].as_str().unwrap().into(),
+                e["to"].as_str().unwrap().into(),
+                e["weight"].as_u64().unwrap(),
+                e["servers"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("canary".into(), "blue".into(), 10, 8),
+            ("release".into(), "blue".into(), 100, 8)
+        ],
+        "{events}"
+    );
+    let (ok, failed, errors) = requests.finish();
+    assert_eq!(failed, 0, "failed requests: {errors:?}");
+    assert!(ok > 50, "{ok}");
+    assert!(live_is(&fleet, "blue"), "{:?}", servers(&fleet));
+    let blue_pids = pids(&fleet, 8081);
+    assert!(alive(&blue_pids), "{blue_pids:?}");
+    assert_eq!(pids(&fleet, 8082), green_pids);
+    let rec = std::fs::read_to_string(fleet.srv(2).join("demo/.tranche-live")).unwrap();
+    assert!(
+        rec.starts_with("live=blue\nprevious=green\n") && rec.contains("retired=\n"),
+        "{rec}"
+    );
+    for i in 1..=fleet.hosts {
+        assert_eq!(fleet.slot_current(i, "blue").as_deref(), Some("2.0.0"), "host {i}");
+        assert_eq!(fleet.slot_current(i, "green").as_deref(), Some("1.0.0"), "host {i}");
+    }
+}
