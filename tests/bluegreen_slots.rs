@@ -450,3 +450,62 @@ fn a_retired_slot_comes_back_through_a_canary_without_a_failed_request() {
         assert_eq!(fleet.slot_current(i, "green").as_deref(), Some("1.0.0"), "host {i}");
     }
 }
+
+/// Under `become`, the host-side record is written only into a `layout.root` no other user can
+/// write to: `tranche retire` is refused on the host whose `/srv/demo` the login user could
+/// write (exit 15 there, before the stop command runs), and its instance keeps running.
+#[test]
+fn under_become_retire_refuses_a_layout_root_another_user_can_write() {
+    use std::os::unix::fs::MetadataExt;
+    common::ensure_user("tranche-deploy", true);
+    let fleet = Fleet::up_slots(117, 2, SLOTS);
+    let inv = fleet.dir.join("deploy.yml");
+    let text = std::fs::read_to_string(fleet.inventory())
+        .unwrap()
+        .replace("ansible_user: root", "ansible_user: tranche-deploy");
+    std::fs::write(&inv, text).unwrap();
+    let run = |args: &[&str]| {
+        let mut all = vec![args[0], "-i", inv.to_str().unwrap()];
+        all.extend(&args[1..]);
+        let out = fleet.tranche(&all);
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let pb2 = playbook(&fleet, "slots-2.yml", "2.0.0", "become: true\n");
+    let (code, stderr) = run(&["release", pb2.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let pb1 = playbook(&fleet, "slots-1.yml", "1.0.0", "become: true\n");
+    let (code, stderr) = run(&["release", pb1.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(live_is(&fleet, "green"), "{:?}", servers(&fleet));
+    let rec = fleet.srv(1).join("demo/.tranche-live");
+    assert_eq!(std::fs::metadata(&rec).unwrap().uid(), 0, "written through sudo");
+
+    // h01's layout root becomes the login user's: root must not write its record there.
+    let out = std::process::Command::new("id")
+        .args(["-u", "tranche-deploy"])
+        .output()
+        .unwrap();
+    let uid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let root1 = fleet.srv(1).join("demo");
+    assert!(std::process::Command::new("chown")
+        .args([uid.as_str(), root1.to_str().unwrap()])
+        .status()
+        .unwrap()
+        .success());
+    let blue = pids(&fleet, 8081);
+    assert!(alive(&blue), "{blue:?}");
+    let (code, stderr) = run(&["retire", pb1.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the blue side of demo could not be retired on: h01:") && stderr.contains("under become"),
+        "{stderr}"
+    );
+    // h01: refused before its stop command ran, its blue instance still up, nothing recorded;
+    // h02: retired.
+    assert!(alive(&blue[..1]), "{:?}", pids(&fleet, 8081));
+    assert!(fleet.pid_of(2, "app-8081.pid").is_none());
+    let rec1 = std::fs::read_to_string(&rec).unwrap();
+    assert!(rec1.contains("retired=\n"), "{rec1}");
+    let rec2 = std::fs::read_to_string(fleet.srv(2).join("demo/.tranche-live")).unwrap();
+    assert!(rec2.contains("retired=blue\n"), "{rec2}");
+}
