@@ -27,6 +27,7 @@ pub mod planner;
 pub mod playbook;
 pub mod policy;
 pub mod quote;
+pub mod reach;
 pub mod redact;
 pub mod registry;
 pub mod release;

@@ -75,7 +75,7 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
     let bg = r.playbook.strategy.blue_green();
     let sides = bg.map(|_| crate::remote::bluegreen::get(&r.playbook.layout.root).to_command());
     let slots = matches!(bg.map(|b| &b.shape), Some(crate::playbook::Shape::Slots { .. }));
-    let specs: Vec<_> = r.targets.iter().map(crate::executor::host_spec).collect();
+    let specs: Vec<_> = r.targets.iter().map(crate::reach::host_spec).collect();
     crate::ssh::config::prefetch(settings, &specs);
     let hosts = crate::executor::fan_out::bounded(&r.targets, concurrency, |h| {
         let cmd = cmd.clone();
@@ -83,7 +83,7 @@ pub async fn query(r: &Release, settings: &SshSettings, concurrency: usize, hist
         let live = live.clone();
         let sides = sides.clone();
         async move {
-            let ep = crate::executor::endpoint(h, settings);
+            let ep = crate::reach::endpoint(h, settings);
             let res = async {
                 let conn = Connection::open(&ep, settings).await.map_err(|e| e.to_string())?;
                 let out = conn

@@ -178,6 +178,21 @@ impl BlueGreenError {
     }
 }
 
+/// The plan's `layout` line on slots: the release goes into the idle slot's own folder, one of
+/// two; none for other strategies and shapes.
+pub fn slots_layout(r: &Release) -> Option<String> {
+    let Shape::Slots { .. } = settings(r).ok()?.shape else {
+        return None;
+    };
+    let dir = |side| side_view(r, side).release_dir(&r.playbook.version);
+    Some(format!(
+        "{} or {} (the idle slot's; keep {} in each)",
+        dir(Side::Blue),
+        dir(Side::Green),
+        r.playbook.layout.keep
+    ))
+}
+
 /// The plan's lines about blue-green: both sides, and what the release switches.
 pub fn plan_lines(r: &Release) -> Vec<String> {
     let Ok(bg) = settings(r) else {

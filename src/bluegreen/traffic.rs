@@ -177,7 +177,7 @@ async fn connect(
         let gate = gate.clone();
         async move {
             let _permit = gate.acquire().await.expect("gate");
-            let conn = Connection::open(&crate::executor::endpoint(h, settings), settings).await;
+            let conn = Connection::open(&crate::reach::endpoint(h, settings), settings).await;
             (h, conn)
         }
     }))
@@ -186,7 +186,7 @@ async fn connect(
     for (h, conn) in opened {
         match conn {
             Ok(mut c) => {
-                c.become_root = crate::executor::wants_become(&r.playbook, h);
+                c.become_root = crate::reach::wants_become(&r.playbook, h);
                 conns.insert(h.name.clone(), c);
             }
             Err(e) => failed = failed.or(Some(format!("cannot connect to {}: {e}", h.name))),

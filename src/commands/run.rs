@@ -400,7 +400,7 @@ pub async fn on_hosts_with(
     timeout: std::time::Duration,
     script_for: impl Fn(&crate::inventory::Host) -> Result<String, String>,
 ) -> Vec<(String, Result<ssh::ExecOutput, String>)> {
-    let specs: Vec<_> = hosts.iter().map(crate::executor::host_spec).collect();
+    let specs: Vec<_> = hosts.iter().map(crate::reach::host_spec).collect();
     ssh::config::prefetch(settings, &specs);
     let gate = Arc::new(tokio::sync::Semaphore::new(settings.max_connecting.max(1)));
     let script_for = &script_for;
@@ -410,10 +410,10 @@ pub async fn on_hosts_with(
             let _permit = gate.acquire().await.expect("gate");
             let res = async {
                 let script = script_for(h)?;
-                let mut conn = ssh::Connection::open(&crate::executor::endpoint(h, settings), settings)
+                let mut conn = ssh::Connection::open(&crate::reach::endpoint(h, settings), settings)
                     .await
                     .map_err(|e| e.to_string())?;
-                conn.become_root = crate::executor::wants_become(p, h);
+                conn.become_root = crate::reach::wants_become(p, h);
                 let out = conn.exec(&script, timeout).await;
                 conn.close().await;
                 let out = out.map_err(|e| e.to_string())?;

@@ -27,9 +27,9 @@ pub fn switch(files: &Files, back: bool, to: Option<Side>, ssh: &SshOptions) -> 
     let settings = inputs::ssh_settings(ssh)?;
     let records = live_records(&r, &settings)?;
     let live = bluegreen::agreed_live(&records).map_err(plan_error)?;
-    let to = match (live, back) {
-        _ if to.is_some() => to.expect("checked"),
-        (None, _) => {
+    let to = match (to, live, back) {
+        (Some(to), _, _) => to,
+        (None, None, _) => {
             return Err(
                 CommandError::new("no side of this service is live yet: there is nothing to switch")
                     .hint("`tranche switch --to blue` (or green) makes a side live; `tranche release` releases the idle side and switches to it")
@@ -37,8 +37,8 @@ pub fn switch(files: &Files, back: bool, to: Option<Side>, ssh: &SshOptions) -> 
                     .into(),
             )
         }
-        (Some(l), false) => l.other(),
-        (Some(l), true) => match records
+        (None, Some(l), false) => l.other(),
+        (None, Some(l), true) => match records
             .first()
             .and_then(|(_, rec)| rec.previous.as_deref().and_then(Side::parse))
         {
@@ -52,6 +52,19 @@ pub fn switch(files: &Files, back: bool, to: Option<Side>, ssh: &SshOptions) -> 
             }
         },
     };
+    // A retired side's instances are stopped: refuse at once rather than after HAProxy's wait
+    // for servers that will never come UP.
+    if let Some(host) = retired_on(&records, to) {
+        return Err(CommandError::new(format!(
+            "{to} is retired (stopped by `tranche retire`, recorded on {host}): traffic stays on {}",
+            live.map_or("none", Side::as_str)
+        ))
+        .hint(format!(
+            "`tranche release` onto {to} starts it again and switches to it"
+        ))
+        .code(exit_code::PREFLIGHT)
+        .into());
+    }
     let run_id = crate::events::new_run_id();
     let took = switch_to(&r, &settings, to, &run_id)?;
     eprintln!(
@@ -440,6 +453,14 @@ async fn switch_to_async(
         );
     }
     Ok((took, servers))
+}
+
+/// The first host that records `side` retired.
+fn retired_on(records: &[(String, LiveRecord)], side: Side) -> Option<&str> {
+    records
+        .iter()
+        .find(|(_, rec)| rec.retired.as_deref() == Some(side.as_str()))
+        .map(|(host, _)| host.as_str())
 }
 
 /// What every host of both sides records.

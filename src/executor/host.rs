@@ -473,6 +473,15 @@ impl Executor {
                 }
                 return Ok("no stop command".to_string());
             };
+            // Blue-green slots: a slot with no release yet has no instance that tranche started
+            // (each slot's instance runs from the slot's own `current`): nothing to stop.
+            let slots = matches!(
+                p.strategy.blue_green().map(|b| &b.shape),
+                Some(crate::playbook::Shape::Slots { .. })
+            );
+            if prev.is_none() && slots {
+                return Ok("no release in this slot yet: nothing to stop".to_string());
+            }
             let cmd = super::image::render_command(r, conn, host, &self.run_id, prev, cmd).await?;
             match conn.exec(&cmd, p.stop.timeout).await {
                 Ok(out) if out.success() => Ok("stopped".to_string()),

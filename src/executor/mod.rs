@@ -67,25 +67,7 @@ pub type EmitKind = Arc<dyn Fn(EventKind) + Send + Sync>;
 /// the last line) replaces the run's.
 pub type AfterHosts = Arc<dyn Fn(EmitKind) -> futures::future::LocalBoxFuture<'static, (i32, String)> + Send + Sync>;
 
-/// The SSH endpoint of an inventory host: its own variables, then the SSH config, then defaults.
-pub fn endpoint(host: &Host, settings: &SshSettings) -> Endpoint {
-    crate::ssh::config::resolve(&host_spec(host), settings)
-}
-
-/// What the inventory says about how to reach `host`.
-pub fn host_spec(host: &Host) -> crate::ssh::config::HostSpec {
-    let explicit_address = crate::inventory::ADDRESS_VARS
-        .iter()
-        .any(|k| host.vars.contains_key(*k));
-    crate::ssh::config::HostSpec {
-        name: host.name.clone(),
-        address: explicit_address.then(|| host.address.clone()),
-        port: host.port,
-        user: host.user.clone(),
-        identity: host.identity_file.clone(),
-        jump: host.jump.clone(),
-    }
-}
+pub use crate::reach::{endpoint, host_spec, wants_become};
 
 /// What a run does to the hosts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -97,17 +79,6 @@ pub enum Mode {
     Rollback { to: Option<String> },
     /// Preflight only (`plan --check`): change nothing, take no lock.
     Check,
-}
-
-/// Whether commands on `host` run through `sudo -n`: the playbook's `become`, or the host's
-/// `become`/`ansible_become`.
-pub fn wants_become(p: &crate::playbook::Playbook, host: &Host) -> bool {
-    p.become_root
-        || ["become", "ansible_become"].iter().any(|k| {
-            host.vars
-                .get(*k)
-                .is_some_and(|v| v == &serde_json::json!(true) || v == "true" || v == "yes")
-        })
 }
 
 /// How a run ended: the counts of `run_finished` and the exit code the policy gave it.

@@ -107,7 +107,7 @@ pub async fn open_link(r: &Release, link: &Link, settings: &crate::ssh::SshSetti
     let target = &link.target;
     let host = r.inventory.host(target);
     let ep = match (host, link.role) {
-        (Some(h), _) => crate::executor::endpoint(h, settings),
+        (Some(h), _) => crate::reach::endpoint(h, settings),
         (None, LinkRole::Delegate) => return Err(format!("the registry delegate {target} is not in the inventory")),
         (None, LinkRole::LoadBalancer) => {
             let (user, name, port) = crate::ssh::parse_target(target);
@@ -128,7 +128,7 @@ pub async fn open_link(r: &Release, link: &Link, settings: &crate::ssh::SshSetti
     })?;
     // As the executor's preflight: the load balancer host's socket may need root.
     if let (Some(h), LinkRole::LoadBalancer) = (host, link.role) {
-        conn.become_root = crate::executor::wants_become(&r.playbook, h);
+        conn.become_root = crate::reach::wants_become(&r.playbook, h);
     }
     Ok(conn)
 }

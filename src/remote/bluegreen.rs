@@ -133,4 +133,58 @@ mod tests {
         let (_, out) = run(set(root, "blue", "r5"));
         assert_eq!(LiveRecord::parse(&out).retired, None);
     }
+
+    /// Under become (root through sudo), the record is written only into a folder no other user
+    /// can write to (exit 15, nothing written, the stop command not run); a root login and a
+    /// trusted folder write as before.
+    #[test]
+    fn under_become_an_untrusted_root_is_refused_on_a_real_shell() {
+        if !nix_is_root() {
+            eprintln!("skipped: needs root (the script checks only when it runs as root)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("svc");
+        std::fs::create_dir(&root).unwrap();
+        let root_s = root.to_str().unwrap();
+        let run = |c: RemoteCommand, sudo: bool| {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.arg("-c").arg(c.program()).arg("tranche").args(&c.args);
+            if sudo {
+                cmd.env("SUDO_UID", "1000");
+            } else {
+                cmd.env_remove("SUDO_UID");
+            }
+            let out = cmd.output().unwrap();
+            (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        };
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (code, err) = run(set(root_s, "blue", "r1"), true);
+        assert_eq!(code, Some(15), "{err}");
+        assert!(err.contains("under become"), "{err}");
+        assert!(!root.join(".tranche-live").exists());
+        let marker = dir.path().join("stopped");
+        let (code, _) = run(retire(root_s, "green", &format!("touch {}", marker.display())), true);
+        assert_eq!(code, Some(15));
+        assert!(!marker.exists());
+        // A root login (no sudo) writes as before; so does become into root's own folder.
+        let (code, err) = run(set(root_s, "blue", "r1"), false);
+        assert_eq!(code, Some(0), "{err}");
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (code, err) = run(set(root_s, "green", "r2"), true);
+        assert_eq!(code, Some(0), "{err}");
+        // A folder that does not exist yet is created by root: its own.
+        let fresh = dir.path().join("fresh");
+        let (code, err) = run(set(fresh.to_str().unwrap(), "blue", "r3"), true);
+        assert_eq!(code, Some(0), "{err}");
+    }
+
+    fn nix_is_root() -> bool {
+        std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false)
+    }
 }

@@ -11,7 +11,7 @@
 # `green=PATH` and `current=PATH`: what ROOT/blue/current, ROOT/green/current and ROOT/current
 # resolve to (empty: no release).
 # The record is written in a fresh directory and renamed into place: a link planted at
-# `.tranche-live` is replaced, never followed.
+# `.tranche-live` is replaced, never followed. Under become, ROOT must be root's alone (exit 15).
 set -eu
 op=$1 root=$2
 rec=$root/.tranche-live
@@ -40,6 +40,22 @@ write() {
   rmdir -- "$t"
 }
 
+# trusted DIR: under become (tranche's `sudo -n -- sh -c`: root, with the SUDO_UID sudo sets),
+# root writes the record only into a folder no other user can write to, as the other scripts
+# do (exit 15): a login user who could write there could plant what root then writes through.
+trusted() {
+  [ -n "${SUDO_UID:-}" ] && [ "$(id -u)" = 0 ] || return 0
+  [ -e "$1" ] || return 0
+  d=$1
+  # shellcheck disable=SC2046 # the fields of `ls -ld`, split on purpose
+  set -- $(ls -ldLn -- "$d")
+  case $1 in
+    ?????w* | ????????w*) ok= ;;
+    *) if [ -O "$d" ]; then ok=1; else ok=; fi ;;
+  esac
+  [ -n "$ok" ] || die 15 "$d is $1 owned by uid $3: under become, tranche writes as root only where no other user can write (chown root and chmod go-w it)"
+}
+
 case $op in
   get)
     show
@@ -53,7 +69,9 @@ case $op in
     case $run in
       *[!A-Za-z0-9._+-]*) die 19 "the run id has characters a record cannot hold" ;;
     esac
+    trusted "$root"
     mkdir -p -- "$root" || die 10 "cannot create $root"
+    trusted "$root"
     was=$(value live)
     [ "$was" = "$side" ] && was=$(value previous)
     retired=$(value retired)
@@ -68,6 +86,7 @@ case $op in
       *) die 19 "the side must be blue or green" ;;
     esac
     [ "$(value live)" = "$side" ] && die 20 "$side is the live side on this host: it is not retired"
+    trusted "$root"
     if [ -n "$stop" ]; then
       sh -c "$stop" || die 21 "the stop command of the $side side failed"
     fi

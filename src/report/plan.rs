@@ -291,12 +291,9 @@ pub fn to_table(r: &Release) -> String {
         p.rollout.stage_concurrency,
         if p.rollout.stage_concurrency == 1 { "" } else { "s" }
     );
-    let _ = writeln!(
-        out,
-        "  layout    {} (keep {})",
-        r.release_dir(&p.version),
-        p.layout.keep
-    );
+    let layout = crate::bluegreen::slots_layout(r)
+        .unwrap_or_else(|| format!("{} (keep {})", r.release_dir(&p.version), p.layout.keep));
+    let _ = writeln!(out, "  layout    {layout}");
     let _ = writeln!(out, "  registry  {}", p.registry.kind());
     if let Some(bg) = p.strategy.blue_green() {
         let _ = writeln!(out, "  strategy  blue-green ({})", bg.shape.as_str());

@@ -750,3 +750,57 @@ impl Fleet {
         );
     }
 }
+
+impl Fleet {
+    /// [`Fleet::up`] for blue-green's slots shape: HAProxy's backend `demo` has one server per
+    /// host and slot, `hNN-NAME` at the host's address on the slot's port, e.g.
+    /// `&[("blue", 8081), ("green", 8082)]` (`fleet.sh up --slots blue:8081,green:8082`).
+    pub fn up_slots(slot: u16, hosts: usize, slots: &[(&str, u16)]) -> Fleet {
+        let dir = std::env::temp_dir().join(format!("tranche-fleet-{slot}-{}", std::process::id()));
+        let net = format!("127.0.{}", 20 + slot);
+        let (lb_port, api_port) = (18100 + slot, 19100 + slot);
+        let spec: Vec<String> = slots.iter().map(|(n, p)| format!("{n}:{p}")).collect();
+        let spec = spec.join(",");
+        let out = fleet_sh(&[
+            "up",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--hosts",
+            &hosts.to_string(),
+            "--net",
+            &net,
+            "--lb-port",
+            &lb_port.to_string(),
+            "--api-port",
+            &api_port.to_string(),
+            "--slots",
+            &spec,
+        ]);
+        assert!(
+            out.status.success(),
+            "fleet up failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Fleet {
+            dir,
+            net,
+            hosts,
+            lb_port,
+            api_port,
+        }
+    }
+
+    /// The release `layout.root/<slot>/current` points to on host `i` (blue-green slots).
+    pub fn slot_current(&self, i: usize, slot: &str) -> Option<String> {
+        std::fs::read_link(self.srv(i).join(format!("demo/{slot}/current")))
+            .ok()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+    }
+
+    /// The pid in host `i`'s pidfile `/srv/demo/<name>` (e.g. `app-8081.pid`), if any.
+    pub fn pid_of(&self, i: usize, name: &str) -> Option<u32> {
+        std::fs::read_to_string(self.srv(i).join("demo").join(name))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+}

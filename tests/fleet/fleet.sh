@@ -4,7 +4,7 @@
 # service with release artifacts, and HAProxy in front of it.  Needs root.  See README.md.
 #
 #   fleet.sh up --dir DIR --hosts N [--net 127.0.K] [--lb-port P] [--api-port Q]
-#                [--busybox I[,J..]] [--dropbear I[,J..]]
+#                [--busybox I[,J..]] [--dropbear I[,J..]] [--slots NAME:PORT,NAME:PORT..]
 #   fleet.sh install-service --dir DIR VERSION
 #   fleet.sh status --dir DIR
 #   fleet.sh down --dir DIR
@@ -25,7 +25,7 @@ usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2;
 # ------------------------------------------------------------------ arguments
 [ $# -ge 1 ] || usage
 CMD=$1; shift
-DIR="" HOSTS="" NET=127.0.1 LB_PORT=18080 API_PORT=19999 ARGS=() BUSYBOX="" DROPBEAR=""
+DIR="" HOSTS="" NET=127.0.1 LB_PORT=18080 API_PORT=19999 ARGS=() BUSYBOX="" DROPBEAR="" SLOTS=""
 while [ $# -gt 0 ]; do
   case $1 in
     --dir) DIR=${2:?--dir needs a value}; shift 2 ;;
@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
     --api-port) API_PORT=${2:?--api-port needs a value}; shift 2 ;;
     --busybox) BUSYBOX=${2:?--busybox needs host numbers}; shift 2 ;;
     --dropbear) DROPBEAR=${2:?--dropbear needs host numbers}; shift 2 ;;
+    --slots) SLOTS=${2:?--slots needs NAME:PORT pairs}; shift 2 ;;
     -h|--help) usage ;;
     --*) die "unknown option $1" ;;
     *) ARGS+=("$1"); shift ;;
@@ -248,8 +249,17 @@ backend demo
     retries 3
     option redispatch
 CFG
+    # One server per host on :8080; with --slots, one per slot and host instead (hNN-NAME on
+    # the slot's port), for blue-green's slots shape.
+    local slot
     for ((i = 1; i <= HOSTS; i++)); do
-      printf '    server h%02d %s.%d:8080 check\n' "$i" "$NET" "$i"
+      if [ -z "$SLOTS" ]; then
+        printf '    server h%02d %s.%d:8080 check\n' "$i" "$NET" "$i"
+        continue
+      fi
+      for slot in ${SLOTS//,/ }; do
+        printf '    server h%02d-%s %s.%d:%s check\n' "$i" "${slot%%:*}" "$NET" "$i" "${slot#*:}"
+      done
     done
   } >"$DIR/haproxy.cfg"
 }
@@ -278,6 +288,9 @@ cmd_up() {
   done
   for k in ${BUSYBOX//,/ }; do
     [[ ",$DROPBEAR," != *",$k,"* ]] || die "host $k cannot be both a busybox and a Dropbear host"
+  done
+  for k in ${SLOTS//,/ }; do
+    [[ $k =~ ^[a-z][a-z0-9_]*:[0-9]+$ ]] || die "--slots: '$k' is not NAME:PORT (e.g. blue:8081,green:8082)"
   done
   [ "$(id -u)" = 0 ] || die "must run as root (unshare --mount, sshd, port 22)"
   case $(realpath -m "$DIR")/ in
@@ -405,12 +418,14 @@ FLEET_KNOWN_HOSTS=$DIR/known_hosts
 FLEET_SSH_CONFIG=$DIR/ssh_config
 FLEET_BUSYBOX=$BUSYBOX
 FLEET_DROPBEAR=$DROPBEAR
+FLEET_SLOTS=$SLOTS
 ENV
   UP_OK=1
   trap - EXIT INT TERM
   local kinds=""
   [ -n "$BUSYBOX" ] && kinds+=", busybox: $BUSYBOX"
   [ -n "$DROPBEAR" ] && kinds+=", dropbear: $DROPBEAR"
+  [ -n "$SLOTS" ] && kinds+=", slots: $SLOTS"
   echo "fleet: up: $HOSTS host(s) $NET.1-$NET.$HOSTS:22$kinds, lb 127.0.0.1:$LB_PORT, api 127.0.0.1:$API_PORT, dir $DIR (source $DIR/fleet.env)" >&2
 }
 
