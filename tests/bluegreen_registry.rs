@@ -41,6 +41,15 @@ fn tranche(fleet: &Fleet, args: &[&str], inventory: &Path) -> (Option<i32>, Stri
     (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
+/// `fleet.install` leaves every host running as rolling releases would: make green live by
+/// hand first (`switch --to green`: green registered, blue deregistered), so that the first
+/// blue-green release may stop blue's hosts (it refuses otherwise).
+fn green_live_first(fleet: &Fleet, pb: &Path, inv: &Path) {
+    let (code, stderr) = tranche(fleet, &["switch", pb.to_str().unwrap(), "--to", "green"], inv);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("from none to green"), "{stderr}");
+}
+
 /// The `switched` events of a JSON Lines file.
 fn switched_events(path: &Path) -> Vec<serde_json::Value> {
     common::events(path)
@@ -109,8 +118,11 @@ fn etcd_holds_exactly_the_live_sides_keys_through_switches_and_a_failed_registra
     };
     let url = etcd.url();
 
-    // The first release: no side live, blue gets 2.0.0 and is registered; green is not.
+    // Green made live by hand: etcd holds green's keys. The first release: blue gets 2.0.0 and
+    // is registered; green is deregistered.
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", &registry(&url));
+    green_live_first(&fleet, &pb, &inv);
+    assert_eq!(etcd_keys(&etcd), keys_of(&fleet, 3..=4));
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(etcd_keys(&etcd), keys_of(&fleet, 1..=2), "{stderr}");
@@ -216,6 +228,8 @@ fn http_registry_registers_the_new_side_before_deregistering_the_old() {
         p = rec.port
     );
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", &registry);
+    green_live_first(&fleet, &pb, &inv);
+    let start = rec.requests().len();
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     let calls = |from: usize| -> Vec<String> {
@@ -224,7 +238,7 @@ fn http_registry_registers_the_new_side_before_deregistering_the_old() {
             .map(|r| format!("{} {} {}", r.method, r.path, r.body))
             .collect()
     };
-    let got = calls(0);
+    let got = calls(start);
     assert_eq!(got.len(), 4, "{got:?}");
     let mut registers = got[..2].to_vec();
     registers.sort();
@@ -344,6 +358,8 @@ fn command_registry_on_the_hosts_and_haproxy_over_ssh() {
             .collect()
     };
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", registry);
+    green_live_first(&fleet, &pb, &inv);
+    assert_eq!(registered(&fleet), [3, 4]);
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(registered(&fleet), [1, 2], "{stderr}");
