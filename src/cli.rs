@@ -137,7 +137,7 @@ pub enum Command {
         #[arg(long, value_name = "SIDE", value_parser = ["blue", "green"])]
         to: Option<String>,
         #[command(flatten)]
-        output: QuietOutput,
+        output: TrafficOutput,
         #[command(flatten)]
         ssh: SshOptions,
     },
@@ -147,7 +147,7 @@ pub enum Command {
         #[command(flatten)]
         files: Files,
         #[command(flatten)]
-        output: QuietOutput,
+        output: TrafficOutput,
         #[command(flatten)]
         ssh: SshOptions,
     },
@@ -279,6 +279,21 @@ pub struct QuietOutput {
     /// Accepted for symmetry with `release`: this command draws no progress bars.
     #[arg(long, env = "TRANCHE_NO_PROGRESS")]
     pub no_progress: bool,
+}
+
+/// `tranche switch` and `tranche retire`: each is a run of its own, journaled under the state
+/// folder (`tranche history` lists it).
+#[derive(Debug, Args, Clone)]
+pub struct TrafficOutput {
+    /// Also write the events as JSON Lines to FILE (`-`: stdout).
+    #[arg(long, value_name = "FILE|-", env = "TRANCHE_EVENTS")]
+    pub events: Option<String>,
+    /// Accepted for symmetry with `release`: this command draws no progress bars.
+    #[arg(long, env = "TRANCHE_NO_PROGRESS")]
+    pub no_progress: bool,
+    /// Where runs are recorded.
+    #[arg(long, default_value = ".tranche", env = "TRANCHE_STATE_DIR")]
+    pub state_dir: PathBuf,
 }
 
 /// How to reach the hosts.

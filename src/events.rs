@@ -165,7 +165,8 @@ pub enum EventKind {
         from: Option<String>,
         to: String,
         /// `release` (the switch of a release), `canary` (the new side takes `weight` percent
-        /// while the gate watches), `back` (the gate failed: traffic back on `to`).
+        /// while the gate watches), `back` (the gate failed: traffic back on `to`; or `tranche
+        /// switch --back`), `manual` (`tranche switch`, `--to`).
         why: String,
         /// The weight of `to`'s servers: 100, or the canary's percent.
         weight: u32,
@@ -174,6 +175,15 @@ pub enum EventKind {
         /// From the first command sent to HAProxy (or registry call) to the last answer, to a
         /// tenth of a millisecond.
         ms: f64,
+        status: Status,
+        msg: String,
+    },
+    /// Blue-green: the side not live was stopped (`tranche retire`, or `retire_after` at the end
+    /// of a release) and recorded retired on the hosts.
+    Retired {
+        side: String,
+        /// The hosts where the side's instances were stopped.
+        hosts: usize,
         status: Status,
         msg: String,
     },
@@ -214,6 +224,7 @@ impl EventKind {
             | EventKind::Warning { msg, .. }
             | EventKind::GateChecked { msg, .. }
             | EventKind::Switched { msg, .. }
+            | EventKind::Retired { msg, .. }
             | EventKind::RunFinished { msg, .. } => r.scrub(msg),
             EventKind::Paused { reason, .. } => r.scrub(reason),
             EventKind::BatchStarted { .. }
@@ -422,6 +433,12 @@ mod tests {
                 status: Status::Failed,
                 msg: "switch to blue failed".into(),
             },
+            EventKind::Retired {
+                side: "blue".into(),
+                hosts: 6,
+                status: Status::Ok,
+                msg: "retired the blue side of demo: stopped on 6 hosts; green stays live".into(),
+            },
             EventKind::Warning {
                 host: Some("a".into()),
                 msg: "slow".into(),
@@ -461,10 +478,11 @@ mod tests {
                 EventKind::Resumed { .. } => "resumed",
                 EventKind::Warning { .. } => "warning",
                 EventKind::Switched { .. } => "switched",
+                EventKind::Retired { .. } => "retired",
                 EventKind::RunFinished { .. } => "run_finished",
             });
         }
-        assert_eq!(seen.len(), 13);
+        assert_eq!(seen.len(), 14);
         for kind in kinds {
             let e = Event::new("20261121-100000-ab12", kind);
             let line = e.to_json_line();

@@ -35,7 +35,7 @@ pub struct Carried {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunRecord {
     pub run_id: String,
-    /// `release` or `rollback`.
+    /// `release` or `rollback`; `switch` or `retire` for a blue-green run by hand (not resumed).
     pub command: String,
     /// `rollback --to`.
     pub to: Option<String>,

@@ -205,10 +205,54 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
     }
     assert!(fleet.all_up(), "{:?}", fleet.servers());
 
-    // By hand, back to blue.
-    let (code, stderr) = tranche(&fleet, &["switch", pb.to_str().unwrap(), "--back"], &inv);
+    // By hand, back to blue: a run of its own, journaled and streamed like a release's switch.
+    let back_ev = fleet.dir.join("back.jsonl");
+    let (code, stderr) = tranche(
+        &fleet,
+        &[
+            "switch",
+            pb.to_str().unwrap(),
+            "--back",
+            "--events",
+            back_ev.to_str().unwrap(),
+        ],
+        &inv,
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("from green to blue"), "{stderr}");
+    let back = std::fs::read_to_string(&back_ev).unwrap();
+    let kinds: Vec<serde_json::Value> = back.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let types: Vec<&str> = kinds.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["run_started", "switched", "run_finished"], "{back}");
+    assert_eq!(kinds[0]["mode"], "switch", "{back}");
+    assert_eq!(
+        (
+            &kinds[1]["from"],
+            &kinds[1]["to"],
+            &kinds[1]["why"],
+            &kinds[1]["servers"]
+        ),
+        (&"green".into(), &"blue".into(), &"back".into(), &12.into()),
+        "{back}"
+    );
+    assert_eq!(kinds[2]["exit_code"], 0, "{back}");
+    println!("{}", back.lines().nth(1).unwrap());
+    let back_run = kinds[0]["run"].as_str().unwrap();
+    let journal = std::fs::read_to_string(fleet.dir.join(format!(".tranche/runs/{back_run}/journal.jsonl"))).unwrap();
+    assert_eq!(journal.lines().count(), 3, "{journal}");
+    let history = fleet.tranche_raw(&["history", "--format", "json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let entry = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["run_id"] == back_run)
+        .unwrap_or_else(|| panic!("{history}"));
+    assert_eq!(
+        (&entry["mode"], &entry["outcome"]),
+        (&"switch".into(), &"ok".into()),
+        "{entry}"
+    );
     assert_eq!(live(&fleet), (1..=6).collect::<Vec<_>>(), "{:?}", weights(&fleet));
     assert!(switch_ms(&stderr) < 1000, "{stderr}");
     let (ok, failed, errors) = requests.finish();
@@ -228,11 +272,34 @@ fn groups_release_switch_and_switch_back_without_dropping_a_request() {
     // Retire: the side not live (green, hosts 7 to 12) is stopped and recorded retired; blue
     // serves on without a failed request.
     let requests = Requests::start(fleet.lb_port);
-    let (code, stderr) = tranche(&fleet, &["retire", pb.to_str().unwrap()], &inv);
+    let retire_ev = fleet.dir.join("retire.jsonl");
+    let (code, stderr) = tranche(
+        &fleet,
+        &["retire", pb.to_str().unwrap(), "--events", retire_ev.to_str().unwrap()],
+        &inv,
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("retired the green side of demo: stopped on 6 hosts; blue stays live"),
         "{stderr}"
+    );
+    let retired: Vec<serde_json::Value> = std::fs::read_to_string(&retire_ev)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(retired.len(), 3, "{retired:?}");
+    assert_eq!(retired[0]["mode"], "retire");
+    println!("{}", serde_json::to_string(&retired[1]).unwrap());
+    assert_eq!(
+        (
+            &retired[1]["type"],
+            &retired[1]["side"],
+            &retired[1]["hosts"],
+            &retired[1]["status"]
+        ),
+        (&"retired".into(), &"green".into(), &6.into(), &"ok".into()),
+        "{retired:?}"
     );
     // HAProxy's health checks see the green instances gone (operational state 0: down).
     let down = |fleet: &Fleet| -> Vec<usize> {
@@ -467,6 +534,46 @@ fn the_plan_of_two_groups_batches_each_side_on_its_own() {
     );
 }
 
+/// Offline: a `tranche switch` by hand that died before its end (its journal has no
+/// `run_finished`) is never resumed: `resume` without a run id leaves it out, and with its id
+/// says why.
+#[test]
+fn a_switch_by_hand_is_not_resumed() {
+    let state = tempfile::tempdir().unwrap();
+    let id = "20261202-070000-5w17";
+    let dir = state.path().join("runs").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    let record = serde_json::json!({
+        "run_id": id, "command": "switch", "to": "green",
+        "inventories": ["/nowhere/inventory.yml"], "playbook": "/nowhere/playbook.yml",
+        "limit": null, "extra_vars": [], "inventory_sha256": "", "playbook_sha256": "",
+        "started": "2026-12-02T07:00:00Z"
+    });
+    std::fs::write(dir.join("run.json"), record.to_string()).unwrap();
+    std::fs::write(
+        dir.join("journal.jsonl"),
+        format!("{{\"v\":1,\"ts\":\"2026-12-02T07:00:00.000Z\",\"run\":\"{id}\",\"type\":\"run_started\",\"service\":\"demo\",\"version\":\"2.0.0\",\"hosts\":4,\"mode\":\"switch\",\"plan\":{{\"v\":1}}}}\n"),
+    )
+    .unwrap();
+    let resume = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tranche"))
+            .args(["resume", "--yes", "--state-dir", state.path().to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (code, stderr) = resume(&[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("no unfinished run in"), "{stderr}");
+    let (code, stderr) = resume(&[id]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("run {id} is a `tranche switch` by hand: it is not resumed")),
+        "{stderr}"
+    );
+}
+
 /// `retire_after`: the old side stops once the new one held that long; an interrupt during the
 /// wait leaves both sides up and says so. Slot 103, as the health-check test (one at a time).
 #[test]
@@ -479,7 +586,12 @@ fn retire_after_stops_the_old_side_and_an_interrupt_leaves_both_up() {
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
     let pb = playbook(&fleet, "bg-1.yml", "1.0.0", "  retire_after: 2s\n");
-    let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
+    let ev = fleet.dir.join("bg-1.jsonl");
+    let (code, stderr) = tranche(
+        &fleet,
+        &["release", pb.to_str().unwrap(), "--events", ev.to_str().unwrap()],
+        &inv,
+    );
     assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("demo 1.0.0 is live on the green side (4 HAProxy servers switched in "),
@@ -489,6 +601,19 @@ fn retire_after_stops_the_old_side_and_an_interrupt_leaves_both_up() {
         stderr.contains("; the blue side retired after 2.0s (2 hosts stopped)"),
         "{stderr}"
     );
+    // The retire is an event of the release's run, after its switch and before its end.
+    let types: Vec<String> = std::fs::read_to_string(&ev)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|t| ["switched", "retired", "run_finished"].contains(&t.as_str()))
+        .collect();
+    assert_eq!(types, ["switched", "retired", "run_finished"]);
     let down = |fleet: &Fleet| -> Vec<String> {
         fleet
             .servers()

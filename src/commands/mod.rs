@@ -3,6 +3,7 @@
 //! becomes text on stderr and an exit code. Library code below reports through events; this
 //! is where it is decided how people see them.
 
+mod by_hand;
 mod docs;
 mod error;
 mod history;
@@ -87,9 +88,19 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         } => status::status(&files, format, history.then_some(lines as usize), &ssh),
         Command::Unlock { files, ssh, .. } => unlock::unlock(&files, &ssh),
         Command::Switch {
-            files, back, to, ssh, ..
-        } => switch::switch(&files, back, to.as_deref().and_then(crate::playbook::Side::parse), &ssh),
-        Command::Retire { files, ssh, .. } => retire::retire(&files, &ssh),
+            files,
+            back,
+            to,
+            output,
+            ssh,
+        } => switch::switch(
+            &files,
+            back,
+            to.as_deref().and_then(crate::playbook::Side::parse),
+            &output,
+            &ssh,
+        ),
+        Command::Retire { files, output, ssh } => retire::retire(&files, &output, &ssh),
         Command::Completions { shell } => docs::completions(shell),
         Command::Man => docs::man(),
     }

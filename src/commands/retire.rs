@@ -4,14 +4,15 @@
 
 use super::{inputs, run, CommandError};
 use crate::bluegreen::{self, BlueGreenError};
-use crate::cli::{Files, SshOptions};
+use crate::cli::{Files, SshOptions, TrafficOutput};
+use crate::events::{EventKind, Status};
 use crate::exit_code;
 use crate::playbook::Side;
 use crate::release::Release;
 use crate::ssh::SshSettings;
 
-pub fn retire(files: &Files, ssh: &SshOptions) -> anyhow::Result<i32> {
-    let (_, r) = inputs::release(files)?;
+pub fn retire(files: &Files, out: &TrafficOutput, ssh: &SshOptions) -> anyhow::Result<i32> {
+    let (req, r) = inputs::release(files)?;
     bluegreen::settings(&r).map_err(plan_error)?;
     let settings = inputs::ssh_settings(ssh)?;
     let records = super::switch::live_records(&r, &settings)?;
@@ -23,15 +24,41 @@ pub fn retire(files: &Files, ssh: &SshOptions) -> anyhow::Result<i32> {
         );
     };
     let old = live.other();
-    let stopped = inputs::runtime()
-        .block_on(retire_side(&r, &settings, old))
-        .map_err(|e| CommandError::new(e).code(exit_code::HOSTS_FAILED))?;
-    eprintln!(
-        "retired the {old} side of {}: stopped on {stopped} host{}; {live} stays live",
-        r.playbook.service,
-        if stopped == 1 { "" } else { "s" }
-    );
-    Ok(exit_code::SUCCESS)
+    // From here on hosts change: the retire is a run of its own, journaled.
+    let run = super::by_hand::ByHand::start(files, &req, &r, "retire", Some(old.to_string()), out)?;
+    let (code, event) = match inputs::runtime().block_on(retire_side(&r, &settings, old)) {
+        Ok(stopped) => (exit_code::SUCCESS, retired_event(&r, old, live, Ok(stopped))),
+        Err(e) => (exit_code::HOSTS_FAILED, retired_event(&r, old, live, Err(e))),
+    };
+    let msg = match &event {
+        EventKind::Retired { msg, .. } => msg.clone(),
+        _ => String::new(),
+    };
+    run.event(event);
+    Ok(run.finish(code, msg))
+}
+
+/// The `retired` event of stopping `old` while `live` serves: the hosts stopped, or why not
+/// everywhere.
+pub(super) fn retired_event(r: &Release, old: Side, live: Side, res: Result<usize, String>) -> EventKind {
+    let (status, hosts, msg) = match res {
+        Ok(n) => (
+            Status::Ok,
+            n,
+            format!(
+                "retired the {old} side of {}: stopped on {n} host{}; {live} stays live",
+                r.playbook.service,
+                if n == 1 { "" } else { "s" }
+            ),
+        ),
+        Err(e) => (Status::Failed, 0, e),
+    };
+    EventKind::Retired {
+        side: old.to_string(),
+        hosts,
+        status,
+        msg,
+    }
 }
 
 /// Stop `old` (the side not live) and record it retired on every host: the old side's hosts

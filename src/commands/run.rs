@@ -42,27 +42,7 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
         Mode::Rollback { to } => ("rollback", to.clone()),
         _ => ("release", None),
     };
-    let record = RunRecord {
-        run_id: run_id.clone(),
-        command: command.into(),
-        to,
-        inventories: req.inventories.iter().map(absolute).collect(),
-        playbook: absolute(&req.playbook),
-        limit: req.limit.clone(),
-        shard: files.shard,
-        // As written: `@env:NAME` stays a reference, so no secret value reaches run.json.
-        extra_vars: inputs::extra_vars(&files.extra_vars)?,
-        inventory_sha256: journal::files_sha256(&crate::inventory::Inventory::input_files(
-            &req.inventories,
-            req.playbook.parent(),
-        ))
-        .unwrap_or_default(),
-        playbook_sha256: journal::files_sha256(std::slice::from_ref(&req.playbook)).unwrap_or_default(),
-        artifact_sha256: Some(r.sha256.clone()),
-        started: events::now_rfc3339(),
-        operator: Some(crate::operator::current_user()),
-        controller: Some(crate::operator::controller_host()),
-    };
+    let record = new_record(files, &req, &r, &run_id, command, to)?;
     let result = if r.playbook.strategy.blue_green().is_none() {
         execute(r, record, mode, Carried::default(), run, ssh)
     } else if mode != Mode::Release {
@@ -84,6 +64,39 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
     result
 }
 
+/// The record of a new run (`run.json`): what `resume` needs to plan it again, and what
+/// `history` shows.
+pub(super) fn new_record(
+    files: &Files,
+    req: &ReleaseRequest,
+    r: &Release,
+    run_id: &str,
+    command: &str,
+    to: Option<String>,
+) -> anyhow::Result<RunRecord> {
+    Ok(RunRecord {
+        run_id: run_id.to_string(),
+        command: command.into(),
+        to,
+        inventories: req.inventories.iter().map(absolute).collect(),
+        playbook: absolute(&req.playbook),
+        limit: req.limit.clone(),
+        shard: files.shard,
+        // As written: `@env:NAME` stays a reference, so no secret value reaches run.json.
+        extra_vars: inputs::extra_vars(&files.extra_vars)?,
+        inventory_sha256: journal::files_sha256(&crate::inventory::Inventory::input_files(
+            &req.inventories,
+            req.playbook.parent(),
+        ))
+        .unwrap_or_default(),
+        playbook_sha256: journal::files_sha256(std::slice::from_ref(&req.playbook)).unwrap_or_default(),
+        artifact_sha256: Some(r.sha256.clone()),
+        started: events::now_rfc3339(),
+        operator: Some(crate::operator::current_user()),
+        controller: Some(crate::operator::controller_host()),
+    })
+}
+
 fn absolute(p: &PathBuf) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.clone())
 }
@@ -101,6 +114,14 @@ pub fn resume(
         None => latest_unfinished(&run.state_dir, shard)?,
     };
     let record = RunRecord::load(&run.state_dir, &run_id)?;
+    if !resumable(&record.command) {
+        return Err(CommandError::new(format!(
+            "run {run_id} is a `tranche {}` by hand: it is not resumed",
+            record.command
+        ))
+        .hint("`tranche status` shows the live side on each host; run the command again if it is still wanted")
+        .into());
+    }
     let changes = record.changes();
     if !changes.is_empty() && !force {
         return Err(
@@ -197,12 +218,21 @@ pub fn resume(
 /// The run `tranche resume` continues when none is named: the newest unfinished one (of
 /// `shard`, if given). Unfinished runs of several shards in one state directory are two jobs'
 /// runs: taking the newest could resume the other job's, so one must be named.
+/// Runs of `release` and `rollback` are resumed; a `switch` or `retire` by hand is not.
+fn resumable(command: &str) -> bool {
+    matches!(command, "release" | "rollback")
+}
+
 fn latest_unfinished(state_dir: &std::path::Path, shard: Option<crate::shard::Shard>) -> Result<String, CommandError> {
+    // A `tranche switch` or `retire` that died before its end is not resumed: left out.
     let runs: Vec<(String, Option<crate::shard::Shard>)> = journal::unfinished_runs(state_dir)
         .into_iter()
-        .map(|id| {
-            let s = RunRecord::load(state_dir, &id).ok().and_then(|r| r.shard);
-            (id, s)
+        .filter_map(|id| {
+            let record = RunRecord::load(state_dir, &id).ok();
+            if record.as_ref().is_some_and(|r| !resumable(&r.command)) {
+                return None;
+            }
+            Some((id, record.and_then(|r| r.shard)))
         })
         .collect();
     let none = |what: String| CommandError::new(format!("no unfinished run{what} in {}", state_dir.display()));

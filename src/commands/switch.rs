@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{inputs, run, CommandError};
 use crate::bluegreen::{self, BlueGreenError};
-use crate::cli::{Files, RunOptions, SshOptions};
+use crate::cli::{Files, RunOptions, SshOptions, TrafficOutput};
 use crate::events::{EventKind, Status};
 use crate::executor::EmitKind;
 use crate::exit_code;
@@ -21,8 +21,14 @@ use crate::ssh::SshSettings;
 
 /// `tranche switch`: to the other side; `--back`: to the side live before the last switch;
 /// `--to SIDE`: to that side, also when no side is live yet.
-pub fn switch(files: &Files, back: bool, to: Option<Side>, ssh: &SshOptions) -> anyhow::Result<i32> {
-    let (_, r) = inputs::release(files)?;
+pub fn switch(
+    files: &Files,
+    back: bool,
+    to: Option<Side>,
+    out: &TrafficOutput,
+    ssh: &SshOptions,
+) -> anyhow::Result<i32> {
+    let (req, r) = inputs::release(files)?;
     bluegreen::settings(&r).map_err(plan_error)?;
     let settings = inputs::ssh_settings(ssh)?;
     let records = live_records(&r, &settings)?;
@@ -65,16 +71,34 @@ pub fn switch(files: &Files, back: bool, to: Option<Side>, ssh: &SshOptions) -> 
         .code(exit_code::PREFLIGHT)
         .into());
     }
-    let run_id = crate::events::new_run_id();
-    let took = switch_to(&r, &settings, to, &run_id)?;
-    eprintln!(
-        "switched {} from {} to {to} in {} (first to last {})",
-        r.playbook.service,
-        live.map_or("none", Side::as_str),
-        switch_time(took),
-        bluegreen::unit(&r).0
-    );
-    Ok(exit_code::SUCCESS)
+    // From here on hosts change: the switch is a run of its own, journaled.
+    let run = super::by_hand::ByHand::start(files, &req, &r, "switch", Some(to.to_string()), out)?;
+    let why = if back { "back" } else { "manual" };
+    let from = live.map(|l| l.to_string());
+    let service = r.playbook.service.clone();
+    let moved = inputs::runtime().block_on(switch_to_async(&r, &settings, to, run.run_id()));
+    let (code, msg) = match moved {
+        Ok(moved) => {
+            let line = format!(
+                "switched {service} from {} to {to} in {} (first to last {})",
+                live.map_or("none", Side::as_str),
+                switch_time(moved.0),
+                bluegreen::unit(&r).0
+            );
+            run.event(switched_event(from, to, why, 100, Some(moved), Ok(line.clone())));
+            (exit_code::SUCCESS, line)
+        }
+        Err(e) => {
+            let error = e.to_string();
+            run.event(switched_event(from, to, why, 100, None, Err(&error)));
+            let stays = live.map_or("no side".to_string(), |l| format!("{l}"));
+            (
+                code_of(&e),
+                format!("the switch to {to} failed; traffic stays on {stays}"),
+            )
+        }
+    };
+    Ok(run.finish(code, msg))
 }
 
 /// The blue-green release: the idle side through the executor (stage, stop, deploy, start,
@@ -378,19 +402,23 @@ impl SwitchPlan {
                     ),
                 ),
             },
-            Some(Ok(())) => match super::retire::retire_side(r, &self.settings, old).await {
-                Ok(n) => (
-                    exit_code::SUCCESS,
-                    format!(
-                        "{done}; the {old} side retired after {} ({n} hosts stopped)",
-                        crate::units::human_duration(wait)
+            Some(Ok(())) => {
+                let res = super::retire::retire_side(r, &self.settings, old).await;
+                emit(super::retire::retired_event(r, old, idle, res.clone()));
+                match res {
+                    Ok(n) => (
+                        exit_code::SUCCESS,
+                        format!(
+                            "{done}; the {old} side retired after {} ({n} hosts stopped)",
+                            crate::units::human_duration(wait)
+                        ),
                     ),
-                ),
-                Err(e) => (
-                    exit_code::HOSTS_FAILED,
-                    format!("{done}; retire_after failed: {e}; {idle} stays live"),
-                ),
-            },
+                    Err(e) => (
+                        exit_code::HOSTS_FAILED,
+                        format!("{done}; retire_after failed: {e}; {idle} stays live"),
+                    ),
+                }
+            }
         }
     }
 }
@@ -421,16 +449,8 @@ fn switched_event(
     }
 }
 
-/// Every server to `to` in one step, then `to` recorded live on every host of both sides.
-pub fn switch_to(r: &Release, settings: &SshSettings, to: Side, run_id: &str) -> anyhow::Result<Duration> {
-    let rt = inputs::runtime();
-    let (took, _) = rt
-        .block_on(switch_to_async(r, settings, to, run_id))
-        .map_err(plan_error)?;
-    Ok(took)
-}
-
-/// `switch_to` inside a runtime: the time and the number of servers set.
+/// Every server to `to` in one step, then `to` recorded live on every host of both sides: the
+/// time and the number of servers set.
 async fn switch_to_async(
     r: &Release,
     settings: &SshSettings,

@@ -124,6 +124,7 @@ impl RunState {
             | EventKind::BatchFinished { .. }
             | EventKind::GateChecked { .. }
             | EventKind::Switched { .. }
+            | EventKind::Retired { .. }
             | EventKind::Paused { .. }
             | EventKind::Resumed { .. }
             | EventKind::Warning { .. } => {}

@@ -16,6 +16,8 @@ pub struct Terminal {
     quiet: bool,
     color: bool,
     bars: Option<Bars>,
+    /// A run of `tranche switch` or `tranche retire`: its one event line says what it did.
+    by_hand: std::sync::atomic::AtomicBool,
 }
 
 struct Bars {
@@ -44,7 +46,12 @@ impl Terminal {
                 hosts: Mutex::new(HashMap::new()),
             }
         });
-        Terminal { quiet, color, bars }
+        Terminal {
+            quiet,
+            color,
+            bars,
+            by_hand: Default::default(),
+        }
     }
 
     fn paint(&self, s: &str, code: &str) -> String {
@@ -99,8 +106,11 @@ impl Terminal {
                     b.overall.set_prefix(format!("{service} {version}"));
                 }
                 let s = crate::units::plural(*hosts);
+                let by_hand = matches!(mode.as_str(), "switch" | "retire");
+                self.by_hand.store(by_hand, std::sync::atomic::Ordering::Relaxed);
                 self.line(match mode.as_str() {
                     "check" => format!("preflight check of {hosts} host{s} for {service} {version}, changing nothing"),
+                    _ if by_hand => format!("{mode} {service} on {hosts} host{s} (run {})", e.run),
                     _ => format!(
                         "{mode} {service} to {version} on {hosts} host{s} in {batches} batches (run {})",
                         e.run
@@ -222,7 +232,7 @@ impl Terminal {
                 self.always(format!("{} {who}{msg}", self.paint("warning:", "1;33")));
             }
             EventKind::HostStarted { .. } => {}
-            EventKind::Switched { msg, .. } => self.always(msg.clone()),
+            EventKind::Switched { msg, .. } | EventKind::Retired { msg, .. } => self.always(msg.clone()),
             EventKind::GateChecked { batch, status, msg, .. } => {
                 let print = if *status == Status::Failed {
                     Self::always
@@ -245,6 +255,10 @@ impl Terminal {
             } => {
                 if let Some(b) = &self.bars {
                     b.overall.finish_and_clear();
+                }
+                if self.by_hand.load(std::sync::atomic::Ordering::Relaxed) {
+                    // The `switched` or `retired` line said it; a refusal is the error line.
+                    return;
                 }
                 self.always(String::new());
                 self.always(format!(

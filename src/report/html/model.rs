@@ -291,7 +291,7 @@ impl RunView {
                 }
             }
             EventKind::Warning { host, msg } => self.warnings.push((host.clone(), msg.clone())),
-            EventKind::GateChecked { .. } | EventKind::Switched { .. } => {}
+            EventKind::GateChecked { .. } | EventKind::Switched { .. } | EventKind::Retired { .. } => {}
             EventKind::RunFinished {
                 ok,
                 failed,
