@@ -210,6 +210,8 @@ pub struct JournalSummary {
     /// The exit code of the `run_finished` of the last run (the first or a resume), if it got
     /// that far.
     pub exit_code: Option<i64>,
+    /// Blue-green: the side the run last moved traffic to, if it did.
+    pub switched: Option<String>,
 }
 
 /// Read a journal. A torn last line (the controller killed mid-write) is ignored; any other

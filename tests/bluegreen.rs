@@ -1,4 +1,4 @@
-//! Blue-green on the real local fleet (slots 102 to 105): two host groups behind one HAProxy
+//! Blue-green on the real local fleet (slots 102 to 105, 121 and 122): two host groups behind one HAProxy
 //! backend, traffic moved by weights over the runtime API, under a request loop.
 
 mod common;
@@ -80,6 +80,30 @@ fn green_live_first(fleet: &Fleet, pb: &std::path::Path, inv: &std::path::Path) 
     let (code, stderr) = tranche(fleet, &["switch", pb.to_str().unwrap(), "--to", "green"], inv);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("from none to green"), "{stderr}");
+}
+
+/// `tranche release` of `pb` in the background, its events to `ev` (`fleet.stderr_of(name)`).
+fn spawn_release(
+    fleet: &Fleet,
+    name: &str,
+    pb: &std::path::Path,
+    inv: &std::path::Path,
+    ev: &std::path::Path,
+) -> std::process::Child {
+    let main = fleet.inventory();
+    fleet.spawn_tranche(
+        name,
+        &[
+            "release",
+            "-i",
+            main.to_str().unwrap(),
+            "-i",
+            inv.to_str().unwrap(),
+            pb.to_str().unwrap(),
+            "--events",
+            ev.to_str().unwrap(),
+        ],
+    )
 }
 
 /// The switch time tranche printed, in milliseconds.
@@ -575,10 +599,10 @@ fn a_switch_by_hand_is_not_resumed() {
 }
 
 /// `retire_after`: the old side stops once the new one held that long; an interrupt during the
-/// wait leaves both sides up and says so. Slot 103, as the health-check test (one at a time).
+/// wait leaves both sides up and says so, and that run is not resumed (it had switched).
 #[test]
 fn retire_after_stops_the_old_side_and_an_interrupt_leaves_both_up() {
-    let fleet = Fleet::up(103, 4);
+    let fleet = Fleet::up(121, 4);
     fleet.install("1.0.0");
     let inv = groups(&fleet);
     let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
@@ -632,20 +656,8 @@ fn retire_after_stops_the_old_side_and_an_interrupt_leaves_both_up() {
 
     // 2.0.0 onto the retired blue side (started again), then an interrupt during the wait.
     let pb = playbook(&fleet, "bg-2b.yml", "2.0.0", "  retire_after: 60s\n");
-    let (main, ev) = (fleet.inventory(), fleet.dir.join("bg-2b.jsonl"));
-    let mut child = fleet.spawn_tranche(
-        "bg-2b",
-        &[
-            "release",
-            "-i",
-            main.to_str().unwrap(),
-            "-i",
-            inv.to_str().unwrap(),
-            pb.to_str().unwrap(),
-            "--events",
-            ev.to_str().unwrap(),
-        ],
-    );
+    let ev = fleet.dir.join("bg-2b.jsonl");
+    let mut child = spawn_release(&fleet, "bg-2b", &pb, &inv, &ev);
     common::wait_event(&ev, 90, |e| e["type"] == "switched");
     std::thread::sleep(std::time::Duration::from_millis(500));
     common::signal(&child, "-INT");
@@ -660,4 +672,73 @@ fn retire_after_stops_the_old_side_and_an_interrupt_leaves_both_up() {
     assert!(fleet.all_up(), "{:?}", fleet.servers());
     let rec = std::fs::read_to_string(fleet.srv(3).join("demo/.tranche-live")).unwrap();
     assert!(rec.contains("live=blue\n") && rec.contains("retired=\n"), "{rec}");
+    // Traffic had moved: the interrupted run is not resumed.
+    let out = fleet.tranche(&["resume", "--yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("had switched traffic to the blue side before it stopped: there is nothing to resume"),
+        "{stderr}"
+    );
+}
+
+/// A blue-green release interrupted before its switch (here during the pause after its canary
+/// host) resumes under the same run: the idle side's canary host, already on the version, is
+/// skipped, the other is released, then every server switches; no failed request throughout.
+#[test]
+fn an_interrupted_blue_green_release_resumes_and_switches() {
+    let fleet = Fleet::up(122, 4);
+    fleet.install("1.0.0");
+    let inv = groups(&fleet);
+    let pb = playbook(&fleet, "bg-2.yml", "2.0.0", "");
+    let text = std::fs::read_to_string(&pb)
+        .unwrap()
+        .replace("  canary: 1\n", "  canary: 1\n  canary_pause: 3s\n");
+    std::fs::write(&pb, text).unwrap();
+    green_live_first(&fleet, &pb, &inv);
+    let requests = Requests::start(fleet.lb_port);
+    let ev = fleet.dir.join("bg-2.jsonl");
+    let mut child = spawn_release(&fleet, "bg-2", &pb, &inv, &ev);
+    common::wait_event(&ev, 90, |e| e["type"] == "paused");
+    common::signal(&child, "-INT");
+    let code = common::wait_exit(&mut child, 30);
+    let stderr = fleet.stderr_of("bg-2");
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(!stderr.contains("(first to last server)"), "{stderr}");
+    assert_eq!(live(&fleet), vec![3, 4], "{:?}", weights(&fleet));
+    assert_eq!(fleet.current(1).as_deref(), Some("2.0.0"));
+    assert_eq!(fleet.current(2).as_deref(), Some("1.0.0"));
+
+    let out = fleet.tranche(&["resume", "--yes"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, failed, errors) = requests.finish();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("resuming blue-green run"), "{stderr}");
+    println!("{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("[1] h01") && l.ends_with("already on 2.0.0")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("[1] h01          stop"), "{stderr}");
+    assert!(
+        stderr.contains("demo 2.0.0 is live on the blue side (4 HAProxy servers switched in "),
+        "{stderr}"
+    );
+    assert_eq!(live(&fleet), vec![1, 2], "{:?}", weights(&fleet));
+    assert_eq!(fleet.current(2).as_deref(), Some("2.0.0"));
+    assert_eq!(failed, 0, "failed requests: {errors:?}");
+    assert!(ok > 10, "{ok}");
+    // One run: the resume appended to the interrupted run's journal, ending with the switch.
+    let first: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&ev).unwrap().lines().next().unwrap()).unwrap();
+    let run = first["run"].as_str().unwrap();
+    let journal = std::fs::read_to_string(fleet.dir.join(format!(".tranche/runs/{run}/journal.jsonl"))).unwrap();
+    let switched = switched_events(&journal);
+    assert_eq!(switched.len(), 1, "{journal}");
+    assert_eq!(
+        (&switched[0]["to"], &switched[0]["status"]),
+        (&"blue".into(), &"ok".into())
+    );
 }

@@ -52,7 +52,7 @@ fn start(files: &Files, mode: Mode, run: &RunOptions, ssh: &SshOptions) -> anyho
                 .into(),
         )
     } else {
-        super::switch::release(r, record, run, ssh)
+        super::switch::release(r, record, Carried::default(), run, ssh)
     };
     // A run refused before its record was written leaves no folder behind (remove_dir removes
     // only empty ones: a run that started keeps its record).
@@ -146,11 +146,6 @@ pub fn resume(
         extra_vars: inputs::resolve_extra_vars(&record.extra_vars)?,
     };
     let mut r = inputs::load(&req)?;
-    if r.playbook.strategy.blue_green().is_some() {
-        return Err(CommandError::new(format!("cannot resume run {run_id}: blue-green runs are not resumed yet"))
-            .hint("`tranche status` shows the live side on each host; `tranche release` again releases the idle side, `tranche switch` moves traffic")
-            .into());
-    }
     if let Some(shard) = record.shard {
         inputs::narrow_to_shard(&mut r, shard)?;
     }
@@ -164,6 +159,9 @@ pub fn resume(
             .hint(format!("a rebuilt artifact under the same version would leave a mixed fleet; release it under a new version, or `tranche resume {run_id} --force`"))
             .into());
         }
+    }
+    if r.playbook.strategy.blue_green().is_some() {
+        return resume_blue_green(r, record, summary, run, ssh);
     }
     let total = r.targets.len();
     r.narrow(|h| !summary.done.contains(&h.name), !summary.any_ok);
@@ -218,6 +216,44 @@ pub fn resume(
 /// The run `tranche resume` continues when none is named: the newest unfinished one (of
 /// `shard`, if given). Unfinished runs of several shards in one state directory are two jobs'
 /// runs: taking the newest could resume the other job's, so one must be named.
+/// A blue-green release interrupted before its switch: the idle side is released again under
+/// the same run (its hosts already on the version are skipped, those the run had started go
+/// through again), then the switch. One that had switched is not resumed: traffic already moved.
+fn resume_blue_green(
+    r: Release,
+    record: RunRecord,
+    summary: journal::JournalSummary,
+    run: &RunOptions,
+    ssh: &SshOptions,
+) -> anyhow::Result<i32> {
+    let run_id = record.run_id.clone();
+    if record.command != "release" {
+        return Err(CommandError::new(format!(
+            "cannot resume run {run_id}: a blue-green service is not rolled back host by host"
+        ))
+        .hint("`tranche switch --back` moves all traffic back to the side that was live before")
+        .into());
+    }
+    if let Some(to) = &summary.switched {
+        return Err(CommandError::new(format!(
+            "run {run_id} had switched traffic to the {to} side before it stopped: there is nothing to resume"
+        ))
+        .hint("`tranche status` shows the live side; `tranche retire` stops the old side, `tranche switch --back` goes back")
+        .into());
+    }
+    eprintln!(
+        "resuming blue-green run {run_id}: the idle side again (its hosts already on {} are skipped), then the switch",
+        r.playbook.version
+    );
+    // Every host of the idle side goes through preflight again: those that finished are seen
+    // on the version as they are now (not as the first run found them) and skipped; those that
+    // failed are tried again, so their failures are not counted twice.
+    let mut carried = summary.carried;
+    carried.previous.retain(|h, _| !summary.done.contains(h));
+    carried.failed = 0;
+    super::switch::release(r, record, carried, run, ssh)
+}
+
 /// Runs of `release` and `rollback` are resumed; a `switch` or `retire` by hand is not.
 fn resumable(command: &str) -> bool {
     matches!(command, "release" | "rollback")

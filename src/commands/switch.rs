@@ -105,7 +105,13 @@ pub fn switch(
 /// health, under the usual limits; no traffic moves), then, still inside the run (its events,
 /// journal, JUnit and summary line), every server switched at once and the gate's watch; on a
 /// breach, traffic goes back to the side that was live.
-pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions) -> anyhow::Result<i32> {
+pub fn release(
+    r: Release,
+    record: RunRecord,
+    carried: Carried,
+    run: &RunOptions,
+    ssh: &SshOptions,
+) -> anyhow::Result<i32> {
     let bg = bluegreen::settings(&r).map_err(plan_error)?.clone();
     let settings = inputs::ssh_settings(ssh)?;
     let records = live_records(&r, &settings)?;
@@ -146,7 +152,7 @@ pub fn release(r: Release, record: RunRecord, run: &RunOptions, ssh: &SshOptions
     };
     // A retired idle side was stopped: its hosts go through the whole pipeline (stop, deploy,
     // start, health) even where its slot already holds this version, as a resumed run's do.
-    let mut carried = Carried::default();
+    let mut carried = carried;
     let idle_name = idle.as_str();
     for (host, rec) in &records {
         if rec.retired.as_deref() == Some(idle_name) && idle_r.targets.iter().any(|h| &h.name == host) {

@@ -56,6 +56,8 @@ pub(super) struct Replay {
     /// The release the current run moves hosts to (`run_started.version`).
     version: String,
     exit_code: Option<i64>,
+    /// Blue-green: the run moved traffic (a `switched` event that went well).
+    switched: Option<String>,
 }
 
 impl Replay {
@@ -123,6 +125,9 @@ impl Replay {
                 }
             }
             EventKind::RunFinished { exit_code, .. } => self.exit_code = Some(i64::from(*exit_code)),
+            EventKind::Switched {
+                to, status: Status::Ok, ..
+            } => self.switched = Some(to.clone()),
             _ => {}
         }
     }
@@ -130,6 +135,7 @@ impl Replay {
     pub(super) fn summary(self) -> JournalSummary {
         let mut sum = JournalSummary {
             exit_code: self.exit_code,
+            switched: self.switched,
             ..JournalSummary::default()
         };
         for (name, h) in self.hosts {
