@@ -125,7 +125,8 @@ pub enum Command {
         ssh: SshOptions,
     },
     /// Blue-green: move all traffic to the other side at once (every HAProxy server in one
-    /// step) and record the live side on every host.
+    /// step, or the new side registered, then the old deregistered) and record the live side
+    /// on every host; a run of its own, journaled (`tranche history` lists it).
     Switch {
         #[command(flatten)]
         files: Files,
@@ -143,6 +144,7 @@ pub enum Command {
     },
     /// Blue-green: stop the side that is not live (its instances on the idle slot, or the idle
     /// group's) and record it retired on every host; refused on a host where that side is live.
+    /// A run of its own, journaled.
     Retire {
         #[command(flatten)]
         files: Files,
