@@ -448,6 +448,7 @@ mod script {
                 std::fs::write(
                     &fake,
                     "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done >> \"$FAKE_LOG\"\necho --- >> \"$FAKE_LOG\"\n\
+                     prev=; for a in \"$@\"; do if [ \"$prev\" = --env-file ]; then echo \"envfile-mode=$(stat -c %a \"$a\")\"; sed 's/^/envfile:/' \"$a\"; fi; prev=$a; done >> \"$FAKE_LOG.env\"\n\
                      case \" $* \" in\n  *' inspect '*) printf '%s\\n' \"$FAKE_DIGESTS\" ;;\n  *' run '*) echo 0123456789abcdef0123 ;;\nesac\n",
                 )
                 .unwrap();
@@ -522,7 +523,7 @@ mod script {
         let evil = format!("x'; touch {0}; $(touch {0}) `touch {0}` *", pwned.display());
         let opts = vec![format!("--env=TOKEN={evil}"), "--publish=8080:80".to_string()];
         let command = vec!["/bin/sh".to_string(), "-c".to_string(), format!("echo {evil}")];
-        let cmd = image::start(&h.root(), "2.0.0", &img, "demo", &opts, &command).unwrap();
+        let cmd = image::start(&h.root(), "2.0.0", &img, "demo", &opts, &command, false).unwrap();
         let out = h.run(&cmd, "", ":/usr/bin:/bin");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         assert!(!pwned.exists(), "a value was run");
@@ -562,9 +563,81 @@ mod script {
             &img,
             "demo",
             &["--env=A=1\n--privileged".into()],
-            &[]
+            &[],
+            false
         )
         .is_err());
+    }
+
+    /// The `env` values reach the runtime through `--env-file`, from stdin into a file only the
+    /// user reads, removed once `run` returned: on no command line (before, each was a
+    /// `--env=KEY=VALUE` word of the SSH command and of `podman run`, in the host's `ps`).
+    #[test]
+    fn env_values_reach_the_runtime_through_a_private_file_not_the_command_line() {
+        let h = Host::new(true);
+        let img = image(&[]);
+        std::fs::create_dir_all(h.dir.path().join("root/releases/2.0.0")).unwrap();
+        std::fs::write(
+            h.dir.path().join("root/releases/2.0.0/.tranche-image"),
+            format!("127.0.0.1:5000/demo@{D1}\n"),
+        )
+        .unwrap();
+        let secret = "s3cr3t value with 'quotes' and $(touch nothing)";
+        let env = image::env_file(&[("TOKEN".into(), secret.into()), ("MODE".into(), "prod".into())]).unwrap();
+        let cmd = image::start(
+            &h.root(),
+            "2.0.0",
+            &img,
+            "demo",
+            &["--publish=8080:80".into()],
+            &[],
+            true,
+        )
+        .unwrap();
+        assert!(!cmd.to_command().contains("s3cr3t"), "{}", cmd.to_command());
+        let mut child = Command::new("/usr/bin/dash")
+            .arg("-c")
+            .arg(cmd.to_command())
+            .env("PATH", format!("{}:/usr/bin:/bin", h.dir.path().join("bin").display()))
+            .env("FAKE_LOG", h.dir.path().join("log"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(env.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let log = h.log();
+        assert!(
+            !log.contains("s3cr3t"),
+            "a value is on the runtime's command line: {log}"
+        );
+        let run: Vec<&str> = log
+            .split("---\n")
+            .find(|c| c.lines().any(|l| l == "run"))
+            .unwrap()
+            .lines()
+            .collect();
+        let at = run.iter().position(|w| *w == "--env-file").expect("--env-file");
+        assert_eq!(run[at + 2], "--publish=8080:80", "{run:?}");
+        // What the fake runtime found in the file while `run` ran: the values, in a 0600 file.
+        let seen = std::fs::read_to_string(h.dir.path().join("log.env")).unwrap();
+        assert!(
+            seen.contains(&format!("envfile:TOKEN={secret}\nenvfile:MODE=prod\n")),
+            "{seen}"
+        );
+        assert!(seen.starts_with("envfile-mode=600\n"), "{seen}");
+        // Removed once `run` returned.
+        let left: Vec<_> = std::fs::read_dir(h.dir.path().join("root"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".tranche-env"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+        // A value with a line break cannot be one line of the file: refused before anything runs.
+        assert!(image::env_file(&[("A".into(), "1\nB=2".into())]).is_err());
     }
 
     #[test]

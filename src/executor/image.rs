@@ -98,14 +98,15 @@ pub(super) async fn render_command(
     }
 }
 
-/// The options of `run` for `host`: the playbook's, the `env` values rendered for the host.
+/// What `run` gets for `host`: the playbook's options, the command rendered for the host, and
+/// the `env` values rendered for it (for `--env-file`, on stdin).
 pub(super) fn options(
     r: &Release,
     host: &Host,
     run_id: &str,
     img: &Image,
     previous: Option<&str>,
-) -> Result<(Vec<String>, Vec<String>), String> {
+) -> Result<(Vec<String>, Vec<String>, Vec<(String, String)>), String> {
     let mut env = Vec::new();
     for (k, t) in &img.env {
         env.push((k.clone(), r.render(t, host, run_id, previous)?));
@@ -115,7 +116,7 @@ pub(super) fn options(
         .iter()
         .map(|t| r.render(t, host, run_id, previous))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((remote::run_options(img, &env), command))
+    Ok((remote::run_options(img), command, env))
 }
 
 /// Start `releases/<version>`'s image as `<service>-<version>`, then `hooks.after_start`.
@@ -128,9 +129,27 @@ pub(super) async fn start(
     version: &str,
 ) -> Result<String, StepFailure> {
     let p = &r.playbook;
-    let (opts, command) = options(r, host, run_id, img, None)?;
-    let cmd = remote::start(&p.layout.root, version, img, &p.service, &opts, &command)?.to_command();
-    let out = conn.exec(&cmd, STEP_TIMEOUT).await?;
+    let (opts, command, env) = options(r, host, run_id, img, None)?;
+    let cmd = remote::start(
+        &p.layout.root,
+        version,
+        img,
+        &p.service,
+        &opts,
+        &command,
+        !env.is_empty(),
+    )?
+    .to_command();
+    let out = if env.is_empty() {
+        conn.exec(&cmd, STEP_TIMEOUT).await?
+    } else {
+        // The values reach the host on stdin, from a file only this user reads, removed after.
+        let file = crate::artifact_store::ConfigFile::write(&remote::env_file(&env)?)
+            .map_err(|e| format!("writing the container's env for the host: {e}"))?;
+        let out = conn.exec_with_input(&cmd, file.path(), 0, 0, STEP_TIMEOUT).await?;
+        drop(file);
+        out
+    };
     if !out.success() {
         return Err(StepFailure {
             msg: out.describe(),

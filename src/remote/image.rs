@@ -55,9 +55,9 @@ pub fn pull(root: &str, version: &str, image: &Image, service: &str) -> RemoteCo
     cmd("pull", root, version, image, service, &rest)
 }
 
-/// The `run` options of the default start: `--network`, `-p`, `-v`, `-e KEY=VALUE` (values
-/// rendered per host), then `run_args`.
-pub fn run_options(image: &Image, env: &[(String, String)]) -> Vec<String> {
+/// The `run` options of the default start: `--network`, `-p`, `-v`, then `run_args`. The `env`
+/// values are not options: they travel on stdin ([`env_file`]), never on a command line.
+pub fn run_options(image: &Image) -> Vec<String> {
     let mut o = Vec::new();
     if let Some(n) = &image.network {
         o.push(format!("--network={n}"));
@@ -68,16 +68,16 @@ pub fn run_options(image: &Image, env: &[(String, String)]) -> Vec<String> {
     for v in &image.volumes {
         o.push(format!("--volume={v}"));
     }
-    for (k, v) in env {
-        o.push(format!("--env={k}={v}"));
-    }
     o.extend(image.run_args.iter().cloned());
     o
 }
 
 /// Start the image `releases/<version>` records as the container `<service>-<version>` (a
 /// stopped one of that name is replaced), then prune the containers and images of releases no
-/// longer on the host. Prints `container=NAME ID` and `image=REF`.
+/// longer on the host. Prints `container=NAME ID` and `image=REF`. With `env_on_stdin`, the
+/// command's stdin is an [`env_file`]: the script keeps it in a file only its user reads,
+/// passes it as `--env-file`, and removes it once `run` returned, so that no value is on a
+/// command line (the SSH exec's, or the runtime's) where the host's process list shows it.
 pub fn start(
     root: &str,
     version: &str,
@@ -85,9 +85,26 @@ pub fn start(
     service: &str,
     options: &[String],
     command: &[String],
+    env_on_stdin: bool,
 ) -> Result<RemoteCommand, String> {
-    let rest = [lines(options)?, lines(command)?];
+    let envin = if env_on_stdin { "1" } else { "0" }.to_string();
+    let rest = [lines(options)?, lines(command)?, envin];
     Ok(cmd("start", root, version, image, service, &rest))
+}
+
+/// The `env` values as the runtime's `--env-file` reads them: `KEY=VALUE` a line, taken as
+/// written (no quotes, no expansion). A value with a line break cannot be one line: refused.
+pub fn env_file(env: &[(String, String)]) -> Result<String, String> {
+    let mut out = String::new();
+    for (k, v) in env {
+        if k.contains(['\n', '\r', '=']) || v.contains(['\n', '\r']) {
+            return Err(format!(
+                "`artifact.env.{k}` holds a line break (or its name an `=`): it cannot be passed"
+            ));
+        }
+        out.push_str(&format!("{k}={v}\n"));
+    }
+    Ok(out)
 }
 
 /// Stop the running containers of `service`, waiting `secs` for each before it is killed.

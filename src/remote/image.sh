@@ -5,8 +5,9 @@
 #   detect                          print `runtime=NAME` (exit 20 when the host has none)
 #   pull   INSECURE REF HEX         pull REF (NAME@sha256:HEX), check the pulled image's digest,
 #                                   record it in ROOT/releases/VERSION/.tranche-image
-#   start  RUNOPTS COMMAND          run the image recorded for VERSION as SERVICE-VERSION, then
-#                                   remove the containers and images of pruned releases
+#   start  RUNOPTS COMMAND ENVIN    run the image recorded for VERSION as SERVICE-VERSION (ENVIN
+#                                   1: stdin holds KEY=VALUE lines for --env-file), then remove
+#                                   the containers and images of pruned releases
 #   stop   SECONDS                  stop the running containers of SERVICE
 #   live                            print `image=REF` of the release `current` resolves to
 # RUNTIME: podman, docker, or auto (podman, else docker). GLOBALS, RUNOPTS and COMMAND are lists,
@@ -101,22 +102,31 @@ case $action in
     echo "runtime=$runtime"
     ;;
   start)
-    runopts=$1 command=$2
+    runopts=$1 command=$2 envin=$3
     rel=$root/releases/$version
     [ -f "$rel/.tranche-image" ] || die 18 "$rel/.tranche-image is not on the host"
     IFS= read -r ref < "$rel/.tranche-image"
     name=$service-$version
     # A container of that name stopped earlier (the release a rollback goes back to): replaced.
     rt rm -f -- "$name" > /dev/null 2>&1 || true
+    # The `env` values come on stdin: into a file only this user reads, removed once `run`
+    # returned, so that they are on no command line the process list shows.
+    envdir=
+    set -- run -d --name "$name" --label "tranche.service=$service" --label "tranche.version=$version"
+    if [ "$envin" = 1 ]; then
+      envdir=$(umask 077 && mktemp -d "$root/.tranche-env.XXXXXX") || die 10 "cannot write in $root"
+      (umask 077 && cat > "$envdir/env") || { rm -rf -- "$envdir"; die 10 "cannot write in $root"; }
+      set -- "$@" --env-file "$envdir/env"
+    fi
     set -f
     old=$IFS
     IFS=$nl
     # shellcheck disable=SC2086 # split on line breaks only, globbing off
-    set -- run -d --name "$name" --label "tranche.service=$service" --label "tranche.version=$version" \
-      $runopts "$ref" $command
+    set -- "$@" $runopts "$ref" $command
     IFS=$old
     set +f
-    id=$(rt "$@") || die 21 "$runtime run failed for $ref"
+    id=$(rt "$@") || { [ -z "$envdir" ] || rm -rf -- "$envdir"; die 21 "$runtime run failed for $ref"; }
+    [ -z "$envdir" ] || rm -rf -- "$envdir"
     echo "container=$name ${id%"${id#????????????}"}"
     echo "image=$ref"
     # Prune what `keep` let go: containers of releases no longer on the host, then the images
