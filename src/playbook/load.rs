@@ -137,6 +137,24 @@ impl Decoder<'_> {
                 self.error_hint(at, msg, hint);
             }
         }
+        // Two slots of a container image on one host: the default stop stops every container of
+        // the service there, the live slot's too.
+        if let (
+            Some(Strategy::BlueGreen(bg)),
+            Some(Artifact {
+                source: ArtifactSource::Image(_),
+                ..
+            }),
+        ) = (&strategy, &artifact)
+        {
+            if let (Shape::Slots { .. }, Some(at)) = (&bg.shape, top.get("blue_green").and_then(|b| b.get("slots"))) {
+                self.error_hint(
+                    at,
+                    "blue-green `slots` with a container image are not supported: stopping the idle slot's container would stop the live slot's too",
+                    "use two host groups (`blue_green: {blue: GROUP, green: GROUP}`), or a tarball artifact",
+                );
+            }
+        }
         let templates = std::mem::take(&mut self.templates).build();
         if top.get("start").is_some() && start.is_none() || top.get("health").is_some() && health.is_none() {
             return None;
