@@ -98,15 +98,24 @@ pub(super) async fn render_command(
     }
 }
 
-/// What `run` gets for `host`: the playbook's options, the command rendered for the host, and
-/// the `env` values rendered for it (for `--env-file`, on stdin).
+/// What `run` gets for a host.
+pub(super) struct RunParts {
+    /// The playbook's options.
+    pub options: Vec<String>,
+    /// The words after the image, rendered for the host.
+    pub command: Vec<String>,
+    /// The `env` values rendered for the host (for `--env-file`, on stdin).
+    pub env: Vec<(String, String)>,
+}
+
+/// What `run` gets for `host`.
 pub(super) fn options(
     r: &Release,
     host: &Host,
     run_id: &str,
     img: &Image,
     previous: Option<&str>,
-) -> Result<(Vec<String>, Vec<String>, Vec<(String, String)>), String> {
+) -> Result<RunParts, String> {
     let mut env = Vec::new();
     for (k, t) in &img.env {
         env.push((k.clone(), r.render(t, host, run_id, previous)?));
@@ -116,7 +125,11 @@ pub(super) fn options(
         .iter()
         .map(|t| r.render(t, host, run_id, previous))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((remote::run_options(img), command, env))
+    Ok(RunParts {
+        options: remote::run_options(img),
+        command,
+        env,
+    })
 }
 
 /// Start `releases/<version>`'s image as `<service>-<version>`, then `hooks.after_start`.
@@ -129,7 +142,11 @@ pub(super) async fn start(
     version: &str,
 ) -> Result<String, StepFailure> {
     let p = &r.playbook;
-    let (opts, command, env) = options(r, host, run_id, img, None)?;
+    let RunParts {
+        options: opts,
+        command,
+        env,
+    } = options(r, host, run_id, img, None)?;
     let cmd = remote::start(
         &p.layout.root,
         version,
