@@ -159,6 +159,9 @@ pub fn secrets_of(r: &Release) -> Vec<String> {
     }
     out.extend(p.notify.iter().flat_map(|n| n.secrets()));
     out.extend(p.artifact.store.auth.secrets());
+    if let crate::playbook::ArtifactSource::Image(img) = &p.artifact.source {
+        out.extend(img.login.iter().map(|l| l.password.clone()));
+    }
     if let Some(a) = &p.annotate {
         out.extend(a.token.iter().cloned());
         out.extend(userinfo_password(&a.grafana));

@@ -2,10 +2,12 @@
 # tests/image_env.sh — a local container registry and demo images for tests/images.rs. Needs
 # root, podman (with runc) and Debian's docker-registry (scripts/setup.sh installs them).
 #
-#   image_env.sh registry-up DIR ADDR:PORT   docker-registry on ADDR:PORT (plain HTTP), storage
-#                                            in DIR/registry; prints its pid
+#   image_env.sh registry-up DIR ADDR:PORT [USER PASS]
+#                                            docker-registry on ADDR:PORT (plain HTTP), storage
+#                                            in DIR/registry (with USER: htpasswd auth); prints
+#                                            its pid
 #   image_env.sh registry-down DIR
-#   image_env.sh build-push DIR ADDR:PORT VERSION
+#   image_env.sh build-push DIR ADDR:PORT VERSION [USER:PASS]
 #                                            an image of a BusyBox web server answering VERSION
 #                                            on /health and /, pushed as ADDR:PORT/demo:VERSION;
 #                                            prints its digest (sha256:...)
@@ -18,8 +20,20 @@ mkdir -p "$dir"
 
 case $cmd in
   registry-up)
-    addr=${3:?ADDR:PORT}
+    addr=${3:?ADDR:PORT} user=${4:-} pass=${5:-}
     mkdir -p "$dir/registry"
+    auth=
+    if [ -n "$user" ]; then
+      # htpasswd with a bcrypt hash (perl's crypt is libxcrypt's, which knows $2b$).
+      # A fixed salt (a test's registry): its 22nd character must be one bcrypt accepts.
+      salt=abcdefghijklmnopqrstuu
+      USER_=$user PASS_=$pass SALT_=$salt perl -e 'print "$ENV{USER_}:", crypt($ENV{PASS_}, "\$2b\$05\$$ENV{SALT_}"), "\n"' \
+        > "$dir/htpasswd"
+      auth="auth:
+  htpasswd:
+    realm: tranche-test
+    path: $dir/htpasswd"
+    fi
     cat > "$dir/registry.yml" <<EOF
 version: 0.1
 log:
@@ -29,6 +43,7 @@ storage:
     rootdirectory: $dir/registry
   delete:
     enabled: true
+$auth
 http:
   addr: $addr
 EOF
@@ -36,7 +51,8 @@ EOF
     setsid docker-registry serve "$dir/registry.yml" > "$dir/registry.log" 2>&1 < /dev/null &
     echo $! > "$dir/registry.pid"
     for _ in $(seq 100); do
-      if curl -fsS "http://$addr/v2/" > /dev/null 2>&1; then
+      # With auth, an answer (401) is enough: the registry is up.
+      if curl -sS -o /dev/null "http://$addr/v2/" 2> /dev/null; then
         cat "$dir/registry.pid"
         exit 0
       fi
@@ -51,7 +67,7 @@ EOF
     fi
     ;;
   build-push)
-    addr=${3:?ADDR:PORT} version=${4:?VERSION}
+    addr=${3:?ADDR:PORT} version=${4:?VERSION} creds=${5:-}
     root=$dir/rootfs-$version
     rm -rf "$root"
     mkdir -p "$root/bin" "$root/www" "$root/lib64" "$root/lib/x86_64-linux-gnu"
@@ -76,7 +92,7 @@ EOF
     chmod 755 "$root/serve"
     tar -C "$root" -cf "$dir/rootfs-$version.tar" .
     podman import -q --change 'CMD ["/bin/sh"]' "$dir/rootfs-$version.tar" "localhost/tranche-demo:$version" > /dev/null
-    podman push -q --tls-verify=false --digestfile "$dir/digest-$version" \
+    podman push -q --tls-verify=false ${creds:+--creds "$creds"} --digestfile "$dir/digest-$version" \
       "localhost/tranche-demo:$version" "$addr/demo:$version" > /dev/null
     cat "$dir/digest-$version"
     ;;

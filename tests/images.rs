@@ -15,6 +15,8 @@ use common::{events, Fleet, Requests};
 struct Registry {
     dir: PathBuf,
     addr: String,
+    /// `USER:PASS` when the registry wants a login (htpasswd).
+    creds: Option<String>,
 }
 
 fn env_sh(args: &[&str]) -> String {
@@ -36,12 +38,26 @@ impl Registry {
         let dir = fleet.dir.join("images");
         let addr = format!("{}.250:{}", fleet.net, 5000 + slot);
         env_sh(&["registry-up", dir.to_str().unwrap(), &addr]);
-        Registry { dir, addr }
+        Registry { dir, addr, creds: None }
+    }
+
+    /// A registry that wants `user`'s login (htpasswd, plain HTTP).
+    fn up_with_login(fleet: &Fleet, slot: u16, user: &str, pass: &str) -> Registry {
+        let dir = fleet.dir.join("images");
+        let addr = format!("{}.250:{}", fleet.net, 5000 + slot);
+        env_sh(&["registry-up", dir.to_str().unwrap(), &addr, user, pass]);
+        Registry {
+            dir,
+            addr,
+            creds: Some(format!("{user}:{pass}")),
+        }
     }
 
     /// Build and push the demo image answering `version`; its digest.
     fn push(&self, version: &str) -> String {
-        let d = env_sh(&["build-push", self.dir.to_str().unwrap(), &self.addr, version]);
+        let mut args = vec!["build-push", self.dir.to_str().unwrap(), &self.addr, version];
+        args.extend(self.creds.as_deref());
+        let d = env_sh(&args);
         assert!(d.starts_with("sha256:") && d.len() == 71, "{d}");
         d
     }
@@ -115,6 +131,8 @@ fn tranche(fleet: &Fleet, args: &[&str]) -> std::process::Output {
         .args(["--known-hosts", fleet.known_hosts().to_str().unwrap(), "--no-progress"])
         .env("CI", "true")
         .env("TRANCHE_TEST_IMAGE_TOKEN", "s3cr3t-image-token-value")
+        .env("TRANCHE_TEST_REGISTRY_PASSWORD", "s3cr3t-registry-pass")
+        .env("TRANCHE_TEST_WRONG_PASSWORD", "not-the-password")
         .current_dir(&fleet.dir)
         .output()
         .expect("run tranche")
@@ -428,6 +446,7 @@ mod script {
             network: None,
             run_args: vec![],
             command: vec![],
+            login: None,
         }
     }
 
@@ -449,7 +468,9 @@ mod script {
                     &fake,
                     "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done >> \"$FAKE_LOG\"\necho --- >> \"$FAKE_LOG\"\n\
                      prev=; for a in \"$@\"; do if [ \"$prev\" = --env-file ]; then echo \"envfile-mode=$(stat -c %a \"$a\")\"; sed 's/^/envfile:/' \"$a\"; fi; prev=$a; done >> \"$FAKE_LOG.env\"\n\
-                     case \" $* \" in\n  *' inspect '*) printf '%s\\n' \"$FAKE_DIGESTS\" ;;\n  *' run '*) echo 0123456789abcdef0123 ;;\nesac\n",
+                     case \" $* \" in\n  *' login '*) cat > \"$FAKE_LOG.stdin\"; echo \"login-authfile=$REGISTRY_AUTH_FILE dir-mode=$(stat -c %a \"${REGISTRY_AUTH_FILE%/*}\")\" >> \"$FAKE_LOG.auth\" ;;\n  \
+                     *' pull '*) echo \"pull-authfile=$REGISTRY_AUTH_FILE\" >> \"$FAKE_LOG.auth\" ;;\n  \
+                     *' inspect '*) printf '%s\\n' \"$FAKE_DIGESTS\" ;;\n  *' run '*) echo 0123456789abcdef0123 ;;\nesac\n",
                 )
                 .unwrap();
                 std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -567,6 +588,59 @@ mod script {
             false
         )
         .is_err());
+    }
+
+    /// `artifact.login`: the password reaches `login --password-stdin` on stdin, never a command
+    /// line; the login goes into an auth file in a folder only the user reads, which the pull
+    /// uses and which is removed after.
+    #[test]
+    fn a_registry_password_reaches_the_login_on_stdin_only() {
+        let h = Host::new(true);
+        let mut img = image(&[]);
+        img.login = Some(tranche::playbook::RegistryLogin {
+            username: "deploy".into(),
+            password: "s3cr3t-pw".into(),
+        });
+        let cmd = image::pull(&h.root(), "2.0.0", &img, "demo");
+        assert!(!cmd.to_command().contains("s3cr3t"), "{}", cmd.to_command());
+        let mut child = Command::new("/usr/bin/dash")
+            .arg("-c")
+            .arg(cmd.to_command())
+            .env("PATH", format!("{}:/usr/bin:/bin", h.dir.path().join("bin").display()))
+            .env("FAKE_LOG", h.dir.path().join("log"))
+            .env("FAKE_DIGESTS", format!("127.0.0.1:5000/demo@{D1}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(b"s3cr3t-pw").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let log = h.log();
+        assert!(!log.contains("s3cr3t"), "{log}");
+        assert!(
+            log.contains("login\n--tls-verify=false\n--username\ndeploy\n--password-stdin\n--\n127.0.0.1:5000\n"),
+            "{log}"
+        );
+        let stdin = std::fs::read_to_string(h.dir.path().join("log.stdin")).unwrap();
+        assert_eq!(stdin, "s3cr3t-pw");
+        let auth = std::fs::read_to_string(h.dir.path().join("log.auth")).unwrap();
+        let lines: Vec<&str> = auth.lines().collect();
+        let file = lines[0]
+            .strip_prefix("login-authfile=")
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        assert!(file.starts_with(&format!("{}/.tranche-auth.", h.root())), "{auth}");
+        assert!(lines[0].ends_with("dir-mode=700"), "{auth}");
+        assert_eq!(lines[1], format!("pull-authfile={file}"), "{auth}");
+        assert!(
+            !std::path::Path::new(file).parent().unwrap().exists(),
+            "the auth folder stayed"
+        );
     }
 
     /// The `env` values reach the runtime through `--env-file`, from stdin into a file only the
@@ -744,6 +818,72 @@ mod playbook {
             let e = load(&a).unwrap_err();
             assert!(e.contains(want), "{a}: {e}");
         }
+    }
+}
+
+/// A registry that wants a login (htpasswd): `artifact.login` logs the hosts in with the password
+/// on stdin into an auth file removed after the pull; without it, or with a wrong password, the
+/// stage fails on every host and nothing is touched; the password is in no output.
+#[test]
+fn a_registry_login_pulls_and_leaves_no_credentials_behind() {
+    let slot = 123;
+    let fleet = Fleet::up(slot, 2);
+    let _containers = Containers(&fleet);
+    let reg = Registry::up_with_login(&fleet, slot, "deploy", "s3cr3t-registry-pass");
+    let d1 = reg.push("1.0.0");
+    let image = format!("{}/demo:1.0.0@{d1}", reg.addr);
+    let login = |env: &str| format!("  login:\n    username: deploy\n    password: \"{{{{ env.{env} }}}}\"\n");
+    let ev = fleet.dir.join("ev.jsonl");
+    // No login: the registry refuses the pull.
+    let out = release(&fleet, &playbook(&fleet, "none.yml", "1.0.0", &image, "", ""), &ev, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("pulling") && stderr.contains("failed"), "{stderr}");
+    // A wrong password: the login fails, nothing is pulled.
+    let pb = playbook(
+        &fleet,
+        "wrong.yml",
+        "1.0.0",
+        &image,
+        &login("TRANCHE_TEST_WRONG_PASSWORD"),
+        "",
+    );
+    let out = release(&fleet, &pb, &ev, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("logging in to {} as deploy failed", reg.addr)),
+        "{stderr}"
+    );
+    for i in 1..=2 {
+        assert_eq!(fleet.current(i), None, "host {i}");
+    }
+    // The right one: pulled and running on both hosts.
+    let pb = playbook(
+        &fleet,
+        "login.yml",
+        "1.0.0",
+        &image,
+        &login("TRANCHE_TEST_REGISTRY_PASSWORD"),
+        "",
+    );
+    let out = release(&fleet, &pb, &ev, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for i in 1..=2 {
+        assert_eq!(health(&fleet, i), "1.0.0", "host {i}");
+        // The auth file is gone from the host.
+        let left: Vec<String> = std::fs::read_dir(fleet.srv(i).join("demo"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with(".tranche-auth"))
+            .collect();
+        assert!(left.is_empty(), "host {i}: {left:?}");
+    }
+    let events = std::fs::read_to_string(&ev).unwrap();
+    for text in [&stderr.to_string(), &events, &std::fs::read_to_string(&pb).unwrap()] {
+        assert!(!text.contains("s3cr3t-registry-pass"), "the password leaked: {text}");
     }
 }
 

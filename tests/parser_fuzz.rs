@@ -91,6 +91,7 @@ const PLAYBOOK_KEYS: &[&str] = &[
     "port",
     "canary_weight",
     "retire_after",
+    "login",
     "username",
     "password",
     "region",

@@ -207,10 +207,18 @@ impl Executor {
                 }
                 ArtifactSource::Image(img) => {
                     let cmd = crate::remote::image::pull(root, &p.version, img, &p.service).to_command();
-                    let out = conn
-                        .exec(&cmd, UPLOAD_TIMEOUT)
-                        .await
-                        .map_err(|e| format!("pulling the image: {e}"))?;
+                    let out = match &img.login {
+                        None => conn.exec(&cmd, UPLOAD_TIMEOUT).await,
+                        // The registry's password on stdin, from a file only this user reads.
+                        Some(login) => {
+                            let file = crate::artifact_store::ConfigFile::write(&login.password)
+                                .map_err(|e| format!("writing the registry's password for the host: {e}"))?;
+                            let out = conn.exec_with_input(&cmd, file.path(), 0, 0, UPLOAD_TIMEOUT).await;
+                            drop(file);
+                            out
+                        }
+                    }
+                    .map_err(|e| format!("pulling the image: {e}"))?;
                     let runtime = crate::remote::image::parse_runtime(&out.stdout).unwrap_or_default();
                     (runtime, out)
                 }

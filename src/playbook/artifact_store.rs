@@ -244,19 +244,9 @@ impl Decoder<'_> {
         let username = self
             .required(&bm, "username", what)
             .and_then(|n| self.credential(n, "artifact.basic_auth.username"));
-        let password = self.required(&bm, "password", what).and_then(|n| {
-            // The password comes from the environment: a playbook is committed and shown.
-            let src = self.string(n, "artifact.basic_auth.password")?;
-            if !src.contains("env.") {
-                self.error_hint(
-                    n,
-                    "`artifact.basic_auth.password` must come from the controller's environment",
-                    "e.g. `password: \"{{ env.ARTIFACT_PASSWORD }}\"`: a playbook is committed and shown",
-                );
-                return None;
-            }
-            self.credential(n, "artifact.basic_auth.password")
-        });
+        let password = self
+            .required(&bm, "password", what)
+            .and_then(|n| self.env_password(n, "artifact.basic_auth.password", "ARTIFACT_PASSWORD"));
         let (username, password) = (username?, password?);
         if username.contains(['\n', '\r']) || password.contains(['\n', '\r']) {
             self.error(b, "`artifact.basic_auth` holds a line break");

@@ -235,6 +235,21 @@ impl Decoder<'_> {
         }
     }
 
+    /// A password setting: it must come from the controller's environment (a playbook is
+    /// committed and shown), e.g. `"{{ env.VAR }}"` with `VAR` as `example`; rendered.
+    pub(super) fn env_password(&mut self, node: &Node, what: &str, example: &str) -> Option<String> {
+        let src = self.string(node, what)?;
+        if !src.contains("env.") {
+            self.error_hint(
+                node,
+                format!("`{what}` must come from the controller's environment"),
+                format!("e.g. `password: \"{{{{ env.{example} }}}}\"`: a playbook is committed and shown"),
+            );
+            return None;
+        }
+        self.credential(node, what)
+    }
+
     /// A credential setting: a string, rendered with the controller's environment as `env`.
     pub(super) fn credential(&mut self, node: &Node, what: &str) -> Option<String> {
         let src = self.string(node, what)?;

@@ -52,6 +52,32 @@ pub struct Image {
     pub network: Option<String>,
     pub run_args: Vec<String>,
     pub command: Vec<Template>,
+    /// `login: {username, password}`: the registry's credentials for the pull (the password
+    /// from the controller's environment, a secret); none: the hosts pull as they are.
+    pub login: Option<RegistryLogin>,
+}
+
+/// The credentials of `artifact.login`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for RegistryLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryLogin")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl Image {
+    /// The registry of the image: the name's first part (`registry.internal:5000`).
+    pub fn registry(&self) -> &str {
+        self.name.split('/').next().unwrap_or(&self.name)
+    }
 }
 
 impl Image {
@@ -160,6 +186,7 @@ pub(super) const IMAGE_KEYS: &[&str] = &[
     "network",
     "run_args",
     "command",
+    "login",
 ];
 
 impl Decoder<'_> {
@@ -334,6 +361,13 @@ impl Decoder<'_> {
                 }
             }
         }
+        let login = match m.get("login") {
+            None => None,
+            Some(n) => match self.registry_login(n) {
+                Some(l) => Some(l),
+                None => return None,
+            },
+        };
         let _ = node;
         if !ok {
             return None;
@@ -351,7 +385,30 @@ impl Decoder<'_> {
             network,
             run_args,
             command,
+            login,
         })
+    }
+
+    /// `artifact.login: {username, password}`; the password from the environment.
+    fn registry_login(&mut self, n: &Node) -> Option<RegistryLogin> {
+        let what = "artifact.login";
+        let lm = self.map(n, what, &["username", "password"])?;
+        let username = self
+            .required(&lm, "username", what)
+            .and_then(|u| self.credential(u, "artifact.login.username"));
+        let password = self
+            .required(&lm, "password", what)
+            .and_then(|p| self.env_password(p, "artifact.login.password", "REGISTRY_PASSWORD"));
+        let (username, password) = (username?, password?);
+        if let Some(why) = check_word(&username, false) {
+            self.error(n, format!("`artifact.login.username` {why}"));
+            return None;
+        }
+        if password.contains(['\n', '\r']) {
+            self.error(n, "`artifact.login.password` holds a line break");
+            return None;
+        }
+        Some(RegistryLogin { username, password })
     }
 }
 

@@ -15,7 +15,7 @@ mod strategy;
 pub mod template;
 
 pub use artifact_store::{ArtifactFormat, ArtifactStore, S3Credentials, S3Store, StoreAuth};
-pub use image::{check_digest, parse_reference, Image, Runtime};
+pub use image::{check_digest, parse_reference, Image, RegistryLogin, Runtime};
 pub use metrics::Metrics;
 pub use model::*;
 pub use notify::{Annotate, Moment, Notifier, NotifyKind};

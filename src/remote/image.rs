@@ -44,13 +44,18 @@ pub fn detect(root: &str, image: &Image, service: &str) -> RemoteCommand {
 }
 
 /// Pull the pinned image, check its digest, record it as `releases/<version>`. Prints
-/// `staged=pulled` and `runtime=NAME`. Named exits: `DownloadFailed` (the pull failed),
-/// `ShaMismatch` (the pulled image does not have the planned digest), `LiveDiffers`.
+/// `staged=pulled` and `runtime=NAME`. Named exits: `DownloadFailed` (the pull, or the login
+/// before it, failed), `ShaMismatch` (the pulled image does not have the planned digest),
+/// `LiveDiffers`. With `artifact.login`, the command's stdin is the password: the script logs
+/// in with `--password-stdin` into an auth file only its user reads, pulls with it, and removes
+/// it, so the password is on no command line and does not stay on the host.
 pub fn pull(root: &str, version: &str, image: &Image, service: &str) -> RemoteCommand {
     let rest = [
         if image.insecure { "1" } else { "0" }.to_string(),
         image.pinned(),
         image.digest_hex().to_string(),
+        image.login.as_ref().map(|l| l.username.clone()).unwrap_or_default(),
+        image.registry().to_string(),
     ];
     cmd("pull", root, version, image, service, &rest)
 }

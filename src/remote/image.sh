@@ -3,8 +3,11 @@
 #
 # Arguments: ACTION ROOT VERSION RUNTIME SERVICE GLOBALS, then per ACTION:
 #   detect                          print `runtime=NAME` (exit 20 when the host has none)
-#   pull   INSECURE REF HEX         pull REF (NAME@sha256:HEX), check the pulled image's digest,
-#                                   record it in ROOT/releases/VERSION/.tranche-image
+#   pull   INSECURE REF HEX LOGIN REGISTRY
+#                                   pull REF (NAME@sha256:HEX), check the pulled image's digest,
+#                                   record it in ROOT/releases/VERSION/.tranche-image; LOGIN (a
+#                                   user name, empty: none) logs in to REGISTRY first, the
+#                                   password on stdin
 #   start  RUNOPTS COMMAND ENVIN    run the image recorded for VERSION as SERVICE-VERSION (ENVIN
 #                                   1: stdin holds KEY=VALUE lines for --env-file), then remove
 #                                   the containers and images of pruned releases
@@ -59,14 +62,27 @@ case $action in
     echo "runtime=$runtime"
     ;;
   pull)
-    insecure=$1 ref=$2 hex=$3
+    insecure=$1 ref=$2 hex=$3 login=$4 registry=$5
     if [ "$insecure" = 1 ] && [ "$runtime" = podman ]; then
       set -- --tls-verify=false
     else
       set --
     fi
+    # `artifact.login`: the password is on stdin. The login goes into an auth file of its own
+    # (podman reads REGISTRY_AUTH_FILE, docker DOCKER_CONFIG), in a folder only this user
+    # reads, removed after the pull: no password on a command line, none left on the host.
+    authdir=
+    if [ -n "$login" ]; then
+      authdir=$(umask 077 && mktemp -d "$root/.tranche-auth.XXXXXX") || die 10 "cannot write in $root"
+      REGISTRY_AUTH_FILE=$authdir/auth.json DOCKER_CONFIG=$authdir
+      export REGISTRY_AUTH_FILE DOCKER_CONFIG
+      rt login "$@" --username "$login" --password-stdin -- "$registry" > /dev/null ||
+        { rc=$?; rm -rf -- "$authdir"; die 14 "logging in to $registry as $login failed ($runtime exit $rc)"; }
+    fi
     # `-q`: the image's id only; the reference is an argument after `--`.
-    rt pull -q "$@" -- "$ref" > /dev/null || die 14 "pulling $ref failed ($runtime exit $?)"
+    rt pull -q "$@" -- "$ref" > /dev/null ||
+      { rc=$?; [ -z "$authdir" ] || rm -rf -- "$authdir"; die 14 "pulling $ref failed ($runtime exit $rc)"; }
+    [ -z "$authdir" ] || rm -rf -- "$authdir"
     # What the host now holds under that name: its repository digests must include the planned
     # one (a registry or a mirror that answered with another image is refused).
     got=$(rt image inspect --format '{{range .RepoDigests}}{{println .}}{{end}}' -- "$ref") ||
