@@ -5,21 +5,11 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Fleet, Requests, Service};
+use common::bluegreen::{add_error_gate, green_live_first, groups, prometheus, switched_events, tranche_with};
+use common::{Fleet, Requests};
 
-/// The fleet's inventory, plus groups `blue` (hosts 1 to n/2) and `green` (the rest).
-fn groups(fleet: &Fleet) -> PathBuf {
-    let half = fleet.hosts / 2;
-    let names =
-        |r: std::ops::RangeInclusive<usize>| -> String { r.map(|i| format!("        h{i:02}: {{}}\n")).collect() };
-    let text = format!(
-        "all:\n  children:\n    blue:\n      hosts:\n{}    green:\n      hosts:\n{}",
-        names(1..=half),
-        names(half + 1..=fleet.hosts)
-    );
-    let path = fleet.dir.join("groups.yml");
-    std::fs::write(&path, text).unwrap();
-    path
+fn tranche(fleet: &Fleet, args: &[&str], inventory: &std::path::Path) -> (Option<i32>, String) {
+    tranche_with(fleet, args, Some(inventory))
 }
 
 fn playbook(fleet: &Fleet, name: &str, version: &str, extra: &str) -> PathBuf {
@@ -55,31 +45,6 @@ fn live(fleet: &Fleet) -> Vec<usize> {
         .filter(|(_, w)| *w > 0)
         .map(|(s, _)| s.trim_start_matches('h').parse().unwrap())
         .collect()
-}
-
-fn tranche(fleet: &Fleet, args: &[&str], inventory: &std::path::Path) -> (Option<i32>, String) {
-    let main = fleet.inventory();
-    let mut all = vec![args[0], "-i", main.to_str().unwrap(), "-i", inventory.to_str().unwrap()];
-    all.extend(&args[1..]);
-    let out = fleet.tranche(&all);
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
-}
-
-/// The `switched` events of a JSON Lines text.
-fn switched_events(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["type"] == "switched")
-        .collect()
-}
-
-/// A fleet that rolling releases left with every host in traffic: make green live by hand
-/// (`switch --to green`: blue's servers lose their weight), so that the first blue-green
-/// release may stop blue's hosts.
-fn green_live_first(fleet: &Fleet, pb: &std::path::Path, inv: &std::path::Path) {
-    let (code, stderr) = tranche(fleet, &["switch", pb.to_str().unwrap(), "--to", "green"], inv);
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("from none to green"), "{stderr}");
 }
 
 /// `tranche release` of `pb` in the background, its events to `ev` (`fleet.stderr_of(name)`).
@@ -384,19 +349,11 @@ fn a_gate_breach_after_the_switch_switches_back() {
     green_live_first(&fleet, &pb, &inv);
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
-    let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
-    let prom = Service::up("prometheus", 29402, &["--scrape", &targets.join(","), "--wait-scrape"]);
+    let prom = prometheus(&fleet, 29402, 8080);
     // The flaky release is healthy but counts errors: the gate's watch after the switch sees
     // them, and traffic goes back to blue.
-    let gate = format!(
-        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s]))'\n    max: 0.01\n    for: 8s\n",
-        prom.url()
-    );
     let pb = playbook(&fleet, "bg-flaky.yml", "flaky", "");
-    let text = std::fs::read_to_string(&pb)
-        .unwrap()
-        .replace("  stage:\n", &format!("{gate}  stage:\n"));
-    std::fs::write(&pb, text).unwrap();
+    add_error_gate(&pb, &prom, "", "8s");
     let ev = fleet.dir.join("bg-flaky.jsonl");
     let (code, stderr) = tranche(
         &fleet,
@@ -440,17 +397,9 @@ fn a_gate_breach_during_the_canary_weight_never_switches() {
     green_live_first(&fleet, &pb, &inv);
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(0), "{stderr}");
-    let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
-    let prom = Service::up("prometheus", 29405, &["--scrape", &targets.join(","), "--wait-scrape"]);
-    let gate = format!(
-        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s]))'\n    max: 0.01\n    for: 8s\n",
-        prom.url()
-    );
+    let prom = prometheus(&fleet, 29405, 8080);
     let pb = playbook(&fleet, "bg-flaky.yml", "flaky", "  canary_weight: 10\n");
-    let text = std::fs::read_to_string(&pb)
-        .unwrap()
-        .replace("  stage:\n", &format!("{gate}  stage:\n"));
-    std::fs::write(&pb, text).unwrap();
+    add_error_gate(&pb, &prom, "", "8s");
     let (code, stderr) = tranche(&fleet, &["release", pb.to_str().unwrap()], &inv);
     assert_eq!(code, Some(4), "{stderr}");
     assert!(

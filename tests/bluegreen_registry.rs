@@ -7,21 +7,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::bluegreen::{add_error_gate, green_live_first, groups, prometheus, switched_events, tranche_with};
 use common::{http, Fleet, Recorder, Service};
 
-/// The fleet's inventory, plus groups `blue` (hosts 1 to n/2) and `green` (the rest).
-fn groups(fleet: &Fleet) -> PathBuf {
-    let half = fleet.hosts / 2;
-    let names =
-        |r: std::ops::RangeInclusive<usize>| -> String { r.map(|i| format!("        h{i:02}: {{}}\n")).collect() };
-    let text = format!(
-        "all:\n  children:\n    blue:\n      hosts:\n{}    green:\n      hosts:\n{}",
-        names(1..=half),
-        names(half + 1..=fleet.hosts)
-    );
-    let path = fleet.dir.join("groups.yml");
-    std::fs::write(&path, text).unwrap();
-    path
+fn tranche(fleet: &Fleet, args: &[&str], inventory: &Path) -> (Option<i32>, String) {
+    tranche_with(fleet, args, Some(inventory))
 }
 
 /// A groups blue-green playbook of `version` with `registry` (a `registry:` block).
@@ -31,31 +21,6 @@ fn playbook(fleet: &Fleet, name: &str, version: &str, registry: &str) -> PathBuf
          strategy: blue-green\nblue_green:\n  blue: blue\n  green: green\n"
     );
     fleet.playbook_with(name, version, "all", &body, registry)
-}
-
-fn tranche(fleet: &Fleet, args: &[&str], inventory: &Path) -> (Option<i32>, String) {
-    let main = fleet.inventory();
-    let mut all = vec![args[0], "-i", main.to_str().unwrap(), "-i", inventory.to_str().unwrap()];
-    all.extend(&args[1..]);
-    let out = fleet.tranche(&all);
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
-}
-
-/// `fleet.install` leaves every host running as rolling releases would: make green live by
-/// hand first (`switch --to green`: green registered, blue deregistered), so that the first
-/// blue-green release may stop blue's hosts (it refuses otherwise).
-fn green_live_first(fleet: &Fleet, pb: &Path, inv: &Path) {
-    let (code, stderr) = tranche(fleet, &["switch", pb.to_str().unwrap(), "--to", "green"], inv);
-    assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("from none to green"), "{stderr}");
-}
-
-/// The `switched` events of a JSON Lines file.
-fn switched_events(path: &Path) -> Vec<serde_json::Value> {
-    common::events(path)
-        .into_iter()
-        .filter(|e| e["type"] == "switched")
-        .collect()
 }
 
 /// The side a host records live.
@@ -149,7 +114,7 @@ fn etcd_holds_exactly_the_live_sides_keys_through_switches_and_a_failed_registra
         .find(|l| l.contains("(first to last instance)"))
         .unwrap_or_else(|| panic!("no switch line:\n{stderr}"));
     println!("{line}");
-    let switched = switched_events(&ev);
+    let switched = switched_events(&std::fs::read_to_string(&ev).unwrap());
     assert_eq!(switched.len(), 1, "{switched:?}");
     let sw = &switched[0];
     assert_eq!(
@@ -205,7 +170,7 @@ fn etcd_holds_exactly_the_live_sides_keys_through_switches_and_a_failed_registra
             ),
         "{msg}"
     );
-    let switched = switched_events(&ev);
+    let switched = switched_events(&std::fs::read_to_string(&ev).unwrap());
     assert_eq!(switched.len(), 1, "{switched:?}");
     assert_eq!(switched[0]["status"], "failed", "{:?}", switched[0]);
     for i in 1..=4 {
@@ -271,17 +236,9 @@ fn http_registry_registers_the_new_side_before_deregistering_the_old() {
     // A gate breach after the switch switches back through the registry: green registered,
     // blue deregistered, then blue registered again and green deregistered.
     rec.status.store(200, std::sync::atomic::Ordering::SeqCst);
-    let targets: Vec<String> = (1..=4).map(|i| format!("{}.{i}:8080", fleet.net)).collect();
-    let prom = Service::up("prometheus", 29419, &["--scrape", &targets.join(","), "--wait-scrape"]);
-    let gate = format!(
-        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s]))'\n    max: 0.01\n    for: 8s\n",
-        prom.url()
-    );
+    let prom = prometheus(&fleet, 29419, 8080);
     let pb = playbook(&fleet, "bg-flaky.yml", "flaky", &registry);
-    let text = std::fs::read_to_string(&pb)
-        .unwrap()
-        .replace("rollout:\n", &format!("rollout:\n{gate}"));
-    std::fs::write(&pb, text).unwrap();
+    add_error_gate(&pb, &prom, "", "8s");
     let before = rec.requests().len();
     let ev = fleet.dir.join("bg-flaky.jsonl");
     let (code, stderr) = tranche(
@@ -327,7 +284,7 @@ fn http_registry_registers_the_new_side_before_deregistering_the_old() {
         (vec!["PUT /out", "PUT /out"], vec!["h03".into(), "h04".into()]),
         "{got:?}"
     );
-    let moves: Vec<(String, String)> = switched_events(&ev)
+    let moves: Vec<(String, String)> = switched_events(&std::fs::read_to_string(&ev).unwrap())
         .iter()
         .map(|e| (e["why"].as_str().unwrap().into(), e["to"].as_str().unwrap().into()))
         .collect();

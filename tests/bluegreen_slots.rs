@@ -8,7 +8,12 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{Fleet, Requests, Service};
+use common::bluegreen::{add_error_gate, prometheus, switched_events, tranche_with};
+use common::{Fleet, Requests};
+
+fn tranche(fleet: &Fleet, args: &[&str]) -> (Option<i32>, String) {
+    tranche_with(fleet, args, None)
+}
 
 const SLOTS: &[(&str, u16)] = &[("blue", 8081), ("green", 8082)];
 
@@ -50,22 +55,6 @@ fn live_is(fleet: &Fleet, slot: &str) -> bool {
     s.len() == 2 * fleet.hosts
         && s.iter()
             .all(|(name, _, w)| (*w > 0) == name.ends_with(&format!("-{slot}")))
-}
-
-fn tranche(fleet: &Fleet, args: &[&str]) -> (Option<i32>, String) {
-    let inv = fleet.inventory();
-    let mut all = vec![args[0], "-i", inv.to_str().unwrap()];
-    all.extend(&args[1..]);
-    let out = fleet.tranche(&all);
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
-}
-
-/// The `switched` events of a JSON Lines text.
-fn switched_events(text: &str) -> Vec<serde_json::Value> {
-    text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["type"] == "switched")
-        .collect()
 }
 
 /// The pid of slot `port`'s instance on every host.
@@ -221,17 +210,9 @@ fn slots_release_switch_back_gate_and_retire_under_load() {
 
     // A gate breach after the switch: the flaky release (healthy, but its users get 500s and
     // every scrape counts an error) goes onto green; Prometheus scrapes the green slot.
-    let targets: Vec<String> = (1..=fleet.hosts).map(|i| format!("{}.{i}:8082", fleet.net)).collect();
-    let prom = Service::up("prometheus", 29415, &["--scrape", &targets.join(","), "--wait-scrape"]);
-    let gate = format!(
-        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s]))'\n    max: 0.01\n    for: 8s\n",
-        prom.url()
-    );
+    let prom = prometheus(&fleet, 29415, 8082);
     let pbf = playbook(&fleet, "slots-flaky.yml", "flaky", "");
-    let text = std::fs::read_to_string(&pbf)
-        .unwrap()
-        .replace("  stage:\n", &format!("{gate}  stage:\n"));
-    std::fs::write(&pbf, text).unwrap();
+    add_error_gate(&pbf, &prom, "", "8s");
     let requests = Requests::start(fleet.lb_port);
     let ev = fleet.dir.join("slots-flaky.jsonl");
     let (code, stderr) = tranche(
@@ -392,17 +373,9 @@ fn a_retired_slot_comes_back_through_a_canary_without_a_failed_request() {
 
     // 2.0.0 again onto the retired blue slot, which still holds it: started again, 10% of the
     // traffic while the gate (no errors on blue) watches, then the switch.
-    let targets: Vec<String> = (1..=fleet.hosts).map(|i| format!("{}.{i}:8081", fleet.net)).collect();
-    let prom = Service::up("prometheus", 29416, &["--scrape", &targets.join(","), "--wait-scrape"]);
-    let gate = format!(
-        "  gate:\n    prometheus: {}\n    query: 'sum(rate(demo_errors_total{{job=\"demo\"}}[5s])) or vector(0)'\n    max: 0.01\n    for: 3s\n",
-        prom.url()
-    );
+    let prom = prometheus(&fleet, 29416, 8081);
     let pb = playbook(&fleet, "slots-2b.yml", "2.0.0", "  canary_weight: 10\n");
-    let text = std::fs::read_to_string(&pb)
-        .unwrap()
-        .replace("  stage:\n", &format!("{gate}  stage:\n"));
-    std::fs::write(&pb, text).unwrap();
+    add_error_gate(&pb, &prom, " or vector(0)", "3s");
     let ev = fleet.dir.join("slots-2b.jsonl");
     let (code, stderr) = tranche(
         &fleet,

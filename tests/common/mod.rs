@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod bluegreen;
+
 /// Run `tests/fleet/fleet.sh` with `args`.
 fn fleet_sh(args: &[&str]) -> Output {
     Command::new("bash")
