@@ -205,24 +205,7 @@ impl Executor {
         if let Some(link) = self.registry.link() {
             let target = &link.target;
             let host = r.inventory.host(target);
-            let ep = match (host, link.role) {
-                (Some(h), _) => self.endpoint(h),
-                (None, LinkRole::Delegate) => {
-                    return Err(format!("the registry delegate {target} is not in the inventory"));
-                }
-                (None, LinkRole::LoadBalancer) => {
-                    let (user, name, port) = crate::ssh::parse_target(target);
-                    let spec = crate::ssh::config::HostSpec {
-                        name,
-                        address: None,
-                        port,
-                        user,
-                        identity: None,
-                        jump: None,
-                    };
-                    crate::ssh::config::resolve(&spec, &self.settings)
-                }
-            };
+            let ep = crate::registry::link_endpoint(r, &link, &self.settings)?;
             let t = Instant::now();
             let mut conn = match (Connection::open(&ep, &self.settings).await, link.role) {
                 (Ok(conn), _) => conn,

@@ -99,14 +99,16 @@ pub trait Registry: Send + Sync {
     }
 }
 
-/// Open the connection to a registry's [`Link`]: an inventory host as the run reaches it, or
-/// (a load balancer only) any host the SSH config resolves. The executor's preflight does the
-/// same with its own events; blue-green's switch, which runs outside a host pipeline (`tranche
-/// switch`), uses this.
-pub async fn open_link(r: &Release, link: &Link, settings: &crate::ssh::SshSettings) -> Result<Connection, String> {
+/// Where a registry's [`Link`] is reached: an inventory host as the run reaches it, or (a load
+/// balancer only) any host the SSH config resolves. The executor's preflight connects it with
+/// its own events; [`open_link`] without.
+pub fn link_endpoint(
+    r: &Release,
+    link: &Link,
+    settings: &crate::ssh::SshSettings,
+) -> Result<crate::ssh::Endpoint, String> {
     let target = &link.target;
-    let host = r.inventory.host(target);
-    let ep = match (host, link.role) {
+    Ok(match (r.inventory.host(target), link.role) {
         (Some(h), _) => crate::reach::endpoint(h, settings),
         (None, LinkRole::Delegate) => return Err(format!("the registry delegate {target} is not in the inventory")),
         (None, LinkRole::LoadBalancer) => {
@@ -121,7 +123,15 @@ pub async fn open_link(r: &Release, link: &Link, settings: &crate::ssh::SshSetti
             };
             crate::ssh::config::resolve(&spec, settings)
         }
-    };
+    })
+}
+
+/// Open the connection to a registry's [`Link`] (blue-green's switch, which runs outside a
+/// host pipeline: `tranche switch`).
+pub async fn open_link(r: &Release, link: &Link, settings: &crate::ssh::SshSettings) -> Result<Connection, String> {
+    let target = &link.target;
+    let host = r.inventory.host(target);
+    let ep = link_endpoint(r, link, settings)?;
     let mut conn = Connection::open(&ep, settings).await.map_err(|e| match link.role {
         LinkRole::Delegate => format!("the registry delegate {target} cannot be reached: {e}"),
         LinkRole::LoadBalancer => format!("the load balancer host {target}: {e}"),
