@@ -244,24 +244,8 @@ impl SwitchPlan {
             }
             if let Err(breach) = crate::monitor::watch_gate(&http, g, q).await {
                 let back = self.live.unwrap_or(idle.other());
-                return match bluegreen::move_traffic(r, &self.settings, back, None, &self.run_id).await {
-                    Ok(moved) => {
-                        emit(switched_event(
-                            Some(idle.to_string()),
-                            back,
-                            "back",
-                            100,
-                            Some(moved),
-                            Ok(format!(
-                                "gate breached during the canary ({breach}): all traffic back on {back}"
-                            )),
-                        ));
-                        let s = Switch::GateFailed {
-                            during_canary: true,
-                            back: Some(back.as_str()),
-                        };
-                        (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s))
-                    }
+                return match self.go_back(back, true, &breach, emit).await {
+                    Ok(done) => done,
                     Err(e) => failed(back, e, emit),
                 };
             }
@@ -297,25 +281,8 @@ impl SwitchPlan {
                     };
                     return (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s));
                 };
-                return match switch_to_async(r, &self.settings, back, &self.run_id).await {
-                    Ok(moved) => {
-                        emit(switched_event(
-                            Some(idle.to_string()),
-                            back,
-                            "back",
-                            100,
-                            Some(moved),
-                            Ok(format!(
-                                "gate breached after the switch ({breach}): switched back to {back} in {}",
-                                switch_time(moved.0)
-                            )),
-                        ));
-                        let s = Switch::GateFailed {
-                            during_canary: false,
-                            back: Some(back.as_str()),
-                        };
-                        (exit_code::BUDGET_EXCEEDED, summary::switched(service, version, &s))
-                    }
+                return match self.go_back(back, false, &breach, emit).await {
+                    Ok(done) => done,
                     Err(e) => failed(back, e, emit),
                 };
             }
@@ -331,6 +298,47 @@ impl SwitchPlan {
             (Some(wait), Some(old)) => self.retire_after(wait, old, &http, done, emit).await,
             _ => (exit_code::SUCCESS, done),
         }
+    }
+
+    /// The gate breached: all traffic back on `back`, a `switched` event of why `back`, exit 4.
+    /// During the canary the live side never changed, so only the traffic moves; after the
+    /// switch, `back` is recorded live again on every host.
+    async fn go_back(
+        &self,
+        back: Side,
+        during_canary: bool,
+        breach: &str,
+        emit: &EmitKind,
+    ) -> Result<(i32, String), BlueGreenError> {
+        let (r, idle) = (&self.r, self.idle);
+        let (moved, msg) = if during_canary {
+            let moved = bluegreen::move_traffic(r, &self.settings, back, None, &self.run_id).await?;
+            (
+                moved,
+                format!("gate breached during the canary ({breach}): all traffic back on {back}"),
+            )
+        } else {
+            let moved = switch_to_async(r, &self.settings, back, &self.run_id).await?;
+            let t = switch_time(moved.0);
+            (
+                moved,
+                format!("gate breached after the switch ({breach}): switched back to {back} in {t}"),
+            )
+        };
+        emit(switched_event(
+            Some(idle.to_string()),
+            back,
+            "back",
+            100,
+            Some(moved),
+            Ok(msg),
+        ));
+        let s = Switch::GateFailed {
+            during_canary,
+            back: Some(back.as_str()),
+        };
+        let done = summary::switched(&r.playbook.service, &r.playbook.version, &s);
+        Ok((exit_code::BUDGET_EXCEEDED, done))
     }
 
     /// `retire_after`: wait `wait` (the gate watching, if there is one), then stop `old`. A
